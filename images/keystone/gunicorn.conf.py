@@ -1,0 +1,27 @@
+"""gunicorn settings for Keystone, read from the working directory.
+
+Keystone parses sys.argv when its WSGI application is created, so gunicorn
+must start with no command-line arguments; everything it needs is here, and
+what differs per node comes from the environment.
+"""
+
+import importlib.util
+import os
+
+# 28.x and later ship keystone.wsgi.api; older releases expose a factory.
+if importlib.util.find_spec("keystone.wsgi.api") is not None:
+    wsgi_app = "keystone.wsgi.api:application"
+else:
+    wsgi_app = "keystone.server.wsgi:initialize_public_application()"
+
+bind = os.environ.get("KEYSTONE_BIND", "127.0.0.1:5000")
+workers = int(os.environ.get("KEYSTONE_WORKERS", "2"))
+timeout = int(os.environ.get("KEYSTONE_TIMEOUT", "60"))
+# On SIGTERM, workers finish the requests they hold for up to this long.
+graceful_timeout = int(os.environ.get("KEYSTONE_GRACEFUL_TIMEOUT", "30"))
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+# No preload_app: each worker must open its own database and memcached
+# connections; sockets made before the fork would be shared between workers.
+# A worker that cannot load the application still stops gunicorn at start.

@@ -1,0 +1,1 @@
+"""keystone-upgrade: zero-downtime rolling upgrades of a Keystone cluster."""

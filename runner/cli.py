@@ -1,0 +1,203 @@
+"""The keystone-upgrade command line: parse, call, render. No upgrade logic lives here."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import click
+import docker
+
+from runner.engine import ensure_engine
+from runner.errors import ExitCode, RunnerError
+from runner.images.base import ensure_base_image
+from runner.images.build import BuildOutcome, build_images
+from runner.images.catalog import DEFAULT_KEYSTONE_VERSIONS, all_images
+from runner.lab.cluster import Lab, LabEndpoints
+from runner.lab.render import write_config
+from runner.lab.settings import LabPorts, LabSecrets, LabSettings
+from runner.lab.store import load_settings, save_settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+COMPOSE_DIR = Path(__file__).resolve().parents[1] / "compose"
+DEMO_STATE_DIR = COMPOSE_DIR / "state"
+
+
+def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Catch RunnerError once, print its three parts, exit with its code."""
+
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except RunnerError as exc:
+            click.echo(f"error: {exc.render()}", err=True)
+            sys.exit(int(exc.exit_code))
+
+    wrapper.__name__ = command.__name__
+    wrapper.__doc__ = command.__doc__
+    return wrapper
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log what is being done.")
+def main(verbose: bool) -> None:
+    """Upgrade a running Keystone cluster to a new release with zero failed requests."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+# -- setup ------------------------------------------------------------------------------------
+
+
+@main.group()
+def engine() -> None:
+    """The Docker engine the runner and the lab use."""
+
+
+@engine.command("ensure")
+@reports_errors
+def engine_ensure() -> None:
+    """Make sure an engine answers; as root on Debian, install and start one."""
+    ensure_engine()
+    click.echo("docker engine: answering")
+
+
+@main.group()
+def images() -> None:
+    """The project's images (Keystone per release, MariaDB, memcached, HAProxy)."""
+
+
+def _print_outcome(outcome: BuildOutcome) -> None:
+    click.echo(f"image {outcome.reference}: {outcome.action} ({outcome.seconds:.0f}s)")
+
+
+@images.command("build")
+@click.option(
+    "--keystone",
+    "versions",
+    multiple=True,
+    help=f"A Keystone release to build (repeatable). Default: {', '.join(DEFAULT_KEYSTONE_VERSIONS)}.",
+)
+@click.option("--force", is_flag=True, help="Rebuild even images whose build context is unchanged.")
+@reports_errors
+def images_build(versions: tuple[str, ...], force: bool) -> None:
+    """Build what is missing or changed; reuse the rest. Provisions the engine and base image."""
+    ensure_engine()
+    client = docker.from_env()
+    click.echo(f"base image: {ensure_base_image(client)}")
+    build_images(client, all_images(versions or DEFAULT_KEYSTONE_VERSIONS), force=force, on_outcome=_print_outcome)
+
+
+# -- lab --------------------------------------------------------------------------------------
+
+
+@main.group()
+def lab() -> None:
+    """The demo cluster defined by compose/docker-compose.yml."""
+
+
+state_dir_option = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEMO_STATE_DIR,
+    show_default=True,
+    help="Where the lab keeps its configuration, keys and HAProxy socket.",
+)
+
+
+def describe(endpoints: LabEndpoints) -> str:
+    """Where a lab cluster listens, for people. Passwords are named by file, never printed."""
+    lines = [
+        f"lab {endpoints.project}: Keystone {endpoints.keystone_version}",
+        f"  load balancer (HAProxy): {endpoints.lb_url}/v3",
+    ]
+    lines += [f"  node {name}: {url}/v3" for name, url in endpoints.node_urls.items()]
+    lines += [
+        f"  HAProxy runtime API (admin): {endpoints.admin_socket}",
+        f"  MariaDB: {endpoints.db_host}:{endpoints.db_port} database {endpoints.db_name} "
+        f"user {endpoints.db_user} (password in {endpoints.config_dir}/secrets/db-password)",
+        f"  admin login: user {endpoints.admin_username}, project {endpoints.admin_project} "
+        f"(password in {endpoints.config_dir}/secrets/admin-password)",
+    ]
+    return "\n".join(lines)
+
+
+@lab.command("up")
+@click.option("--keystone", "version", default="28.1.0", show_default=True, help="Release the nodes run.")
+@click.option("--project", default="kudemo", show_default=True, help="Container name prefix.")
+@click.option("--port-base", type=int, default=None, help="Bind a block of ports from here instead of the defaults.")
+@state_dir_option
+@reports_errors
+def lab_up(version: str, project: str, port_base: int | None, state_dir: Path) -> None:
+    """Bring up MariaDB, memcached, HAProxy and three Keystone nodes, bootstrapped."""
+    ensure_engine()
+    settings = LabSettings(
+        project=project,
+        keystone_version=version,
+        ports=LabPorts.from_base(port_base) if port_base else LabPorts(),
+        secrets=LabSecrets.generate(),
+        config_dir=state_dir / "config",
+        state_dir=state_dir,
+    )
+    lab_cluster = Lab(settings, docker.from_env())
+    save_settings(settings)
+    click.echo(describe(lab_cluster.up()))
+
+
+@lab.command("info")
+@state_dir_option
+@reports_errors
+def lab_info(state_dir: Path) -> None:
+    """Say where the lab cluster recorded in STATE_DIR listens."""
+    settings = load_settings(state_dir)
+    click.echo(describe(Lab(settings, docker.from_env()).endpoints()))
+
+
+@lab.command("down")
+@state_dir_option
+@reports_errors
+def lab_down(state_dir: Path) -> None:
+    """Remove every container of the lab and its state directory."""
+    settings = load_settings(state_dir)
+    Lab(settings, docker.from_env()).down()
+    click.echo(f"lab {settings.project}: removed")
+
+
+@lab.command("render")
+@click.option(
+    "--config-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=COMPOSE_DIR / "config",
+    show_default=True,
+)
+@reports_errors
+def lab_render(config_dir: Path) -> None:
+    """Write keystone.conf, haproxy.cfg and the demo-only secrets for the default ports."""
+    settings = LabSettings(
+        project="kudemo",
+        keystone_version="28.1.0",
+        ports=LabPorts(),
+        secrets=LabSecrets.demo_defaults(),
+        config_dir=config_dir,
+        state_dir=COMPOSE_DIR / "state",
+    )
+    write_config(settings)
+    click.echo(f"rendered {config_dir}")
+
+
+def run() -> None:
+    """Entry point that maps anything unexpected to its own exit code."""
+    try:
+        main(standalone_mode=True)
+    except SystemExit:
+        raise
+    except Exception:
+        logging.getLogger(__name__).exception("unexpected error")
+        sys.exit(int(ExitCode.UNEXPECTED))

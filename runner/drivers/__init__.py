@@ -1,0 +1,1 @@
+"""The only modules with side effects on the cluster, each behind a Protocol."""

@@ -1,0 +1,226 @@
+"""HAProxy's runtime API (the admin "stats socket"), over a unix or TCP socket.
+
+Parsing is kept in pure functions (``parse_show_stat``,
+``parse_servers_state``) so it is unit-tested on captured output; the
+``RuntimeSocket`` class only moves bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import socket
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from runner.errors import HaproxyError
+
+RECV_BYTES = 65536
+
+
+@dataclass(frozen=True)
+class SocketAddress:
+    """Where a runtime API listens: a unix path, or a TCP host and port."""
+
+    unix_path: str | None = None
+    host: str | None = None
+    port: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> SocketAddress:
+        """``/path``, ``unix:/path``, ``tcp:host:port`` or ``host:port``."""
+        if text.startswith("unix:"):
+            return cls(unix_path=text.removeprefix("unix:"))
+        if text.startswith("/"):
+            return cls(unix_path=text)
+        host, _, port = text.removeprefix("tcp:").rpartition(":")
+        if not host or not port.isdigit():
+            raise HaproxyError(
+                f"not a runtime API address: {text!r}",
+                hint="give a unix socket path (/run/haproxy/admin.sock) or tcp:HOST:PORT",
+            )
+        return cls(host=host, port=int(port))
+
+    def __str__(self) -> str:
+        return f"unix:{self.unix_path}" if self.unix_path else f"tcp:{self.host}:{self.port}"
+
+
+class OperationalState(Enum):
+    """What HAProxy's checks say of a server (``show servers state``'s srv_op_state)."""
+
+    STOPPED = 0
+    STARTING = 1
+    RUNNING = 2
+    STOPPING = 3
+
+
+# srv_admin_state bits (HAProxy's SRV_ADMF_*).
+ADMIN_FORCED_MAINT = 0x01
+ADMIN_INHERITED_MAINT = 0x02
+ADMIN_CONFIG_MAINT = 0x04
+ADMIN_FORCED_DRAIN = 0x08
+ADMIN_INHERITED_DRAIN = 0x10
+ADMIN_RESOLUTION_MAINT = 0x20
+ADMIN_HOSTNAME_MAINT = 0x40
+ADMIN_ANY_MAINT = (
+    ADMIN_FORCED_MAINT | ADMIN_INHERITED_MAINT | ADMIN_CONFIG_MAINT | ADMIN_RESOLUTION_MAINT | ADMIN_HOSTNAME_MAINT
+)
+ADMIN_ANY_DRAIN = ADMIN_FORCED_DRAIN | ADMIN_INHERITED_DRAIN
+
+
+@dataclass(frozen=True)
+class ServerStat:
+    """One server row of ``show stat``: traffic and the status column as displayed."""
+
+    backend: str
+    server: str
+    status: str  # "UP", "UP 1/2", "DOWN", "DRAIN", "MAINT", "MAINT (via b/s)", "no check", ...
+    current_sessions: int  # scur
+    queued: int  # qcur
+
+    @property
+    def is_up(self) -> bool:
+        """UP and not on its way down (``UP 1/2`` is a failing check that has not yet tripped)."""
+        return self.status == "UP"
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """One server of ``show servers state``: the admin and operational states as numbers."""
+
+    backend: str
+    server: str
+    operational: OperationalState
+    admin_flags: int
+
+    @property
+    def in_maintenance(self) -> bool:
+        """Any kind of MAINT, forced, inherited, from the configuration or from DNS."""
+        return bool(self.admin_flags & ADMIN_ANY_MAINT)
+
+    @property
+    def draining(self) -> bool:
+        """DRAIN set on the server or inherited from a tracked one."""
+        return bool(self.admin_flags & ADMIN_ANY_DRAIN)
+
+    @property
+    def ready(self) -> bool:
+        """Admin state READY: neither MAINT nor DRAIN."""
+        return self.admin_flags == 0
+
+
+def parse_show_stat(text: str) -> list[ServerStat]:
+    """Server rows of ``show stat`` (the CSV whose header starts with ``# ``)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines or not lines[0].startswith("# "):
+        raise HaproxyError("unexpected answer to 'show stat'", observed=text[:300])
+    reader = csv.DictReader(io.StringIO("\n".join([lines[0][2:], *lines[1:]])))
+    stats = []
+    for row in reader:
+        if row["svname"] in ("FRONTEND", "BACKEND"):
+            continue
+        stats.append(
+            ServerStat(
+                backend=row["pxname"],
+                server=row["svname"],
+                status=row["status"],
+                current_sessions=int(row["scur"] or 0),
+                queued=int(row["qcur"] or 0),
+            )
+        )
+    return stats
+
+
+def parse_servers_state(text: str) -> list[ServerState]:
+    """``show servers state``: a version line, a ``#`` header, then one row per server."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    header = next((line for line in lines if line.startswith("# ")), None)
+    if not lines or header is None:
+        raise HaproxyError("unexpected answer to 'show servers state'", observed=text[:300])
+    columns = header[2:].split()
+    states = []
+    for line in lines:
+        if line.startswith("#") or line == lines[0]:
+            continue
+        row = dict(zip(columns, line.split(), strict=False))
+        states.append(
+            ServerState(
+                backend=row["be_name"],
+                server=row["srv_name"],
+                operational=OperationalState(int(row["srv_op_state"])),
+                admin_flags=int(row["srv_admin_state"]),
+            )
+        )
+    return states
+
+
+class HaproxyRuntime(Protocol):
+    """What the runner needs of one HAProxy: read states, change a server's admin state."""
+
+    address: SocketAddress
+
+    def show_stat(self) -> list[ServerStat]: ...
+
+    def show_servers_state(self) -> list[ServerState]: ...
+
+    def set_server_state(self, backend: str, server: str, state: str) -> None: ...
+
+    def access_level(self) -> str: ...
+
+
+class RuntimeSocket:
+    """The runtime API of one HAProxy, one connection per command."""
+
+    def __init__(self, address: SocketAddress, timeout_s: float = 5.0):
+        self.address = address
+        self.timeout_s = timeout_s
+
+    def command(self, line: str) -> str:
+        """Send one command and return the whole answer (HAProxy closes after it)."""
+        try:
+            if self.address.unix_path is not None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                target: str | tuple[str, int] = self.address.unix_path
+            else:
+                assert self.address.host is not None and self.address.port is not None
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                target = (self.address.host, self.address.port)
+            with sock:
+                sock.settimeout(self.timeout_s)
+                sock.connect(target)
+                sock.sendall(line.encode() + b"\n")
+                chunks = []
+                while chunk := sock.recv(RECV_BYTES):
+                    chunks.append(chunk)
+        except OSError as exc:
+            raise HaproxyError(
+                f"HAProxy runtime API at {self.address} did not answer {line.split()[0]!r}",
+                observed=str(exc),
+                hint="check that HAProxy runs and that its 'stats socket' is where the inventory says",
+            ) from exc
+        return b"".join(chunks).decode(errors="replace")
+
+    def show_stat(self) -> list[ServerStat]:
+        """Every server's displayed status and its current and queued sessions."""
+        return parse_show_stat(self.command("show stat"))
+
+    def show_servers_state(self) -> list[ServerState]:
+        """Every server's admin and operational state."""
+        return parse_servers_state(self.command("show servers state"))
+
+    def set_server_state(self, backend: str, server: str, state: str) -> None:
+        """``set server B/S state ready|drain|maint``; HAProxy answers nothing on success."""
+        if state not in ("ready", "drain", "maint"):
+            raise ValueError(f"not a server admin state: {state}")
+        answer = self.command(f"set server {backend}/{server} state {state}").strip()
+        if answer:
+            raise HaproxyError(
+                f"HAProxy at {self.address} refused to set {backend}/{server} to {state}",
+                observed=answer,
+                hint="check the backend and server names in the inventory against 'show stat'",
+            )
+
+    def access_level(self) -> str:
+        """``show cli level``: user, operator or admin."""
+        return self.command("show cli level").strip()

@@ -1,0 +1,85 @@
+"""One root exception for everything the runner reports, one exit code per kind.
+
+Drivers translate library errors into these at their boundary; the CLI is the
+only place that catches them. Every message says what failed, what was
+observed, and what to do next.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes, stable for scripts that call the runner."""
+
+    OK = 0
+    UNEXPECTED = 1
+    USAGE = 2  # click's own code for bad arguments
+    CONFIG = 3
+    PREFLIGHT = 4
+    MIGRATION = 5
+    DRAIN = 6
+    HEALTH = 7
+    ROLLBACK = 8
+    LOCKED = 9
+    ENGINE = 10
+    IMAGE = 11
+    LAB = 12
+
+
+class RunnerError(Exception):
+    """Root of every error the runner reports to an operator."""
+
+    exit_code: ExitCode = ExitCode.UNEXPECTED
+
+    def __init__(self, what: str, *, observed: str | None = None, hint: str | None = None):
+        self.what = what
+        self.observed = observed
+        self.hint = hint
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        """The message as an operator reads it: what, what was seen, what to do."""
+        lines = [self.what]
+        if self.observed:
+            lines.append(f"  observed: {self.observed}")
+        if self.hint:
+            lines.append(f"  what to do: {self.hint}")
+        return "\n".join(lines)
+
+
+class ConfigError(RunnerError):
+    """The inventory or a command-line option is wrong; nothing was touched."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class EngineError(RunnerError):
+    """No Docker engine answers and none could be provisioned."""
+
+    exit_code = ExitCode.ENGINE
+
+
+class ImageError(RunnerError):
+    """An image is missing, could not be pulled, or failed to build."""
+
+    exit_code = ExitCode.IMAGE
+
+
+class LabError(RunnerError):
+    """The demo/test cluster could not be brought up or torn down."""
+
+    exit_code = ExitCode.LAB
+
+
+class HaproxyError(RunnerError):
+    """The HAProxy runtime API refused a command or could not be reached."""
+
+    exit_code = ExitCode.DRAIN
+
+
+class HealthError(RunnerError):
+    """A node did not become healthy in time."""
+
+    exit_code = ExitCode.HEALTH

@@ -1,0 +1,173 @@
+"""Build the project's images, reusing any whose build context has not changed.
+
+Each image carries the sha256 of what it was built from (its directory under
+images/, its build arguments and the base image's id) as a label. An image
+whose label matches is reused; anything else is built. The host's CA bundle
+goes into the build context of images that run pip, never into an image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import tarfile
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+from docker.errors import APIError, ImageNotFound
+
+from runner.errors import ImageError
+from runner.images.catalog import BASE_IMAGE, CONTEXT_DIGEST_LABEL, ImageSpec
+
+log = logging.getLogger(__name__)
+
+SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def default_images_dir() -> Path:
+    """images/ of this checkout, or KU_IMAGES_DIR."""
+    override = os.environ.get("KU_IMAGES_DIR")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[2] / "images"
+
+
+def host_ca_bundle() -> Path | None:
+    """The CA bundle this host trusts for pip: PIP_CERT, else the system bundle."""
+    for candidate in (os.environ.get("PIP_CERT"), str(SYSTEM_CA_BUNDLE)):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    """What happened to one image."""
+
+    reference: str
+    action: str  # "reused" or "built"
+    seconds: float
+
+
+def _context_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.is_file())
+
+
+def context_digest(spec: ImageSpec, images_dir: Path, base_image_id: str) -> str:
+    """sha256 of everything the image is built from, the CA bundle excepted."""
+    directory = images_dir / spec.directory
+    digest = hashlib.sha256()
+    digest.update(base_image_id.encode())
+    for key in sorted(spec.buildargs):
+        digest.update(f"\0arg\0{key}={spec.buildargs[key]}".encode())
+    for path in _context_files(directory):
+        digest.update(f"\0file\0{path.relative_to(directory).as_posix()}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _context_tar(spec: ImageSpec, images_dir: Path) -> bytes:
+    directory = images_dir / spec.directory
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in _context_files(directory):
+            tar.add(path, arcname=path.relative_to(directory).as_posix())
+        # COPY build-ca/ needs the directory even when there is no bundle.
+        placeholder = tarfile.TarInfo("build-ca/.keep")
+        tar.addfile(placeholder, io.BytesIO(b""))
+        bundle = host_ca_bundle() if spec.needs_ca_bundle else None
+        if bundle is not None:
+            tar.add(bundle, arcname="build-ca/ca-bundle.crt")
+    return buffer.getvalue()
+
+
+def _image_digest_label(client: docker.DockerClient, reference: str) -> str | None:
+    try:
+        image = client.images.get(reference)
+    except ImageNotFound:
+        return None
+    labels = image.labels or {}
+    return labels.get(CONTEXT_DIGEST_LABEL)
+
+
+def build_image(
+    client: docker.DockerClient,
+    spec: ImageSpec,
+    images_dir: Path,
+    *,
+    force: bool = False,
+    on_line: Callable[[str], None] | None = None,
+) -> BuildOutcome:
+    """Build one image unless an identical one exists."""
+    started = time.monotonic()
+    base_id = client.images.get(BASE_IMAGE).id
+    digest = context_digest(spec, images_dir, base_id)
+    if not force and _image_digest_label(client, spec.reference) == digest:
+        return BuildOutcome(spec.reference, "reused", time.monotonic() - started)
+    tail: deque[str] = deque(maxlen=40)
+    try:
+        stream = client.api.build(
+            fileobj=io.BytesIO(_context_tar(spec, images_dir)),
+            custom_context=True,
+            tag=spec.reference,
+            buildargs=spec.buildargs,
+            labels={CONTEXT_DIGEST_LABEL: digest},
+            network_mode="host",  # the only network that reaches the package mirrors here
+            rm=True,
+            forcerm=True,
+            pull=False,
+            decode=True,
+        )
+        for chunk in stream:
+            if "stream" in chunk:
+                for line in str(chunk["stream"]).splitlines():
+                    tail.append(line)
+                    log.debug("%s | %s", spec.reference, line)
+                    if on_line is not None:
+                        on_line(line)
+            if "error" in chunk:
+                raise ImageError(
+                    f"building {spec.reference} failed",
+                    observed=f"{chunk['error']}\nlast build output:\n" + "\n".join(tail),
+                    hint="fix the Dockerfile or the package that failed, then build again; "
+                    "images already built are reused",
+                )
+    except APIError as exc:
+        raise ImageError(
+            f"building {spec.reference} failed",
+            observed=str(exc.explanation or exc),
+            hint="check that the Docker engine is healthy and has disk space",
+        ) from exc
+    if _image_digest_label(client, spec.reference) != digest:
+        raise ImageError(
+            f"building {spec.reference} reported success but the image is not there",
+            observed="\n".join(tail),
+            hint="build again with --force",
+        )
+    return BuildOutcome(spec.reference, "built", time.monotonic() - started)
+
+
+def build_images(
+    client: docker.DockerClient,
+    specs: Iterable[ImageSpec],
+    images_dir: Path | None = None,
+    *,
+    force: bool = False,
+    on_outcome: Callable[[BuildOutcome], None] | None = None,
+) -> list[BuildOutcome]:
+    """Build every image in order; the base image must already exist."""
+    directory = images_dir or default_images_dir()
+    outcomes = []
+    for spec in specs:
+        log.info("image %s: checking", spec.reference)
+        outcome = build_image(client, spec, directory, force=force)
+        outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
+    return outcomes

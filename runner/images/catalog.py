@@ -1,0 +1,97 @@
+"""Which images the project builds, and for each Keystone release its constraints.
+
+Pure data and lookups, no I/O: unit-tested without Docker.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from runner.errors import ImageError
+
+REPOSITORY = "keystone-upgrade"
+BASE_IMAGE = "debian:bookworm-slim"
+
+# Keystone's major version -> the OpenStack series whose upper-constraints it
+# was released with (images/keystone/constraints/<file>).
+CONSTRAINTS_BY_MAJOR: dict[int, str] = {
+    23: "2023.1.txt",
+    24: "2023.2.txt",
+    25: "2024.1.txt",
+    27: "2025.1.txt",
+    28: "2025.2.txt",
+    29: "2026.1.txt",
+    30: "master-2026-08.txt",
+}
+
+# The releases the tests and the demo use; `images build` builds these by default.
+DEFAULT_KEYSTONE_VERSIONS: tuple[str, ...] = ("23.0.2", "24.1.0", "28.1.0", "29.1.0")
+
+_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+
+KEYSTONE_VERSION_LABEL = "org.openstack.keystone.version"
+CONTEXT_DIGEST_LABEL = "io.keystone-upgrade.context-sha256"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One image to build: where its Dockerfile is, its tag and build arguments."""
+
+    name: str
+    directory: str  # below images/
+    tag: str
+    buildargs: dict[str, str] = field(default_factory=dict)
+    # Whether the build context gets the host's CA bundle (pip runs in it).
+    needs_ca_bundle: bool = False
+
+    @property
+    def reference(self) -> str:
+        """repository:tag as docker names it."""
+        return f"{REPOSITORY}/{self.name}:{self.tag}"
+
+
+def constraints_for(version: str) -> str:
+    """The upper-constraints file for a Keystone release, or ImageError."""
+    match = _VERSION.match(version)
+    if match is None:
+        raise ImageError(
+            f"not a Keystone release version: {version!r}",
+            hint="give a version as on PyPI, for example 29.1.0",
+        )
+    major = int(match.group(1))
+    try:
+        return CONSTRAINTS_BY_MAJOR[major]
+    except KeyError:
+        known = ", ".join(f"{m}.x" for m in sorted(CONSTRAINTS_BY_MAJOR))
+        raise ImageError(
+            f"no OpenStack upper-constraints known for Keystone {version}",
+            observed=f"constraints are known for {known}",
+            hint="add the release's upper-constraints file under images/keystone/constraints/ "
+            "and map its major version in runner/images/catalog.py",
+        ) from None
+
+
+def keystone_image(version: str) -> ImageSpec:
+    """The image spec of one Keystone release."""
+    return ImageSpec(
+        name="keystone",
+        directory="keystone",
+        tag=version,
+        buildargs={"KEYSTONE_VERSION": version, "CONSTRAINTS": constraints_for(version)},
+        needs_ca_bundle=True,
+    )
+
+
+def infrastructure_images() -> tuple[ImageSpec, ...]:
+    """MariaDB, memcached and HAProxy: one tag each, from Debian bookworm's packages."""
+    return (
+        ImageSpec(name="mariadb", directory="mariadb", tag="10.11"),
+        ImageSpec(name="memcached", directory="memcached", tag="1.6"),
+        ImageSpec(name="haproxy", directory="haproxy", tag="2.6"),
+    )
+
+
+def all_images(keystone_versions: tuple[str, ...] = DEFAULT_KEYSTONE_VERSIONS) -> tuple[ImageSpec, ...]:
+    """Everything a lab cluster of these releases needs."""
+    return infrastructure_images() + tuple(keystone_image(v) for v in keystone_versions)

@@ -1,0 +1,88 @@
+"""Every wait and retry the runner does, as named tenacity policies.
+
+Nothing in the runner sleeps and hopes: it polls observed state with a bounded
+timeout. A policy is a function returning a fresh ``Retrying`` so that each
+wait has its own clock; callers name the state they wait for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_delay,
+    wait_fixed,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class WaitPolicy:
+    """How long to wait for a state, how often to look, and what is transient."""
+
+    name: str
+    timeout_s: float
+    interval_s: float
+    transient: tuple[type[BaseException], ...] = (OSError,)
+
+    def with_timeout(self, timeout_s: float) -> WaitPolicy:
+        """The same policy with another bound (for example from the inventory)."""
+        return WaitPolicy(self.name, timeout_s, self.interval_s, self.transient)
+
+
+class WaitTimeout(Exception):
+    """A policy ran out of time; carries the last thing observed."""
+
+    def __init__(self, policy: WaitPolicy, last_observed: object):
+        self.policy = policy
+        self.last_observed = last_observed
+        super().__init__(
+            f"{policy.name}: not reached within {policy.timeout_s:.0f}s; "
+            f"last observed: {last_observed!r}"
+        )
+
+
+def wait_until(policy: WaitPolicy, probe: Callable[[], T], done: Callable[[T], bool]) -> T:
+    """Call ``probe`` until ``done(result)`` holds; raise WaitTimeout with the last result.
+
+    Exceptions of ``policy.transient`` count as "not yet" and are kept as the
+    last observation.
+    """
+    last: list[object] = ["nothing observed yet"]
+
+    def observe() -> T:
+        try:
+            result = probe()
+        except policy.transient as exc:
+            last[0] = exc
+            raise
+        last[0] = result
+        return result
+
+    retrying = Retrying(
+        stop=stop_after_delay(policy.timeout_s),
+        wait=wait_fixed(policy.interval_s),
+        retry=retry_if_exception_type(policy.transient) | retry_if_result(lambda r: not done(r)),
+        reraise=False,
+    )
+    try:
+        return retrying(observe)
+    except RetryError as exc:
+        raise WaitTimeout(policy, last[0]) from exc
+
+
+# The named policies. Bounds are generous for a loaded 2-core machine; the
+# inventory may override them for a given cluster.
+ENGINE_ANSWERS = WaitPolicy("docker engine answers", timeout_s=60, interval_s=0.5)
+CONTAINER_HEALTHY = WaitPolicy("container reports healthy", timeout_s=240, interval_s=1)
+CONTAINER_EXITED = WaitPolicy("one-shot container exits", timeout_s=600, interval_s=1)
+HTTP_ANSWERS = WaitPolicy("node answers its health URL", timeout_s=180, interval_s=0.5)
+HAPROXY_SOCKET_ANSWERS = WaitPolicy("HAProxy runtime socket answers", timeout_s=60, interval_s=0.5)
+HAPROXY_SERVERS_UP = WaitPolicy("HAProxy reports servers UP", timeout_s=120, interval_s=0.5)
