@@ -12,10 +12,11 @@ import click
 import docker
 
 from runner.engine import ensure_engine
-from runner.errors import ExitCode, RunnerError
+from runner.errors import ExitCode, LabError, RunnerError
 from runner.images.base import ensure_base_image
 from runner.images.build import BuildOutcome, build_images
 from runner.images.catalog import DEFAULT_KEYSTONE_VERSIONS, all_images
+from runner.lab.check import prove_serving
 from runner.lab.cluster import Lab, LabEndpoints
 from runner.lab.render import write_config
 from runner.lab.settings import LabPorts, LabSecrets, LabSettings
@@ -92,7 +93,12 @@ def images_build(versions: tuple[str, ...], force: bool) -> None:
     ensure_engine()
     client = docker.from_env()
     click.echo(f"base image: {ensure_base_image(client)}")
-    build_images(client, all_images(versions or DEFAULT_KEYSTONE_VERSIONS), force=force, on_outcome=_print_outcome)
+    build_images(
+        client,
+        all_images(versions or DEFAULT_KEYSTONE_VERSIONS),
+        force=force,
+        on_outcome=_print_outcome,
+    )
 
 
 # -- lab --------------------------------------------------------------------------------------
@@ -132,7 +138,12 @@ def describe(endpoints: LabEndpoints) -> str:
 @lab.command("up")
 @click.option("--keystone", "version", default="28.1.0", show_default=True, help="Release the nodes run.")
 @click.option("--project", default="kudemo", show_default=True, help="Container name prefix.")
-@click.option("--port-base", type=int, default=None, help="Bind a block of ports from here instead of the defaults.")
+@click.option(
+    "--port-base",
+    type=int,
+    default=None,
+    help="Bind a block of ports from here instead of the defaults.",
+)
 @state_dir_option
 @reports_errors
 def lab_up(version: str, project: str, port_base: int | None, state_dir: Path) -> None:
@@ -158,6 +169,22 @@ def lab_info(state_dir: Path) -> None:
     """Say where the lab cluster recorded in STATE_DIR listens."""
     settings = load_settings(state_dir)
     click.echo(describe(Lab(settings, docker.from_env()).endpoints()))
+
+
+@lab.command("check")
+@state_dir_option
+@reports_errors
+def lab_check(state_dir: Path) -> None:
+    """Issue a token through HAProxy and validate it on every node directly."""
+    settings = load_settings(state_dir)
+    proof = prove_serving(Lab(settings, docker.from_env()).endpoints())
+    click.echo(f"token issued through HAProxy, served by {proof.issued_by}")
+    for node, code in proof.validations.items():
+        click.echo(f"  validated on {node} directly: HTTP {code}")
+    for server, status in proof.haproxy_status.items():
+        click.echo(f"  HAProxy {server}: {status}")
+    if not proof.ok:
+        raise LabError("the lab cluster does not fully serve", observed=str(proof))
 
 
 @lab.command("down")

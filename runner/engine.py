@@ -72,7 +72,7 @@ def _start_dockerd() -> None:
             DOCKERD_PIDFILE.unlink()
     log.info("starting dockerd (log: %s)", DOCKERD_LOG)
     with DOCKERD_LOG.open("ab") as out:
-        subprocess.Popen(  # noqa: S603 - fixed argv
+        subprocess.Popen(
             ["dockerd"],
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -44,8 +44,7 @@ class WaitTimeout(Exception):
         self.policy = policy
         self.last_observed = last_observed
         super().__init__(
-            f"{policy.name}: not reached within {policy.timeout_s:.0f}s; "
-            f"last observed: {last_observed!r}"
+            f"{policy.name}: not reached within {policy.timeout_s:.0f}s; last observed: {last_observed!r}"
         )
 
 

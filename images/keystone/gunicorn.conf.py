@@ -8,8 +8,17 @@ what differs per node comes from the environment.
 import importlib.util
 import os
 
+
+def _has_module(name: str) -> bool:
+    # find_spec imports the parent packages; a missing parent raises.
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 # 28.x and later ship keystone.wsgi.api; older releases expose a factory.
-if importlib.util.find_spec("keystone.wsgi.api") is not None:
+if _has_module("keystone.wsgi.api"):
     wsgi_app = "keystone.wsgi.api:application"
 else:
     wsgi_app = "keystone.server.wsgi:initialize_public_application()"

@@ -64,7 +64,11 @@ ADMIN_INHERITED_DRAIN = 0x10
 ADMIN_RESOLUTION_MAINT = 0x20
 ADMIN_HOSTNAME_MAINT = 0x40
 ADMIN_ANY_MAINT = (
-    ADMIN_FORCED_MAINT | ADMIN_INHERITED_MAINT | ADMIN_CONFIG_MAINT | ADMIN_RESOLUTION_MAINT | ADMIN_HOSTNAME_MAINT
+    ADMIN_FORCED_MAINT
+    | ADMIN_INHERITED_MAINT
+    | ADMIN_CONFIG_MAINT
+    | ADMIN_RESOLUTION_MAINT
+    | ADMIN_HOSTNAME_MAINT
 )
 ADMIN_ANY_DRAIN = ADMIN_FORCED_DRAIN | ADMIN_INHERITED_DRAIN
 
@@ -183,7 +187,8 @@ class RuntimeSocket:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 target: str | tuple[str, int] = self.address.unix_path
             else:
-                assert self.address.host is not None and self.address.port is not None
+                assert self.address.host is not None
+                assert self.address.port is not None
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 target = (self.address.host, self.address.port)
             with sock:
@@ -195,7 +200,7 @@ class RuntimeSocket:
                     chunks.append(chunk)
         except OSError as exc:
             raise HaproxyError(
-                f"HAProxy runtime API at {self.address} did not answer {line.split()[0]!r}",
+                f"HAProxy runtime API at {self.address} did not answer {line.split(maxsplit=1)[0]!r}",
                 observed=str(exc),
                 hint="check that HAProxy runs and that its 'stats socket' is where the inventory says",
             ) from exc

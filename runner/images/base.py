@@ -73,4 +73,3 @@ def _debootstrap_import(client: docker.DockerClient) -> None:
             tar.stdout.close()
             tar.wait()
     client.images.get(BASE_IMAGE)
-

@@ -92,6 +92,8 @@ def infrastructure_images() -> tuple[ImageSpec, ...]:
     )
 
 
-def all_images(keystone_versions: tuple[str, ...] = DEFAULT_KEYSTONE_VERSIONS) -> tuple[ImageSpec, ...]:
+def all_images(
+    keystone_versions: tuple[str, ...] = DEFAULT_KEYSTONE_VERSIONS,
+) -> tuple[ImageSpec, ...]:
     """Everything a lab cluster of these releases needs."""
     return infrastructure_images() + tuple(keystone_image(v) for v in keystone_versions)

@@ -59,8 +59,7 @@ class LabEndpoints:
     def db_url(self) -> str:
         """SQLAlchemy-style URL, as keystone.conf has it (it holds the password: never log it)."""
         return (
-            f"mysql+pymysql://{self.db_user}:{self.db_password}@{self.db_host}:{self.db_port}/"
-            f"{self.db_name}"
+            f"mysql+pymysql://{self.db_user}:{self.db_password}@{self.db_host}:{self.db_port}/{self.db_name}"
         )
 
 
@@ -143,8 +142,7 @@ class Lab:
             raise LabError(
                 "images the lab cluster needs are missing",
                 observed=", ".join(missing),
-                hint="build them: keystone-upgrade images build "
-                f"--keystone {self.settings.keystone_version}",
+                hint=f"build them: keystone-upgrade images build --keystone {self.settings.keystone_version}",
             )
 
     def _check_ports_free(self) -> None:
@@ -215,15 +213,20 @@ class Lab:
         def observe() -> tuple[str, str, int]:
             container.reload()
             state = container.attrs["State"]
-            return state["Status"], state.get("Health", {}).get("Status", ""), state["ExitCode"]
+            status = state["Status"]
+            # A service that died and was restarted by its restart policy has
+            # failed, even if it is "running" again at this instant.
+            if container.attrs.get("RestartCount", 0) > 0:
+                status = "restarted"
+            return status, state.get("Health", {}).get("Status", ""), state["ExitCode"]
 
         if condition == "service_completed_successfully":
-            policy, done = CONTAINER_EXITED, lambda s: s[0] == "exited"
+            policy, done = CONTAINER_EXITED, lambda s: s[0] in ("exited", "dead", "restarted")
         else:
             policy = CONTAINER_HEALTHY
 
             def done(s: tuple[str, str, int]) -> bool:
-                return s[1] == "healthy" or s[0] in ("exited", "dead")
+                return s[1] == "healthy" or s[0] in ("exited", "dead", "restarted")
 
         try:
             status, health, exit_code = wait_until(policy, observe, done)
@@ -233,9 +236,7 @@ class Lab:
                 observed=f"{exc}\nits last log lines:\n{_container_logs_tail(container)}",
                 hint="read the container's log; keystone-upgrade lab down removes what was started",
             ) from exc
-        failed = (
-            exit_code != 0 if condition == "service_completed_successfully" else health != "healthy"
-        )
+        failed = exit_code != 0 if condition == "service_completed_successfully" else health != "healthy"
         if failed:
             raise LabError(
                 f"lab service {service} failed before {condition}",
@@ -266,7 +267,9 @@ class Lab:
     def containers(self) -> list[Container]:
         """Every container of this lab project, running or not."""
         return list(
-            self.client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={self.settings.project}"})
+            self.client.containers.list(
+                all=True, filters={"label": f"{PROJECT_LABEL}={self.settings.project}"}
+            )
         )
 
     def down(self, *, remove_dirs: bool = True) -> None:

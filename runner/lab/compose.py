@@ -198,7 +198,10 @@ def start_order(services: Mapping[str, ServiceSpec]) -> list[ServiceSpec]:
         if name not in services:
             raise LabError(f"service {chain[-1]} depends on unknown service {name}")
         if name in visiting:
-            raise LabError("compose services depend on each other in a cycle", observed=" -> ".join((*chain, name)))
+            raise LabError(
+                "compose services depend on each other in a cycle",
+                observed=" -> ".join((*chain, name)),
+            )
         visiting.add(name)
         for dependency in services[name].depends_on:
             visit(dependency, (*chain, name))

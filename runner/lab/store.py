@@ -52,7 +52,10 @@ def load_settings(state_dir: Path) -> LabSettings:
             project=document["project"],
             keystone_version=document["keystone_version"],
             ports=LabPorts(
-                db=ports["db"], memcached=ports["memcached"], lb=ports["lb"], nodes=tuple(ports["nodes"])
+                db=ports["db"],
+                memcached=ports["memcached"],
+                lb=ports["lb"],
+                nodes=tuple(ports["nodes"]),
             ),
             secrets=LabSecrets(**{f: (config_dir / rel).read_text() for f, rel in SECRET_FILES.items()}),
             config_dir=config_dir,
@@ -65,4 +68,3 @@ def load_settings(state_dir: Path) -> LabSettings:
             observed=str(exc),
             hint="bring one up first: keystone-upgrade lab up",
         ) from exc
-

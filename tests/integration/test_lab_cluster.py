@@ -1,0 +1,83 @@
+"""The foundation against real containers.
+
+A lab cluster serves, and a throwaway target-release container sees what it must migrate.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.drivers.database import Database, DatabaseTarget
+from runner.drivers.haproxy import OperationalState, RuntimeSocket, SocketAddress
+from runner.drivers.keystone import Credentials, KeystoneClient
+from runner.images.catalog import REPOSITORY
+from runner.lab.cluster import LabEndpoints
+from tests.integration.conftest import ClusterFactory
+from tests.integration.throwaway import migration_heads, run_once
+
+pytestmark = pytest.mark.integration
+
+
+def _database(cluster: LabEndpoints) -> Database:
+    return Database(
+        DatabaseTarget(
+            host=cluster.db_host,
+            port=cluster.db_port,
+            user=cluster.db_user,
+            database=cluster.db_name,
+            password=cluster.db_password,
+        )
+    )
+
+
+def _assert_serves(cluster: LabEndpoints) -> None:
+    """A token issued through HAProxy validates on every node directly; HAProxy sees every node UP."""
+    credentials = Credentials(cluster.admin_username, cluster.admin_password, cluster.admin_project)
+    issued = KeystoneClient(cluster.lb_url).issue_token(credentials)
+    assert issued.served_by in cluster.node_urls, f"X-Served-By names no node: {issued.served_by!r}"
+    for name, url in cluster.node_urls.items():
+        response = KeystoneClient(url).validate_token(issued.token, issued.token)
+        assert response.status_code == 200, (
+            f"{name} did not validate the token: {response.status_code} {response.text}"
+        )
+        assert response.json()["token"]["user"]["name"] == cluster.admin_username
+
+    runtime = RuntimeSocket(SocketAddress(unix_path=str(cluster.admin_socket)))
+    assert runtime.access_level() == "admin"
+    for backend in cluster.backends:
+        up = {s.server for s in runtime.show_stat() if s.backend == backend and s.is_up}
+        assert up == set(cluster.node_urls), f"{backend}: UP servers {sorted(up)}"
+        states = [s for s in runtime.show_servers_state() if s.backend == backend]
+        assert {s.server for s in states} == set(cluster.node_urls)
+        assert all(s.ready and s.operational is OperationalState.RUNNING for s in states), states
+
+
+@pytest.mark.parametrize("release", ["28.1.0", "23.0.2"])
+def test_cluster_serves_and_the_target_release_sees_pending_migrations(
+    cluster_factory: ClusterFactory, release: str
+) -> None:
+    cluster = cluster_factory(release)
+    _assert_serves(cluster)
+
+    # The database carries exactly the schema heads of the release it was made with.
+    assert _database(cluster).alembic_heads() == migration_heads(f"{REPOSITORY}/keystone:{release}")
+
+    # A throwaway 29.1.0 container on host networking, with the cluster's own
+    # configuration, says there is work to do: exit code 2.
+    check = run_once(f"{REPOSITORY}/keystone:29.1.0", ["keystone-manage", "db_sync", "--check"], cluster)
+    assert check.exit_code == 2, check.output
+
+
+def test_the_23_to_24_check_is_not_to_be_trusted_but_the_heads_are(
+    cluster_factory: ClusterFactory,
+) -> None:
+    """24.1.0's `db_sync --check` says 0 on a 23.0.2 database that still needs its migrations.
+
+    This is why preflight compares alembic heads with the target's
+    EXPAND_HEAD and CONTRACT_HEAD instead of trusting the exit code.
+    """
+    cluster = cluster_factory("23.0.2")
+    target = f"{REPOSITORY}/keystone:24.1.0"
+    check = run_once(target, ["keystone-manage", "db_sync", "--check"], cluster)
+    assert check.exit_code == 0, check.output
+    assert _database(cluster).alembic_heads().isdisjoint(migration_heads(target))
