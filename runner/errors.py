@@ -26,6 +26,7 @@ class ExitCode(IntEnum):
     ENGINE = 10
     IMAGE = 11
     LAB = 12
+    BACKUP = 13
 
 
 class RunnerError(Exception):
@@ -83,3 +84,33 @@ class HealthError(RunnerError):
     """A node did not become healthy in time."""
 
     exit_code = ExitCode.HEALTH
+
+
+class PreflightError(RunnerError):
+    """A preflight check refused the run; nothing was changed."""
+
+    exit_code = ExitCode.PREFLIGHT
+
+
+class BackupError(RunnerError):
+    """No verified database dump, so no upgrade; nothing was changed."""
+
+    exit_code = ExitCode.BACKUP
+
+
+class MigrationError(RunnerError):
+    """A db_sync step failed or left the schema other than expected."""
+
+    exit_code = ExitCode.MIGRATION
+
+
+class LockedError(RunnerError):
+    """Another runner holds the database's advisory lock."""
+
+    exit_code = ExitCode.LOCKED
+
+
+class DockerError(RunnerError):
+    """A Docker engine refused or failed an operation."""
+
+    exit_code = ExitCode.ENGINE

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pymysql
@@ -51,3 +53,40 @@ class Database:
         with self._connect() as connection, connection.cursor() as cursor:
             cursor.execute("SELECT version_num FROM alembic_version")
             return frozenset(str(row[0]) for row in cursor.fetchall())
+
+    def table_row_counts(self) -> dict[str, int]:
+        """Rows per base table, read in one consistent snapshot."""
+        with self._connect() as connection, connection.cursor() as cursor:
+            cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            cursor.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = %s AND table_type = 'BASE TABLE' ORDER BY table_name",
+                (self.target.database,),
+            )
+            tables = [str(row[0]) for row in cursor.fetchall()]
+            counts = {}
+            for table in tables:
+                cursor.execute(f"SELECT COUNT(*) FROM `{table}`")  # noqa: S608 - names from the server
+                row = cursor.fetchone()
+                counts[table] = int(row[0]) if row else 0
+            cursor.execute("COMMIT")
+            return counts
+
+    @contextmanager
+    def advisory_lock(self, name: str) -> Iterator[bool]:
+        """Hold GET_LOCK(name) for the block; yields False when another session holds it.
+
+        The lock lives as long as its connection, so a runner that dies frees it.
+        """
+        connection = self._connect()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT GET_LOCK(%s, 0)", (name,))
+                row = cursor.fetchone()
+            acquired = bool(row and row[0] == 1)
+            yield acquired
+            if acquired:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT RELEASE_LOCK(%s)", (name,))
+        finally:
+            connection.close()

@@ -1,0 +1,120 @@
+"""The database backup taken before any schema change: a consistent, compressed, verified dump.
+
+mariadb-dump runs in a throwaway container of the backup client image on host
+networking. Its password reaches it in an option file mounted read-only,
+never on a command line; the file is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from runner.config import BindMount
+from runner.drivers.database import Database, DatabaseTarget
+from runner.drivers.docker_engine import PURPOSE_LABEL, Engine
+from runner.errors import BackupError
+
+DUMP_SCRIPT = (
+    "set -eo pipefail; "
+    'mariadb-dump --defaults-extra-file=/run/keystone-upgrade/client.cnf --single-transaction --quick '
+    '--routines --triggers --events --databases "$0" | gzip -c > "/backup/$1.partial"; '
+    'mv "/backup/$1.partial" "/backup/$1"'
+)
+
+
+@dataclass(frozen=True)
+class BackupManifest:
+    """What was dumped, its checksum, and the rows of every table when it was taken."""
+
+    dump: str
+    sha256: str
+    bytes: int
+    database: str
+    tables: dict[str, int]
+    started_at: float
+    finished_at: float
+
+
+def _client_options(target: DatabaseTarget) -> str:
+    # Option files read backslash escapes inside quotes; escape what needs it.
+    password = target.password.replace("\\", "\\\\").replace('"', '\\"')
+    return f'[client]\nhost={target.host}\nport={target.port}\nuser={target.user}\npassword="{password}"\n'
+
+
+def take_backup(
+    engine: Engine,
+    image: str,
+    target: DatabaseTarget,
+    directory: Path,
+    labels: dict[str, str],
+) -> BackupManifest:
+    """Dump the database into ``directory`` and verify it; raise BackupError when anything is off."""
+    directory.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    name = f"{target.database}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(started))}.sql.gz"
+    options = directory / ".client.cnf"
+    options.touch(mode=0o600)
+    os.chmod(options, 0o600)
+    try:
+        options.write_text(_client_options(target))
+        tables = Database(target).table_row_counts()
+        finished = engine.run_once(
+            image,
+            ["bash", "-c", DUMP_SCRIPT, target.database, name],
+            mounts=[
+                BindMount(str(options), "/run/keystone-upgrade/client.cnf", read_only=True),
+                BindMount(str(directory), "/backup", read_only=False),
+            ],
+            labels={**labels, PURPOSE_LABEL: "backup"},
+        )
+    finally:
+        options.unlink(missing_ok=True)
+    dump = directory / name
+    if finished.exit_code != 0 or not dump.exists():
+        raise BackupError(
+            "the database backup failed; nothing was changed",
+            observed=f"mariadb-dump exited {finished.exit_code}:\n{finished.tail()}",
+            hint="check the backup image and that the database user may dump (SELECT, LOCK TABLES, EVENT)",
+        )
+    sha256, size = _verify(dump, tables)
+    manifest = BackupManifest(
+        dump=str(dump),
+        sha256=sha256,
+        bytes=size,
+        database=target.database,
+        tables=tables,
+        started_at=started,
+        finished_at=time.time(),
+    )
+    (directory / f"{name}.manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
+    return manifest
+
+
+def _verify(dump: Path, tables: dict[str, int]) -> tuple[str, int]:
+    """Read the whole dump back: gzip intact, every table created, the dump complete."""
+    digest = hashlib.sha256(dump.read_bytes()).hexdigest()
+    created = set()
+    last_line = ""
+    try:
+        with gzip.open(dump, "rt", errors="replace") as text:
+            for line in text:
+                if line.startswith("CREATE TABLE `"):
+                    created.add(line.split("`")[1])
+                if line.strip():
+                    last_line = line.strip()
+    except (OSError, EOFError) as exc:
+        raise BackupError("the database dump is damaged", observed=str(exc), hint="run again") from exc
+    missing = sorted(set(tables) - created)
+    if missing or not last_line.startswith("-- Dump completed"):
+        raise BackupError(
+            "the database dump is incomplete",
+            observed=f"tables without CREATE TABLE: {missing or 'none'}; last line: {last_line[:120]!r}",
+            hint="look at the backup container's output and the database's log",
+        )
+    return digest, dump.stat().st_size

@@ -1,0 +1,308 @@
+"""The inventory: a TOML file describing the cluster, validated on load.
+
+Every problem found is reported at once, each with what is wrong and what to
+do, under one ConfigError (exit code 3); nothing is touched before the
+inventory is valid. The database password comes from an environment variable
+or a file, never from the file itself or the command line.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from runner.drivers.database import DatabaseTarget
+from runner.drivers.haproxy import SocketAddress
+from runner.errors import ConfigError, HaproxyError
+
+LOCAL_ENGINE = "local"
+ENGINE_SCHEMES = ("unix", "tcp", "ssh")
+DEFAULT_KEY_REPOSITORIES = ("/etc/keystone/fernet-keys", "/etc/keystone/credential-keys")
+
+
+@dataclass(frozen=True)
+class BindMount:
+    """A host path mounted into the throwaway containers."""
+
+    source: str
+    target: str
+    read_only: bool
+
+    @classmethod
+    def parse(cls, text: str) -> BindMount:
+        """SOURCE:TARGET[:ro|rw]."""
+        parts = text.split(":")
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+            raise ValueError(f"{text!r} is not SOURCE:TARGET[:ro|rw]")
+        if not parts[0].startswith("/") or not parts[1].startswith("/"):
+            raise ValueError(f"{text!r}: both paths must be absolute")
+        return cls(parts[0], parts[1], len(parts) == 3 and parts[2] == "ro")
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.target}:{'ro' if self.read_only else 'rw'}"
+
+
+@dataclass(frozen=True)
+class ServerRef:
+    """One HAProxy backend/server pair that routes to a node."""
+
+    backend: str
+    server: str
+
+    def __str__(self) -> str:
+        return f"{self.backend}/{self.server}"
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """One Keystone node: where its container runs and how HAProxy reaches it."""
+
+    name: str
+    engine: str  # "local" or a unix://, tcp:// or ssh:// Docker endpoint
+    container: str
+    health_url: str
+    servers: tuple[ServerRef, ...]
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """Keystone's database and where its password comes from."""
+
+    host: str
+    port: int
+    user: str
+    name: str
+    password_env: str | None
+    password_file: str | None
+
+    def target(self) -> DatabaseTarget:
+        """The connection target with the password read now (never stored in the inventory)."""
+        if self.password_env is not None:
+            password = os.environ.get(self.password_env)
+            if password is None:
+                raise ConfigError(
+                    "the database password is not available",
+                    observed=f"environment variable {self.password_env} is not set",
+                    hint=f"export {self.password_env} before running, or use database.password_file",
+                )
+        else:
+            assert self.password_file is not None
+            try:
+                password = Path(self.password_file).read_text().rstrip("\n")
+            except OSError as exc:
+                raise ConfigError(
+                    "the database password is not available",
+                    observed=f"cannot read {self.password_file}: {exc.strerror}",
+                    hint="point database.password_file at a readable file holding only the password",
+                ) from exc
+        return DatabaseTarget(self.host, self.port, self.user, self.name, password)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """A validated inventory."""
+
+    path: Path
+    database: DatabaseConfig
+    target_image: str
+    backup_image: str
+    mounts: tuple[BindMount, ...]
+    key_repositories: tuple[str, ...]
+    haproxy_sockets: tuple[SocketAddress, ...]
+    nodes: tuple[NodeConfig, ...]
+    state_dir: Path
+    backup_dir: Path
+    drain_timeout_s: float = 120.0
+    health_timeout_s: float = 180.0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class _Problems:
+    """Collects every problem so the operator sees them all in one run."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, where: str, what: str) -> None:
+        self.items.append(f"{where}: {what}")
+
+
+def _get(table: Mapping[str, Any], key: str, kind: type, where: str, problems: _Problems) -> Any:
+    if key not in table:
+        problems.add(where, f"'{key}' is required")
+        return None
+    value = table[key]
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        problems.add(where, f"'{key}' must be a {kind.__name__}, not {type(value).__name__}")
+        return None
+    return value
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str, problems: _Problems) -> None:
+    for key in sorted(set(table) - allowed):
+        problems.add(where, f"unknown key '{key}' (known: {', '.join(sorted(allowed))})")
+
+
+def _database(raw: Any, problems: _Problems) -> DatabaseConfig | None:
+    if not isinstance(raw, dict):
+        problems.add("[database]", "the table is required")
+        return None
+    where = "[database]"
+    _check_keys(raw, {"host", "port", "user", "name", "password_env", "password_file", "password"}, where, problems)
+    if "password" in raw:
+        problems.add(where, "'password' is not accepted in the file: use password_env or password_file")
+    host = _get(raw, "host", str, where, problems)
+    port = _get(raw, "port", int, where, problems)
+    user = _get(raw, "user", str, where, problems)
+    name = _get(raw, "name", str, where, problems)
+    password_env = raw.get("password_env")
+    password_file = raw.get("password_file")
+    if (password_env is None) == (password_file is None):
+        problems.add(where, "give exactly one of password_env and password_file")
+    if isinstance(port, int) and not 0 < port < 65536:
+        problems.add(where, f"port {port} is out of range")
+    if None in (host, port, user, name):
+        return None
+    return DatabaseConfig(host, port, user, name, password_env, password_file)
+
+
+def _engine(value: Any, where: str, problems: _Problems) -> str:
+    if value is None or value == LOCAL_ENGINE:
+        return LOCAL_ENGINE
+    if not isinstance(value, str) or urlparse(value).scheme not in ENGINE_SCHEMES:
+        problems.add(where, f"docker endpoint {value!r} is not local, unix://, tcp:// or ssh://")
+    return str(value)
+
+
+def _nodes(raw: Any, problems: _Problems) -> tuple[NodeConfig, ...]:
+    if not isinstance(raw, list) or not raw:
+        problems.add("[[nodes]]", "at least one node is required")
+        return ()
+    nodes = []
+    for index, entry in enumerate(raw):
+        where = f"[[nodes]] #{index + 1}"
+        if not isinstance(entry, dict):
+            problems.add(where, "must be a table")
+            continue
+        _check_keys(entry, {"name", "docker", "container", "health_url", "servers"}, where, problems)
+        name = _get(entry, "name", str, where, problems)
+        where = f"node {name or index + 1}"
+        container = _get(entry, "container", str, where, problems)
+        health_url = _get(entry, "health_url", str, where, problems)
+        if isinstance(health_url, str) and urlparse(health_url).scheme not in ("http", "https"):
+            problems.add(where, f"health_url {health_url!r} is not an http(s) URL")
+        servers = []
+        raw_servers = entry.get("servers")
+        if not isinstance(raw_servers, list) or not raw_servers:
+            problems.add(where, "'servers' must list at least one {backend, server} pair")
+        else:
+            for pair in raw_servers:
+                if isinstance(pair, dict) and isinstance(pair.get("backend"), str) and isinstance(pair.get("server"), str):
+                    servers.append(ServerRef(pair["backend"], pair["server"]))
+                else:
+                    problems.add(where, f"server entry {pair!r} needs string 'backend' and 'server'")
+        engine = _engine(entry.get("docker"), where, problems)
+        if name and container and health_url:
+            nodes.append(NodeConfig(name, engine, container, health_url, tuple(servers)))
+    _unique([n.name for n in nodes], "node name", problems)
+    _unique([(n.engine, n.container) for n in nodes], "node container", problems)
+    _unique([str(s) for n in nodes for s in n.servers], "backend/server pair", problems)
+    return tuple(nodes)
+
+
+def _unique(values: list[Any], what: str, problems: _Problems) -> None:
+    seen = set()
+    for value in values:
+        if value in seen:
+            problems.add("[[nodes]]", f"{what} {value} appears twice")
+        seen.add(value)
+
+
+def load_inventory(path: Path) -> Inventory:
+    """Read and validate an inventory; raise one ConfigError listing every problem."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read the inventory {path}", observed=exc.strerror) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"the inventory {path} is not valid TOML", observed=str(exc)) from exc
+    problems = _Problems()
+    _check_keys(raw, {"database", "target", "haproxy", "nodes", "run"}, "inventory", problems)
+    database = _database(raw.get("database"), problems)
+
+    target = raw.get("target")
+    if not isinstance(target, dict):
+        problems.add("[target]", "the table is required")
+        target = {}
+    _check_keys(target, {"image", "backup_image", "mounts", "key_repositories"}, "[target]", problems)
+    target_image = _get(target, "image", str, "[target]", problems)
+    backup_image = _get(target, "backup_image", str, "[target]", problems)
+    mounts = []
+    for text in target.get("mounts", []):
+        try:
+            mounts.append(BindMount.parse(text))
+        except (ValueError, AttributeError) as exc:
+            problems.add("[target] mounts", str(exc))
+    if not mounts:
+        problems.add("[target]", "'mounts' must give the throwaway container Keystone's config and keys")
+    key_repositories = tuple(target.get("key_repositories", DEFAULT_KEY_REPOSITORIES))
+    mounted_targets = {m.target for m in mounts}
+    for repository in key_repositories:
+        if mounts and repository not in mounted_targets:
+            problems.add("[target] mounts", f"no mount for the key repository {repository}")
+
+    sockets = []
+    raw_haproxy = raw.get("haproxy")
+    if not isinstance(raw_haproxy, list) or not raw_haproxy:
+        problems.add("[[haproxy]]", "at least one runtime socket is required")
+    else:
+        for index, entry in enumerate(raw_haproxy):
+            where = f"[[haproxy]] #{index + 1}"
+            text = _get(entry, "socket", str, where, problems) if isinstance(entry, dict) else None
+            if text is None:
+                continue
+            try:
+                sockets.append(SocketAddress.parse(text))
+            except HaproxyError as exc:
+                problems.add(where, exc.what)
+
+    nodes = _nodes(raw.get("nodes"), problems)
+
+    run = raw.get("run", {})
+    _check_keys(run, {"state_dir", "backup_dir", "drain_timeout_s", "health_timeout_s"}, "[run]", problems)
+    base = path.parent
+    state_dir = base / str(run.get("state_dir", "keystone-upgrade-state"))
+    backup_dir = base / str(run.get("backup_dir", state_dir / "backups"))
+    timeouts = {}
+    for key, default in (("drain_timeout_s", 120.0), ("health_timeout_s", 180.0)):
+        value = run.get(key, default)
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            problems.add("[run]", f"'{key}' must be a positive number of seconds")
+            value = default
+        timeouts[key] = float(value)
+
+    if problems.items:
+        raise ConfigError(
+            f"the inventory {path} has {len(problems.items)} problem(s); nothing was touched",
+            observed="\n    " + "\n    ".join(problems.items),
+            hint="fix the inventory (see the README's Inventory section) and run again",
+        )
+    assert database is not None and target_image is not None and backup_image is not None
+    return Inventory(
+        path=path,
+        database=database,
+        target_image=target_image,
+        backup_image=backup_image,
+        mounts=tuple(mounts),
+        key_repositories=key_repositories,
+        haproxy_sockets=tuple(sockets),
+        nodes=nodes,
+        state_dir=state_dir,
+        backup_dir=backup_dir,
+        **timeouts,
+    )

@@ -1,0 +1,271 @@
+"""Docker engines: facts about node containers and images, throwaway containers, the swap.
+
+One ``DockerEngine`` per endpoint (the local engine, or unix://, tcp://, ssh://).
+Library errors become RunnerErrors here, at the boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+
+from runner.config import LOCAL_ENGINE, BindMount
+from runner.errors import DockerError
+from runner.images.catalog import KEYSTONE_VERSION_LABEL
+from runner.swap import ContainerBlueprint
+from runner.waits import CONTAINER_EXITED, WaitPolicy, WaitTimeout, wait_until
+
+log = logging.getLogger(__name__)
+
+RUNNER_LABEL = "io.keystone-upgrade.runner"
+RUN_ID_LABEL = "io.keystone-upgrade.run-id"
+PURPOSE_LABEL = "io.keystone-upgrade.purpose"
+
+
+@dataclass(frozen=True)
+class ContainerFacts:
+    """What the runner reads of a node's container."""
+
+    id: str
+    name: str
+    status: str
+    image_id: str
+    image_reference: str
+    keystone_version: str | None  # the image's version label
+    mounts: Mapping[str, str]  # container path -> host path (bind mounts)
+    inspect: Mapping[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the runner reads of an image."""
+
+    id: str
+    reference: str
+    keystone_version: str | None
+    inspect: Mapping[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """How a throwaway container ended: its exit code and its output."""
+
+    exit_code: int
+    output: str
+
+    def tail(self, lines: int = 30) -> str:
+        """The last lines of its output, for an error message."""
+        return "\n".join(deque(self.output.splitlines(), maxlen=lines))
+
+
+class Engine(Protocol):
+    """What the runner needs of one Docker engine."""
+
+    endpoint: str
+
+    def ping(self) -> None: ...
+    def container(self, name: str) -> ContainerFacts | None: ...
+    def image(self, reference: str) -> ImageFacts | None: ...
+    def run_once(
+        self,
+        image: str,
+        command: Sequence[str],
+        *,
+        mounts: Sequence[BindMount],
+        labels: Mapping[str, str],
+        environment: Mapping[str, str] | None = None,
+        user: str | None = None,
+        policy: WaitPolicy = CONTAINER_EXITED,
+    ) -> Finished: ...
+    def exec_output(self, container: str, command: Sequence[str]) -> Finished: ...
+    def stop(self, container: str, timeout_s: int) -> None: ...
+    def rename(self, container: str, new_name: str) -> None: ...
+    def create_and_start(self, blueprint: ContainerBlueprint) -> str: ...
+    def start(self, container: str) -> None: ...
+    def remove(self, container: str) -> None: ...
+
+
+def _bind_mounts(inspect: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        str(m["Destination"]): str(m["Source"]) for m in inspect.get("Mounts") or [] if m.get("Type") == "bind"
+    }
+
+
+class DockerEngine:
+    """One Docker engine, reached through the docker SDK."""
+
+    def __init__(self, endpoint: str = LOCAL_ENGINE):
+        self.endpoint = endpoint
+        try:
+            if endpoint == LOCAL_ENGINE:
+                self.client = docker.from_env(timeout=60)
+            else:
+                self.client = docker.DockerClient(base_url=endpoint, timeout=60, use_ssh_client=True)
+        except DockerException as exc:
+            raise DockerError(
+                f"cannot reach the Docker engine {endpoint}",
+                observed=str(exc),
+                hint="check that the engine runs and that this user may use it",
+            ) from exc
+
+    def _fail(self, what: str, exc: Exception, hint: str = "check the engine's state") -> DockerError:
+        detail = exc.explanation if isinstance(exc, APIError) else str(exc)
+        return DockerError(f"{what} on engine {self.endpoint}", observed=str(detail), hint=hint)
+
+    def ping(self) -> None:
+        """Raise DockerError unless the engine answers."""
+        try:
+            self.client.ping()
+        except DockerException as exc:
+            raise self._fail("no answer", exc, "start the engine or fix the node's docker endpoint") from exc
+
+    def container(self, name: str) -> ContainerFacts | None:
+        """The container's facts, or None when there is no such container."""
+        try:
+            inspect = self.client.api.inspect_container(name)
+        except NotFound:
+            return None
+        except DockerException as exc:
+            raise self._fail(f"cannot inspect container {name}", exc) from exc
+        labels = inspect["Config"].get("Labels") or {}
+        return ContainerFacts(
+            id=inspect["Id"],
+            name=str(inspect["Name"]).lstrip("/"),
+            status=inspect["State"]["Status"],
+            image_id=inspect["Image"],
+            image_reference=inspect["Config"]["Image"],
+            keystone_version=labels.get(KEYSTONE_VERSION_LABEL),
+            mounts=_bind_mounts(inspect),
+            inspect=inspect,
+        )
+
+    def image(self, reference: str) -> ImageFacts | None:
+        """The image's facts, or None when the engine does not have it."""
+        try:
+            inspect = self.client.api.inspect_image(reference)
+        except ImageNotFound:
+            return None
+        except DockerException as exc:
+            raise self._fail(f"cannot inspect image {reference}", exc) from exc
+        labels = (inspect.get("Config") or {}).get("Labels") or {}
+        return ImageFacts(
+            id=inspect["Id"], reference=reference, keystone_version=labels.get(KEYSTONE_VERSION_LABEL), inspect=inspect
+        )
+
+    def pull(self, reference: str) -> bool:
+        """Try to pull an image; True when it is there afterwards."""
+        try:
+            self.client.images.pull(reference)
+        except DockerException as exc:
+            log.info("pull of %s on %s failed: %s", reference, self.endpoint, exc)
+            return False
+        return True
+
+    def run_once(
+        self,
+        image: str,
+        command: Sequence[str],
+        *,
+        mounts: Sequence[BindMount],
+        labels: Mapping[str, str],
+        environment: Mapping[str, str] | None = None,
+        user: str | None = None,
+        policy: WaitPolicy = CONTAINER_EXITED,
+    ) -> Finished:
+        """Run a throwaway container on host networking until it exits; always remove it."""
+        api = self.client.api
+        try:
+            created = api.create_container(
+                image,
+                command=list(command),
+                environment=dict(environment or {}),
+                user=user or "",
+                labels={RUNNER_LABEL: "1", **labels},
+                host_config=api.create_host_config(
+                    network_mode="host",
+                    binds={m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts},
+                ),
+            )
+        except DockerException as exc:
+            raise self._fail(f"cannot create a throwaway container of {image}", exc) from exc
+        container_id = created["Id"]
+        try:
+            api.start(container_id)
+
+            def status() -> str:
+                return str(api.inspect_container(container_id)["State"]["Status"])
+
+            try:
+                wait_until(policy, status, lambda s: s in ("exited", "dead"))
+            except WaitTimeout as exc:
+                output = bytes(api.logs(container_id)).decode(errors="replace")
+                raise DockerError(
+                    f"throwaway container of {image} ({' '.join(command)}) did not finish",
+                    observed=f"{exc}\n{Finished(-1, output).tail()}",
+                    hint="look at the database and the run's log; the container was removed",
+                ) from exc
+            exit_code = int(api.inspect_container(container_id)["State"]["ExitCode"])
+            output = bytes(api.logs(container_id)).decode(errors="replace")
+            return Finished(exit_code, output)
+        except DockerException as exc:
+            raise self._fail(f"throwaway container of {image} failed", exc) from exc
+        finally:
+            try:
+                api.remove_container(container_id, force=True)
+            except DockerException as exc:
+                log.warning("could not remove throwaway container %s: %s", container_id[:12], exc)
+
+    def exec_output(self, container: str, command: Sequence[str]) -> Finished:
+        """Run a command inside a running container."""
+        try:
+            result = self.client.containers.get(container).exec_run(list(command))
+        except DockerException as exc:
+            raise self._fail(f"cannot run {' '.join(command)} in {container}", exc) from exc
+        return Finished(int(result.exit_code), bytes(result.output).decode(errors="replace"))
+
+    def stop(self, container: str, timeout_s: int) -> None:
+        """Stop a container, SIGKILL after ``timeout_s``."""
+        try:
+            self.client.api.stop(container, timeout=timeout_s)
+        except DockerException as exc:
+            raise self._fail(f"cannot stop {container}", exc) from exc
+
+    def rename(self, container: str, new_name: str) -> None:
+        """Rename a container (the old node is kept under another name for rollback)."""
+        try:
+            self.client.api.rename(container, new_name)
+        except DockerException as exc:
+            raise self._fail(f"cannot rename {container} to {new_name}", exc) from exc
+
+    def create_and_start(self, blueprint: ContainerBlueprint) -> str:
+        """Create the container the blueprint describes, start it, return its id."""
+        api = self.client.api
+        try:
+            # The body is passed as the API takes it: the old container's HostConfig verbatim.
+            created = api.create_container_from_config(blueprint.create_body(), name=blueprint.name)
+            api.start(created["Id"])
+        except DockerException as exc:
+            raise self._fail(f"cannot create and start {blueprint.name} from {blueprint.image}", exc) from exc
+        return str(created["Id"])
+
+    def start(self, container: str) -> None:
+        """Start an existing container."""
+        try:
+            self.client.api.start(container)
+        except DockerException as exc:
+            raise self._fail(f"cannot start {container}", exc) from exc
+
+    def remove(self, container: str) -> None:
+        """Remove a container, running or not."""
+        try:
+            self.client.api.remove_container(container, force=True)
+        except NotFound:
+            return
+        except DockerException as exc:
+            raise self._fail(f"cannot remove {container}", exc) from exc

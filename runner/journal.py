@@ -1,0 +1,175 @@
+"""The run's journal: every transition, written atomically before and after each step.
+
+A JSON document in the state directory, replaced whole (temp file, fsync,
+rename) on every change, so a reader (``status``, a resumed run, a rollback)
+sees either the previous state or the next, never half of one. It holds no
+secrets: only names, versions, container ids, states and timings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+JOURNAL_FILE = "journal.json"
+SCHEMA_VERSION = 1
+
+
+class StepStatus(StrEnum):
+    """Where a step is."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+def _now() -> float:
+    return time.time()
+
+
+@dataclass
+class StepRecord:
+    """One step's history: its status, times, and the sub-transitions within it."""
+
+    id: str
+    kind: str
+    node: str | None
+    status: StepStatus = StepStatus.PENDING
+    started_at: float | None = None
+    finished_at: float | None = None
+    detail: str | None = None
+    # Ordered sub-transitions (e.g. a node's drain, maint, swap, ready) with times and data.
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float | None:
+        """How long the step took, once it ended."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+
+class Journal:
+    """The journal of one run, kept in memory and mirrored to disk on every change."""
+
+    def __init__(self, path: Path, document: dict[str, Any], steps: list[StepRecord]):
+        self.path = path
+        self.document = document
+        self.steps = steps
+
+    @classmethod
+    def start(cls, state_dir: Path, plan: dict[str, Any], inventory: str) -> Journal:
+        """A new run's journal, written before anything changes."""
+        state_dir.mkdir(parents=True, exist_ok=True)
+        document = {
+            "schema": SCHEMA_VERSION,
+            "run_id": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6],
+            "inventory": inventory,
+            "started_at": _now(),
+            "finished_at": None,
+            "status": "running",
+            "plan": plan,
+            "events": [],
+        }
+        steps = [StepRecord(id=s["id"], kind=s["kind"], node=s.get("node")) for s in plan["steps"]]
+        journal = cls(state_dir / JOURNAL_FILE, document, steps)
+        journal.save()
+        return journal
+
+    @classmethod
+    def load(cls, state_dir: Path) -> Journal | None:
+        """The last run's journal, or None when there is none."""
+        path = state_dir / JOURNAL_FILE
+        if not path.exists():
+            return None
+        document = json.loads(path.read_text())
+        steps = [
+            StepRecord(
+                id=s["id"],
+                kind=s["kind"],
+                node=s.get("node"),
+                status=StepStatus(s["status"]),
+                started_at=s.get("started_at"),
+                finished_at=s.get("finished_at"),
+                detail=s.get("detail"),
+                events=list(s.get("events", [])),
+            )
+            for s in document.pop("steps")
+        ]
+        return cls(path, document, steps)
+
+    @property
+    def run_id(self) -> str:
+        """This run's id (also the label on its containers)."""
+        return str(self.document["run_id"])
+
+    def step(self, step_id: str) -> StepRecord:
+        """The record of one step."""
+        return next(s for s in self.steps if s.id == step_id)
+
+    def begin(self, step_id: str) -> None:
+        """Mark a step running (written before it does anything)."""
+        record = self.step(step_id)
+        record.status, record.started_at = StepStatus.RUNNING, _now()
+        self.save()
+
+    def event(self, step_id: str, name: str, **data: Any) -> None:
+        """Record a sub-transition of a running step."""
+        self.step(step_id).events.append({"at": _now(), "event": name, **data})
+        self.save()
+
+    def end(self, step_id: str, status: StepStatus, detail: str | None = None) -> None:
+        """Mark a step done, skipped or failed."""
+        record = self.step(step_id)
+        if record.started_at is None:
+            record.started_at = _now()
+        record.status, record.finished_at, record.detail = status, _now(), detail
+        self.save()
+
+    def finish(self, status: str) -> None:
+        """Close the run: succeeded, failed or refused."""
+        self.document["status"] = status
+        self.document["finished_at"] = _now()
+        self.save()
+
+    def as_dict(self) -> dict[str, Any]:
+        """The journal as written."""
+        return {
+            **self.document,
+            "steps": [
+                {
+                    "id": s.id,
+                    "kind": s.kind,
+                    "node": s.node,
+                    "status": s.status.value,
+                    "started_at": s.started_at,
+                    "finished_at": s.finished_at,
+                    "detail": s.detail,
+                    "events": s.events,
+                }
+                for s in self.steps
+            ],
+        }
+
+    def save(self) -> None:
+        """Replace the file atomically: temp file in the same directory, fsync, rename."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=self.path.parent, prefix=".journal-", suffix=".json")
+        try:
+            with os.fdopen(handle, "w") as out:
+                json.dump(self.as_dict(), out, indent=2, sort_keys=False)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, self.path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise

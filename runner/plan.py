@@ -1,0 +1,249 @@
+"""From inventory and facts to the plan: pure functions, no I/O, unit-tested without Docker.
+
+``preflight_findings`` lists every reason not to start; ``build_plan`` lists
+the steps, in order, each with why it is there or why it is skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from runner.config import Inventory
+from runner.facts import ClusterFacts
+
+
+class StepKind(StrEnum):
+    """The kinds of step, in the order a run takes them."""
+
+    BACKUP = "backup"
+    EXPAND = "expand"
+    MIGRATE = "migrate"
+    NODE = "node"
+    CONTRACT = "contract"
+    CLEANUP = "cleanup"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One preflight refusal: what failed, what was observed, what to do."""
+
+    check: str
+    what: str
+    observed: str
+    hint: str
+
+    def render(self) -> str:
+        """As an operator reads it."""
+        return f"[{self.check}] {self.what}\n    observed: {self.observed}\n    what to do: {self.hint}"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the plan."""
+
+    id: str
+    kind: StepKind
+    why: str
+    node: str | None = None
+    skip_reason: str | None = None
+
+    @property
+    def skipped(self) -> bool:
+        """True when facts show the step is already done."""
+        return self.skip_reason is not None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The whole upgrade as data."""
+
+    target_image: str
+    target_version: str | None
+    source_versions: tuple[str, ...]
+    database_heads: tuple[str, ...]
+    target_heads: tuple[str, ...]
+    check_exit_code: int | None
+    doctor_findings: str | None
+    findings: tuple[Finding, ...]
+    steps: tuple[Step, ...] = field(default=())
+
+    @property
+    def refused(self) -> bool:
+        """True when preflight found a reason not to start."""
+        return bool(self.findings)
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready form (plan --json, the journal, the report)."""
+        return {
+            "target_image": self.target_image,
+            "target_version": self.target_version,
+            "source_versions": list(self.source_versions),
+            "database_heads": list(self.database_heads),
+            "target_heads": list(self.target_heads),
+            "check_exit_code": self.check_exit_code,
+            "doctor_findings": self.doctor_findings,
+            "findings": [f.__dict__ for f in self.findings],
+            "steps": [
+                {"id": s.id, "kind": s.kind.value, "why": s.why, "node": s.node, "skip_reason": s.skip_reason}
+                for s in self.steps
+            ],
+        }
+
+
+def preflight_findings(inventory: Inventory, facts: ClusterFacts) -> list[Finding]:
+    """Every reason not to start, each with what to do about it."""
+    findings: list[Finding] = []
+    add = findings.append
+
+    target = facts.target
+    if target.image is None:
+        add(
+            Finding(
+                "target-image",
+                f"the target image {inventory.target_image} is not on the engine",
+                target.error or "docker image inspect found nothing, and pulling it failed",
+                "build or load the image (keystone-upgrade images build --keystone VERSION) and run again",
+            )
+        )
+    elif target.error:
+        add(Finding("target-image", "the target image could not be inspected", target.error, "fix the image"))
+    elif not target.image.keystone_version:
+        add(
+            Finding(
+                "target-image",
+                f"{inventory.target_image} does not say which Keystone release it carries",
+                "no org.openstack.keystone.version label",
+                "label the image with its Keystone version",
+            )
+        )
+
+    versions = set()
+    for node in facts.nodes:
+        name = node.config.name
+        if node.engine_error:
+            add(Finding("docker", f"node {name}: its Docker engine does not answer", node.engine_error,
+                        "start the engine or fix the node's docker endpoint"))
+            continue
+        if node.container is None:
+            add(Finding("container", f"node {name}: container {node.config.container} does not exist",
+                        "docker inspect found nothing", "fix the container name in the inventory"))
+            continue
+        if node.container.status != "running":
+            add(Finding("container", f"node {name}: container {node.container.name} is not running",
+                        f"status {node.container.status}", "start it, or take the node out of the inventory"))
+        versions.add(node.container.keystone_version or "unknown")
+        if node.health_status != 200:
+            add(Finding("health", f"node {name} does not answer its health URL {node.config.health_url}",
+                        node.health_error or f"HTTP {node.health_status}", "make the node healthy before upgrading"))
+        for repository in inventory.key_repositories:
+            node_source = node.container.mounts.get(repository)
+            ours = next((m.source for m in inventory.mounts if m.target == repository), None)
+            if node_source != ours:
+                add(Finding("keys", f"node {name} mounts {repository} from {node_source}, the inventory from {ours}",
+                            "the throwaway containers would see other keys than the nodes",
+                            "give [target] mounts the same host directories the nodes mount"))
+
+    source_versions = sorted(v for v in versions)
+    target_version = target.image.keystone_version if target.image else None
+    not_target = {v for v in versions if v != target_version}
+    if len(not_target) > 1:
+        add(Finding("releases", "the nodes do not all run the same release",
+                    ", ".join(f"{n.config.name}={n.container.keystone_version}" for n in facts.nodes if n.container),
+                    "finish or roll back the earlier upgrade so that every node runs one release"))
+
+    for socket in facts.sockets:
+        if socket.error:
+            add(Finding("haproxy", f"HAProxy runtime socket {socket.address} does not answer", socket.error,
+                        "check that HAProxy runs and the socket path is right"))
+            continue
+        if socket.level != "admin":
+            add(Finding("haproxy", f"HAProxy runtime socket {socket.address} is not at admin level",
+                        f"show cli level: {socket.level}",
+                        "declare the stats socket with 'level admin' (operator cannot set drain or maint)"))
+        for node in facts.nodes:
+            for ref in node.config.servers:
+                stat, state = socket.stat(ref.backend, ref.server), socket.state(ref.backend, ref.server)
+                if stat is None or state is None:
+                    add(Finding("haproxy", f"{socket.address} has no server {ref}",
+                                "not in show stat", "fix the backend/server names of node " + node.config.name))
+                    continue
+                if not state.ready or not stat.is_up:
+                    admin = "MAINT" if state.in_maintenance else "DRAIN" if state.draining else "READY"
+                    add(Finding("haproxy", f"{ref} on {socket.address} is not UP and READY",
+                                f"status {stat.status}, admin state {admin}",
+                                "bring it back into rotation (or find out why it is out) before upgrading"))
+
+    if facts.database.error:
+        add(Finding("database", "the database does not answer with the configured user", facts.database.error,
+                    "check database host, port, user and password"))
+
+    for repository, entries in target.key_files.items():
+        if entries <= 0:
+            add(Finding("keys", f"the key repository {repository} is {'missing' if entries < 0 else 'empty'}",
+                        f"{entries} entries seen by the throwaway container",
+                        "mount the key repository the nodes use"))
+    return findings
+
+
+def build_plan(inventory: Inventory, facts: ClusterFacts) -> Plan:
+    """The steps from the cluster as observed to every node on the target, in order."""
+    findings = preflight_findings(inventory, facts)
+    target = facts.target
+    target_version = target.image.keystone_version if target.image else None
+    target_heads = target.heads
+    db_heads = facts.database.heads
+    at_target = bool(target_heads) and db_heads == target_heads
+    steps: list[Step] = []
+    if not at_target:
+        steps.append(Step("backup", StepKind.BACKUP, "a verified dump before the schema changes"))
+    expand_done = target.expand_head in db_heads if target.expand_head else False
+    steps.append(
+        Step(
+            "expand",
+            StepKind.EXPAND,
+            "add the target's new schema while the old nodes keep serving",
+            skip_reason="the database is already at the target's expand head" if expand_done else None,
+        )
+    )
+    steps.append(
+        Step(
+            "migrate",
+            StepKind.MIGRATE,
+            "move data into the expanded schema",
+            skip_reason="the database is already at the target's expand head" if expand_done else None,
+        )
+    )
+    for node in facts.nodes:
+        version = node.container.keystone_version if node.container else None
+        on_target = version is not None and version == target_version
+        steps.append(
+            Step(
+                f"node:{node.config.name}",
+                StepKind.NODE,
+                f"drain, swap {node.config.container} to {inventory.target_image}, gate on health and version",
+                node=node.config.name,
+                skip_reason=f"already runs {version}" if on_target else None,
+            )
+        )
+    steps.append(
+        Step(
+            "contract",
+            StepKind.CONTRACT,
+            "remove what only the old release needed, once every node runs the target",
+            skip_reason="the database is already at the target's heads" if at_target else None,
+        )
+    )
+    steps.append(Step("cleanup", StepKind.CLEANUP, "remove the old containers kept for rollback"))
+    sources = tuple(sorted({n.container.keystone_version or "unknown" for n in facts.nodes if n.container}))
+    return Plan(
+        target_image=inventory.target_image,
+        target_version=target_version,
+        source_versions=sources,
+        database_heads=tuple(sorted(db_heads)),
+        target_heads=tuple(sorted(target_heads)),
+        check_exit_code=target.check.exit_code if target.check else None,
+        doctor_findings=target.doctor.tail(20) if target.doctor else None,
+        findings=tuple(findings),
+        steps=tuple(steps),
+    )
