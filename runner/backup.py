@@ -22,7 +22,7 @@ from runner.errors import BackupError
 
 DUMP_SCRIPT = (
     "set -eo pipefail; "
-    'mariadb-dump --defaults-extra-file=/run/keystone-upgrade/client.cnf --single-transaction --quick '
+    "mariadb-dump --defaults-extra-file=/run/keystone-upgrade/client.cnf --single-transaction --quick "
     '--routines --triggers --events --databases "$0" | gzip -c > "/backup/$1.partial"; '
     'mv "/backup/$1.partial" "/backup/$1"'
 )
@@ -66,7 +66,8 @@ def take_backup(
         tables = Database(target).table_row_counts()
         finished = engine.run_once(
             image,
-            ["bash", "-c", DUMP_SCRIPT, target.database, name],
+            [target.database, name],
+            entrypoint=["bash", "-c", DUMP_SCRIPT],
             mounts=[
                 BindMount(str(options), "/run/keystone-upgrade/client.cnf", read_only=True),
                 BindMount(str(directory), "/backup", read_only=False),

@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import click
 import docker
 
+from runner.config import load_inventory
 from runner.engine import ensure_engine
 from runner.errors import ExitCode, LabError, RunnerError
 from runner.images.base import ensure_base_image
 from runner.images.build import BuildOutcome, build_images
 from runner.images.catalog import DEFAULT_KEYSTONE_VERSIONS, all_images
+from runner.journal import Journal
 from runner.lab.check import prove_serving
 from runner.lab.cluster import Lab, LabEndpoints
+from runner.lab.inventory import write_inventory
 from runner.lab.render import write_config
 from runner.lab.settings import LabPorts, LabSecrets, LabSettings
 from runner.lab.store import load_settings, save_settings
+from runner.plan import Plan
+from runner.report import build_report, render_report
+from runner.upgrade import connect, make_plan, refuse, run_upgrade
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -101,6 +108,83 @@ def images_build(versions: tuple[str, ...], force: bool) -> None:
     )
 
 
+# -- the upgrade ------------------------------------------------------------------------------
+
+inventory_option = click.option(
+    "-i",
+    "--inventory",
+    "inventory_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The cluster's inventory (TOML).",
+)
+
+
+def render_plan(plan: Plan) -> str:
+    """The plan for people: what runs, what is skipped and why."""
+    lines = [
+        f"upgrade {', '.join(plan.source_versions) or '?'} -> {plan.target_version} ({plan.target_image})",
+        f"  database heads {', '.join(plan.database_heads) or '-'}; target heads {', '.join(plan.target_heads) or '-'}",
+        f"  db_sync --check with the target: exit {plan.check_exit_code}",
+    ]
+    for number, step in enumerate(plan.steps, start=1):
+        verdict = f"skip: {step.skip_reason}" if step.skipped else step.why
+        lines.append(f"  {number:2}. {step.id:<22} {verdict}")
+    if plan.findings:
+        lines.append("preflight findings:")
+        lines += ["  " + finding.render().replace("\n", "\n  ") for finding in plan.findings]
+    return "\n".join(lines)
+
+
+@main.command("plan")
+@inventory_option
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@reports_errors
+def plan_command(inventory_path: Path, as_json: bool) -> None:
+    """Gather facts read-only and print the steps an upgrade would take. Changes nothing."""
+    inventory = load_inventory(inventory_path)
+    plan = make_plan(inventory, connect(inventory))
+    click.echo(json.dumps(plan.as_dict(), indent=2) if as_json else render_plan(plan))
+    if plan.refused:
+        raise refuse(plan)
+
+
+@main.command("upgrade")
+@inventory_option
+@click.option("--yes", is_flag=True, help="Do not ask before executing the plan.")
+@click.option("--keep-old", is_flag=True, help="Keep the old containers (renamed) instead of removing them.")
+@reports_errors
+def upgrade_command(inventory_path: Path, yes: bool, keep_old: bool) -> None:
+    """Print the plan, ask, then upgrade node by node with zero failed requests."""
+    inventory = load_inventory(inventory_path)
+
+    def confirm(plan: Plan) -> bool:
+        click.echo(render_plan(plan))
+        return yes or click.confirm("execute this plan?", default=False)
+
+    def show_report(report: dict[str, Any], path: Path) -> None:
+        click.echo(render_report(report))
+        click.echo(f"report: {path}")
+
+    run_upgrade(inventory, connect(inventory), confirm, show_report, keep_old=keep_old)
+
+
+@main.command("status")
+@inventory_option
+@reports_errors
+def status_command(inventory_path: Path) -> None:
+    """The cluster's facts and the journal's last state."""
+    inventory = load_inventory(inventory_path)
+    plan = make_plan(inventory, connect(inventory))
+    click.echo(render_plan(plan))
+    journal = Journal.load(inventory.state_dir)
+    if journal is None:
+        click.echo("journal: no run recorded")
+    else:
+        click.echo("journal:")
+        click.echo(render_report(build_report(journal)))
+
+
 # -- lab --------------------------------------------------------------------------------------
 
 
@@ -122,7 +206,8 @@ def describe(endpoints: LabEndpoints) -> str:
     """Where a lab cluster listens, for people. Passwords are named by file, never printed."""
     lines = [
         f"lab {endpoints.project}: Keystone {endpoints.keystone_version}",
-        f"  load balancer (HAProxy): {endpoints.lb_url}/v3",
+        f"  load balancer (HAProxy): {endpoints.lb_url}/v3 (internal), "
+        f"{endpoints.lb_external_url}/v3 (external)",
     ]
     lines += [f"  node {name}: {url}/v3" for name, url in endpoints.node_urls.items()]
     lines += [
@@ -185,6 +270,26 @@ def lab_check(state_dir: Path) -> None:
         click.echo(f"  HAProxy {server}: {status}")
     if not proof.ok:
         raise LabError("the lab cluster does not fully serve", observed=str(proof))
+
+
+@lab.command("inventory")
+@click.option(
+    "--target", "target_version", default="29.1.0", show_default=True, help="Release to upgrade to."
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Default: STATE_DIR/inventory.toml.",
+)
+@state_dir_option
+@reports_errors
+def lab_inventory(target_version: str, output: Path | None, state_dir: Path) -> None:
+    """Write the inventory that upgrades the lab cluster (as an operator would for theirs)."""
+    settings = load_settings(state_dir)
+    path = output or state_dir / "inventory.toml"
+    write_inventory(Lab(settings, docker.from_env()).endpoints(), target_version, path, state_dir / "upgrade")
+    click.echo(str(path))
 
 
 @lab.command("down")

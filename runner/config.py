@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -119,7 +119,6 @@ class Inventory:
     backup_dir: Path
     drain_timeout_s: float = 120.0
     health_timeout_s: float = 180.0
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 class _Problems:
@@ -137,7 +136,7 @@ def _get(table: Mapping[str, Any], key: str, kind: type, where: str, problems: _
         problems.add(where, f"'{key}' is required")
         return None
     value = table[key]
-    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
         problems.add(where, f"'{key}' must be a {kind.__name__}, not {type(value).__name__}")
         return None
     return value
@@ -153,7 +152,9 @@ def _database(raw: Any, problems: _Problems) -> DatabaseConfig | None:
         problems.add("[database]", "the table is required")
         return None
     where = "[database]"
-    _check_keys(raw, {"host", "port", "user", "name", "password_env", "password_file", "password"}, where, problems)
+    _check_keys(
+        raw, {"host", "port", "user", "name", "password_env", "password_file", "password"}, where, problems
+    )
     if "password" in raw:
         problems.add(where, "'password' is not accepted in the file: use password_env or password_file")
     host = _get(raw, "host", str, where, problems)
@@ -202,7 +203,11 @@ def _nodes(raw: Any, problems: _Problems) -> tuple[NodeConfig, ...]:
             problems.add(where, "'servers' must list at least one {backend, server} pair")
         else:
             for pair in raw_servers:
-                if isinstance(pair, dict) and isinstance(pair.get("backend"), str) and isinstance(pair.get("server"), str):
+                if (
+                    isinstance(pair, dict)
+                    and isinstance(pair.get("backend"), str)
+                    and isinstance(pair.get("server"), str)
+                ):
                     servers.append(ServerRef(pair["backend"], pair["server"]))
                 else:
                     problems.add(where, f"server entry {pair!r} needs string 'backend' and 'server'")
@@ -223,6 +228,82 @@ def _unique(values: list[Any], what: str, problems: _Problems) -> None:
         seen.add(value)
 
 
+@dataclass(frozen=True)
+class _Target:
+    image: str | None
+    backup_image: str | None
+    mounts: tuple[BindMount, ...]
+    key_repositories: tuple[str, ...]
+
+
+def _target(raw: Any, problems: _Problems) -> _Target:
+    if not isinstance(raw, dict):
+        problems.add("[target]", "the table is required")
+        raw = {}
+    _check_keys(raw, {"image", "backup_image", "mounts", "key_repositories"}, "[target]", problems)
+    mounts = []
+    for text in raw.get("mounts", []):
+        try:
+            mounts.append(BindMount.parse(text))
+        except (ValueError, AttributeError) as exc:
+            problems.add("[target] mounts", str(exc))
+    if not mounts:
+        problems.add("[target]", "'mounts' must give the throwaway container Keystone's config and keys")
+    key_repositories = tuple(raw.get("key_repositories", DEFAULT_KEY_REPOSITORIES))
+    mounted = {m.target for m in mounts}
+    for repository in key_repositories:
+        if mounts and repository not in mounted:
+            problems.add("[target] mounts", f"no mount for the key repository {repository}")
+    return _Target(
+        image=_get(raw, "image", str, "[target]", problems),
+        backup_image=_get(raw, "backup_image", str, "[target]", problems),
+        mounts=tuple(mounts),
+        key_repositories=key_repositories,
+    )
+
+
+def _sockets(raw: Any, problems: _Problems) -> tuple[SocketAddress, ...]:
+    if not isinstance(raw, list) or not raw:
+        problems.add("[[haproxy]]", "at least one runtime socket is required")
+        return ()
+    sockets = []
+    for index, entry in enumerate(raw):
+        where = f"[[haproxy]] #{index + 1}"
+        text = _get(entry, "socket", str, where, problems) if isinstance(entry, dict) else None
+        if text is None:
+            continue
+        try:
+            sockets.append(SocketAddress.parse(text))
+        except HaproxyError as exc:
+            problems.add(where, exc.what)
+    return tuple(sockets)
+
+
+@dataclass(frozen=True)
+class _Run:
+    state_dir: Path
+    backup_dir: Path
+    drain_timeout_s: float
+    health_timeout_s: float
+
+
+def _run(raw: Any, base: Path, problems: _Problems) -> _Run:
+    if not isinstance(raw, dict):
+        problems.add("[run]", "must be a table")
+        raw = {}
+    _check_keys(raw, {"state_dir", "backup_dir", "drain_timeout_s", "health_timeout_s"}, "[run]", problems)
+    state_dir = base / str(raw.get("state_dir", "keystone-upgrade-state"))
+    backup_dir = base / str(raw.get("backup_dir", state_dir / "backups"))
+    timeouts = {}
+    for key, default in (("drain_timeout_s", 120.0), ("health_timeout_s", 180.0)):
+        value = raw.get(key, default)
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            problems.add("[run]", f"'{key}' must be a positive number of seconds")
+            value = default
+        timeouts[key] = float(value)
+    return _Run(state_dir, backup_dir, timeouts["drain_timeout_s"], timeouts["health_timeout_s"])
+
+
 def load_inventory(path: Path) -> Inventory:
     """Read and validate an inventory; raise one ConfigError listing every problem."""
     try:
@@ -234,75 +315,27 @@ def load_inventory(path: Path) -> Inventory:
     problems = _Problems()
     _check_keys(raw, {"database", "target", "haproxy", "nodes", "run"}, "inventory", problems)
     database = _database(raw.get("database"), problems)
-
-    target = raw.get("target")
-    if not isinstance(target, dict):
-        problems.add("[target]", "the table is required")
-        target = {}
-    _check_keys(target, {"image", "backup_image", "mounts", "key_repositories"}, "[target]", problems)
-    target_image = _get(target, "image", str, "[target]", problems)
-    backup_image = _get(target, "backup_image", str, "[target]", problems)
-    mounts = []
-    for text in target.get("mounts", []):
-        try:
-            mounts.append(BindMount.parse(text))
-        except (ValueError, AttributeError) as exc:
-            problems.add("[target] mounts", str(exc))
-    if not mounts:
-        problems.add("[target]", "'mounts' must give the throwaway container Keystone's config and keys")
-    key_repositories = tuple(target.get("key_repositories", DEFAULT_KEY_REPOSITORIES))
-    mounted_targets = {m.target for m in mounts}
-    for repository in key_repositories:
-        if mounts and repository not in mounted_targets:
-            problems.add("[target] mounts", f"no mount for the key repository {repository}")
-
-    sockets = []
-    raw_haproxy = raw.get("haproxy")
-    if not isinstance(raw_haproxy, list) or not raw_haproxy:
-        problems.add("[[haproxy]]", "at least one runtime socket is required")
-    else:
-        for index, entry in enumerate(raw_haproxy):
-            where = f"[[haproxy]] #{index + 1}"
-            text = _get(entry, "socket", str, where, problems) if isinstance(entry, dict) else None
-            if text is None:
-                continue
-            try:
-                sockets.append(SocketAddress.parse(text))
-            except HaproxyError as exc:
-                problems.add(where, exc.what)
-
+    target = _target(raw.get("target"), problems)
+    sockets = _sockets(raw.get("haproxy"), problems)
     nodes = _nodes(raw.get("nodes"), problems)
-
-    run = raw.get("run", {})
-    _check_keys(run, {"state_dir", "backup_dir", "drain_timeout_s", "health_timeout_s"}, "[run]", problems)
-    base = path.parent
-    state_dir = base / str(run.get("state_dir", "keystone-upgrade-state"))
-    backup_dir = base / str(run.get("backup_dir", state_dir / "backups"))
-    timeouts = {}
-    for key, default in (("drain_timeout_s", 120.0), ("health_timeout_s", 180.0)):
-        value = run.get(key, default)
-        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-            problems.add("[run]", f"'{key}' must be a positive number of seconds")
-            value = default
-        timeouts[key] = float(value)
-
-    if problems.items:
+    run = _run(raw.get("run", {}), path.parent, problems)
+    if problems.items or database is None or target.image is None or target.backup_image is None:
         raise ConfigError(
             f"the inventory {path} has {len(problems.items)} problem(s); nothing was touched",
             observed="\n    " + "\n    ".join(problems.items),
             hint="fix the inventory (see the README's Inventory section) and run again",
         )
-    assert database is not None and target_image is not None and backup_image is not None
     return Inventory(
         path=path,
         database=database,
-        target_image=target_image,
-        backup_image=backup_image,
-        mounts=tuple(mounts),
-        key_repositories=key_repositories,
-        haproxy_sockets=tuple(sockets),
+        target_image=target.image,
+        backup_image=target.backup_image,
+        mounts=target.mounts,
+        key_repositories=target.key_repositories,
+        haproxy_sockets=sockets,
         nodes=nodes,
-        state_dir=state_dir,
-        backup_dir=backup_dir,
-        **timeouts,
+        state_dir=run.state_dir,
+        backup_dir=run.backup_dir,
+        drain_timeout_s=run.drain_timeout_s,
+        health_timeout_s=run.health_timeout_s,
     )

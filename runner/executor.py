@@ -109,14 +109,22 @@ class Executor:
             self.inventory.backup_dir / self.journal.run_id,
             self.labels,
         )
-        self.journal.event(step.id, "dumped", dump=manifest.dump, sha256=manifest.sha256, tables=len(manifest.tables))
+        self.journal.event(
+            step.id, "dumped", dump=manifest.dump, sha256=manifest.sha256, tables=len(manifest.tables)
+        )
 
     def _db_sync(self, step: Step, phase: str) -> None:
         heads_before = sorted(self.drivers.database.alembic_heads())
         exit_code, tail = self._throwaway(["keystone-manage", "db_sync", phase], step.id)
         heads_after = sorted(self.drivers.database.alembic_heads())
-        self.journal.event(step.id, "db_sync", phase=phase, exit_code=exit_code, heads_before=heads_before,
-                           heads_after=heads_after)
+        self.journal.event(
+            step.id,
+            "db_sync",
+            phase=phase,
+            exit_code=exit_code,
+            heads_before=heads_before,
+            heads_after=heads_after,
+        )
         if exit_code != 0:
             raise MigrationError(
                 f"keystone-manage db_sync {phase} failed",
@@ -152,7 +160,11 @@ class Executor:
         stats = [s for runtime in self.drivers.runtimes for s in runtime.show_stat()]
         for node in self.inventory.nodes:
             facts = self.drivers.engine(node.engine).container(node.container)
-            if facts is None or facts.keystone_version != self.plan.target_version or facts.status != "running":
+            if (
+                facts is None
+                or facts.keystone_version != self.plan.target_version
+                or facts.status != "running"
+            ):
                 not_on_target.append(node.name)
             for ref in node.servers:
                 rows = [s for s in stats if s.backend == ref.backend and s.server == ref.server]
@@ -169,7 +181,12 @@ class Executor:
 
     def _server_stats(self, node: NodeConfig) -> list[ServerStat]:
         wanted = {(ref.backend, ref.server) for ref in node.servers}
-        return [s for runtime in self.drivers.runtimes for s in runtime.show_stat() if (s.backend, s.server) in wanted]
+        return [
+            s
+            for runtime in self.drivers.runtimes
+            for s in runtime.show_stat()
+            if (s.backend, s.server) in wanted
+        ]
 
     def _node(self, step: Step) -> None:
         node = next(n for n in self.inventory.nodes if n.name == step.node)
@@ -182,7 +199,10 @@ class Executor:
             wait_until(
                 SERVER_DRAINED.with_timeout(self.inventory.drain_timeout_s),
                 lambda: self._server_stats(node),
-                lambda rows: len(rows) == expected_rows and all(r.current_sessions == 0 and r.queued == 0 for r in rows),
+                lambda rows: (
+                    len(rows) == expected_rows
+                    and all(r.current_sessions == 0 and r.queued == 0 for r in rows)
+                ),
             )
         except WaitTimeout as exc:
             raise HaproxyError(
@@ -197,10 +217,14 @@ class Executor:
 
         old = engine.container(node.container)
         if old is None:
-            raise DockerError(f"node {node.name}: container {node.container} disappeared", hint="look at the engine")
+            raise DockerError(
+                f"node {node.name}: container {node.container} disappeared", hint="look at the engine"
+            )
         old_image = engine.image(old.image_id)
         if old_image is None:
-            raise DockerError(f"node {node.name}: the image of {node.container} is gone", hint="look at the engine")
+            raise DockerError(
+                f"node {node.name}: the image of {node.container} is gone", hint="look at the engine"
+            )
         blueprint = derive_blueprint(old.inspect, old_image.inspect, self.inventory.target_image)
         stop_timeout = old.inspect["Config"].get("StopTimeout") or DEFAULT_STOP_TIMEOUT_S
         engine.stop(old.id, int(stop_timeout))
@@ -258,7 +282,9 @@ class Executor:
     def _running_version(self, engine: Engine, node: NodeConfig) -> str | None:
         """The release the running container reports: keystone-manage --version inside it."""
         finished = engine.exec_output(node.container, ["keystone-manage", "--version"])
-        return finished.output.strip().splitlines()[-1] if finished.exit_code == 0 and finished.output else None
+        return (
+            finished.output.strip().splitlines()[-1] if finished.exit_code == 0 and finished.output else None
+        )
 
     # -- cleanup ----------------------------------------------------------------------------
 
@@ -270,10 +296,11 @@ class Executor:
             if event["event"] == "renamed"
         ]
         if self.keep_old:
-            self.journal.end(step.id, StepStatus.SKIPPED, "kept for rollback (--keep-old): " + ", ".join(n for _, n in old))
+            self.journal.end(
+                step.id, StepStatus.SKIPPED, "kept for rollback (--keep-old): " + ", ".join(n for _, n in old)
+            )
             return
         for node_name, old_name in old:
             node = next(n for n in self.inventory.nodes if n.name == node_name)
             self.drivers.engine(node.engine).remove(old_name)
             self.journal.event(step.id, "removed", container=old_name)
-

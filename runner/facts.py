@@ -148,7 +148,9 @@ def database_facts(database: Database) -> DatabaseFacts:
         return DatabaseFacts(exc.render())
 
 
-def target_facts(inventory: Inventory, engine: Engine, run_label: Mapping[str, str], database_ok: bool) -> TargetFacts:
+def target_facts(
+    inventory: Inventory, engine: Engine, run_label: Mapping[str, str], database_ok: bool
+) -> TargetFacts:
     """The target image's heads, the key repositories it sees, `db_sync --check` and `doctor`."""
     try:
         image = engine.image(inventory.target_image)
@@ -175,12 +177,17 @@ def target_facts(inventory: Inventory, engine: Engine, run_label: Mapping[str, s
             elif parts[:1] == ["KEYS"]:
                 key_files[parts[1]] = int(parts[2])
         if inspected.exit_code != 0 or expand_head is None:
-            return TargetFacts(image, error=f"reading the target's migration heads failed:\n{inspected.tail()}")
+            return TargetFacts(
+                image, error=f"reading the target's migration heads failed:\n{inspected.tail()}"
+            )
         check = doctor = None
         if database_ok:
             labels = {**run_label, PURPOSE_LABEL: "check"}
             check = engine.run_once(
-                inventory.target_image, ["keystone-manage", "db_sync", "--check"], mounts=inventory.mounts, labels=labels
+                inventory.target_image,
+                ["keystone-manage", "db_sync", "--check"],
+                mounts=inventory.mounts,
+                labels=labels,
             )
             doctor = engine.run_once(
                 inventory.target_image, ["keystone-manage", "doctor"], mounts=inventory.mounts, labels=labels

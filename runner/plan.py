@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from runner.config import Inventory
-from runner.facts import ClusterFacts
+from runner.facts import ClusterFacts, NodeFacts, SocketFacts
 
 
 class StepKind(StrEnum):
@@ -91,98 +91,174 @@ class Plan:
         }
 
 
-def preflight_findings(inventory: Inventory, facts: ClusterFacts) -> list[Finding]:
-    """Every reason not to start, each with what to do about it."""
-    findings: list[Finding] = []
-    add = findings.append
-
+def _image_findings(inventory: Inventory, facts: ClusterFacts) -> list[Finding]:
     target = facts.target
     if target.image is None:
-        add(
+        return [
             Finding(
                 "target-image",
                 f"the target image {inventory.target_image} is not on the engine",
                 target.error or "docker image inspect found nothing, and pulling it failed",
                 "build or load the image (keystone-upgrade images build --keystone VERSION) and run again",
             )
-        )
-    elif target.error:
-        add(Finding("target-image", "the target image could not be inspected", target.error, "fix the image"))
-    elif not target.image.keystone_version:
-        add(
+        ]
+    if target.error:
+        return [
+            Finding("target-image", "the target image could not be inspected", target.error, "fix the image")
+        ]
+    if not target.image.keystone_version:
+        return [
             Finding(
                 "target-image",
                 f"{inventory.target_image} does not say which Keystone release it carries",
                 "no org.openstack.keystone.version label",
                 "label the image with its Keystone version",
             )
+        ]
+    return []
+
+
+def _node_findings(inventory: Inventory, node: NodeFacts) -> list[Finding]:
+    name = node.config.name
+    if node.engine_error:
+        return [
+            Finding(
+                "docker",
+                f"node {name}: its Docker engine does not answer",
+                node.engine_error,
+                "start the engine or fix the node's docker endpoint",
+            )
+        ]
+    if node.container is None:
+        return [
+            Finding(
+                "container",
+                f"node {name}: container {node.config.container} does not exist",
+                "docker inspect found nothing",
+                "fix the container name in the inventory",
+            )
+        ]
+    findings = []
+    if node.container.status != "running":
+        findings.append(
+            Finding(
+                "container",
+                f"node {name}: container {node.container.name} is not running",
+                f"status {node.container.status}",
+                "start it, or take the node out of the inventory",
+            )
         )
+    if node.health_status != 200:
+        findings.append(
+            Finding(
+                "health",
+                f"node {name} does not answer its health URL {node.config.health_url}",
+                node.health_error or f"HTTP {node.health_status}",
+                "make the node healthy before upgrading",
+            )
+        )
+    for repository in inventory.key_repositories:
+        node_source = node.container.mounts.get(repository)
+        ours = next((m.source for m in inventory.mounts if m.target == repository), None)
+        if node_source != ours:
+            findings.append(
+                Finding(
+                    "keys",
+                    f"node {name} mounts {repository} from {node_source}, the inventory from {ours}",
+                    "the throwaway containers would see other keys than the nodes",
+                    "give [target] mounts the same host directories the nodes mount",
+                )
+            )
+    return findings
 
-    versions = set()
+
+def _release_findings(facts: ClusterFacts) -> list[Finding]:
+    target_version = facts.target.image.keystone_version if facts.target.image else None
+    running = {n.config.name: n.container.keystone_version for n in facts.nodes if n.container}
+    if len({v for v in running.values() if v != target_version}) > 1:
+        return [
+            Finding(
+                "releases",
+                "the nodes do not all run the same release",
+                ", ".join(f"{name}={version}" for name, version in running.items()),
+                "finish or roll back the earlier upgrade so that every node runs one release",
+            )
+        ]
+    return []
+
+
+def _socket_findings(socket: SocketFacts, facts: ClusterFacts) -> list[Finding]:
+    if socket.error:
+        return [
+            Finding(
+                "haproxy",
+                f"HAProxy runtime socket {socket.address} does not answer",
+                socket.error,
+                "check that HAProxy runs and the socket path is right",
+            )
+        ]
+    findings = []
+    if socket.level != "admin":
+        findings.append(
+            Finding(
+                "haproxy",
+                f"HAProxy runtime socket {socket.address} is not at admin level",
+                f"show cli level: {socket.level}",
+                "declare the stats socket with 'level admin' (operator cannot set drain or maint)",
+            )
+        )
     for node in facts.nodes:
-        name = node.config.name
-        if node.engine_error:
-            add(Finding("docker", f"node {name}: its Docker engine does not answer", node.engine_error,
-                        "start the engine or fix the node's docker endpoint"))
-            continue
-        if node.container is None:
-            add(Finding("container", f"node {name}: container {node.config.container} does not exist",
-                        "docker inspect found nothing", "fix the container name in the inventory"))
-            continue
-        if node.container.status != "running":
-            add(Finding("container", f"node {name}: container {node.container.name} is not running",
-                        f"status {node.container.status}", "start it, or take the node out of the inventory"))
-        versions.add(node.container.keystone_version or "unknown")
-        if node.health_status != 200:
-            add(Finding("health", f"node {name} does not answer its health URL {node.config.health_url}",
-                        node.health_error or f"HTTP {node.health_status}", "make the node healthy before upgrading"))
-        for repository in inventory.key_repositories:
-            node_source = node.container.mounts.get(repository)
-            ours = next((m.source for m in inventory.mounts if m.target == repository), None)
-            if node_source != ours:
-                add(Finding("keys", f"node {name} mounts {repository} from {node_source}, the inventory from {ours}",
-                            "the throwaway containers would see other keys than the nodes",
-                            "give [target] mounts the same host directories the nodes mount"))
+        for ref in node.config.servers:
+            stat, state = socket.stat(ref.backend, ref.server), socket.state(ref.backend, ref.server)
+            if stat is None or state is None:
+                findings.append(
+                    Finding(
+                        "haproxy",
+                        f"{socket.address} has no server {ref}",
+                        "not in show stat",
+                        f"fix the backend/server names of node {node.config.name}",
+                    )
+                )
+            elif not state.ready or not stat.is_up:
+                admin = "MAINT" if state.in_maintenance else "DRAIN" if state.draining else "READY"
+                findings.append(
+                    Finding(
+                        "haproxy",
+                        f"{ref} on {socket.address} is not UP and READY",
+                        f"status {stat.status}, admin state {admin}",
+                        "bring it back into rotation (or find out why it is out) before upgrading",
+                    )
+                )
+    return findings
 
-    source_versions = sorted(v for v in versions)
-    target_version = target.image.keystone_version if target.image else None
-    not_target = {v for v in versions if v != target_version}
-    if len(not_target) > 1:
-        add(Finding("releases", "the nodes do not all run the same release",
-                    ", ".join(f"{n.config.name}={n.container.keystone_version}" for n in facts.nodes if n.container),
-                    "finish or roll back the earlier upgrade so that every node runs one release"))
 
+def preflight_findings(inventory: Inventory, facts: ClusterFacts) -> list[Finding]:
+    """Every reason not to start, each with what to do about it."""
+    findings = _image_findings(inventory, facts)
+    for node in facts.nodes:
+        findings += _node_findings(inventory, node)
+    findings += _release_findings(facts)
     for socket in facts.sockets:
-        if socket.error:
-            add(Finding("haproxy", f"HAProxy runtime socket {socket.address} does not answer", socket.error,
-                        "check that HAProxy runs and the socket path is right"))
-            continue
-        if socket.level != "admin":
-            add(Finding("haproxy", f"HAProxy runtime socket {socket.address} is not at admin level",
-                        f"show cli level: {socket.level}",
-                        "declare the stats socket with 'level admin' (operator cannot set drain or maint)"))
-        for node in facts.nodes:
-            for ref in node.config.servers:
-                stat, state = socket.stat(ref.backend, ref.server), socket.state(ref.backend, ref.server)
-                if stat is None or state is None:
-                    add(Finding("haproxy", f"{socket.address} has no server {ref}",
-                                "not in show stat", "fix the backend/server names of node " + node.config.name))
-                    continue
-                if not state.ready or not stat.is_up:
-                    admin = "MAINT" if state.in_maintenance else "DRAIN" if state.draining else "READY"
-                    add(Finding("haproxy", f"{ref} on {socket.address} is not UP and READY",
-                                f"status {stat.status}, admin state {admin}",
-                                "bring it back into rotation (or find out why it is out) before upgrading"))
-
+        findings += _socket_findings(socket, facts)
     if facts.database.error:
-        add(Finding("database", "the database does not answer with the configured user", facts.database.error,
-                    "check database host, port, user and password"))
-
-    for repository, entries in target.key_files.items():
+        findings.append(
+            Finding(
+                "database",
+                "the database does not answer with the configured user",
+                facts.database.error,
+                "check database host, port, user and password",
+            )
+        )
+    for repository, entries in facts.target.key_files.items():
         if entries <= 0:
-            add(Finding("keys", f"the key repository {repository} is {'missing' if entries < 0 else 'empty'}",
-                        f"{entries} entries seen by the throwaway container",
-                        "mount the key repository the nodes use"))
+            findings.append(
+                Finding(
+                    "keys",
+                    f"the key repository {repository} is {'missing' if entries < 0 else 'empty'}",
+                    f"{entries} entries seen by the throwaway container",
+                    "mount the key repository the nodes use",
+                )
+            )
     return findings
 
 

@@ -55,9 +55,7 @@ def derive_blueprint(
 
     image_env = _env_dict(image_config.get("Env"))
     operator_env = [
-        f"{key}={value}"
-        for key, value in _env_dict(config.get("Env")).items()
-        if image_env.get(key) != value
+        f"{key}={value}" for key, value in _env_dict(config.get("Env")).items() if image_env.get(key) != value
     ]
     image_labels = image_config.get("Labels") or {}
     operator_labels = {

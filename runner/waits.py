@@ -85,5 +85,7 @@ CONTAINER_EXITED = WaitPolicy("one-shot container exits", timeout_s=600, interva
 HTTP_ANSWERS = WaitPolicy("node answers its health URL", timeout_s=180, interval_s=0.5)
 HAPROXY_SOCKET_ANSWERS = WaitPolicy("HAProxy runtime socket answers", timeout_s=60, interval_s=0.5)
 HAPROXY_SERVERS_UP = WaitPolicy("HAProxy reports servers UP", timeout_s=120, interval_s=0.5)
-SERVER_DRAINED = WaitPolicy("HAProxy reports no sessions on the drained servers", timeout_s=120, interval_s=0.2)
+SERVER_DRAINED = WaitPolicy(
+    "HAProxy reports no sessions on the drained servers", timeout_s=120, interval_s=0.2
+)
 NODE_HEALTHY = WaitPolicy("the new node answers its health URL", timeout_s=180, interval_s=0.5)

@@ -81,6 +81,7 @@ class Engine(Protocol):
         labels: Mapping[str, str],
         environment: Mapping[str, str] | None = None,
         user: str | None = None,
+        entrypoint: Sequence[str] | None = None,
         policy: WaitPolicy = CONTAINER_EXITED,
     ) -> Finished: ...
     def exec_output(self, container: str, command: Sequence[str]) -> Finished: ...
@@ -93,7 +94,9 @@ class Engine(Protocol):
 
 def _bind_mounts(inspect: Mapping[str, Any]) -> dict[str, str]:
     return {
-        str(m["Destination"]): str(m["Source"]) for m in inspect.get("Mounts") or [] if m.get("Type") == "bind"
+        str(m["Destination"]): str(m["Source"])
+        for m in inspect.get("Mounts") or []
+        if m.get("Type") == "bind"
     }
 
 
@@ -155,7 +158,10 @@ class DockerEngine:
             raise self._fail(f"cannot inspect image {reference}", exc) from exc
         labels = (inspect.get("Config") or {}).get("Labels") or {}
         return ImageFacts(
-            id=inspect["Id"], reference=reference, keystone_version=labels.get(KEYSTONE_VERSION_LABEL), inspect=inspect
+            id=inspect["Id"],
+            reference=reference,
+            keystone_version=labels.get(KEYSTONE_VERSION_LABEL),
+            inspect=inspect,
         )
 
     def pull(self, reference: str) -> bool:
@@ -176,20 +182,28 @@ class DockerEngine:
         labels: Mapping[str, str],
         environment: Mapping[str, str] | None = None,
         user: str | None = None,
+        entrypoint: Sequence[str] | None = None,
         policy: WaitPolicy = CONTAINER_EXITED,
     ) -> Finished:
-        """Run a throwaway container on host networking until it exits; always remove it."""
+        """Run a throwaway container on host networking until it exits; always remove it.
+
+        ``entrypoint`` replaces the image's (for client images whose own
+        entrypoint starts a server).
+        """
         api = self.client.api
         try:
             created = api.create_container(
                 image,
                 command=list(command),
+                entrypoint=list(entrypoint) if entrypoint is not None else None,
                 environment=dict(environment or {}),
                 user=user or "",
                 labels={RUNNER_LABEL: "1", **labels},
                 host_config=api.create_host_config(
                     network_mode="host",
-                    binds={m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts},
+                    binds={
+                        m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts
+                    },
                 ),
             )
         except DockerException as exc:

@@ -40,6 +40,7 @@ class LabEndpoints:
     project: str
     keystone_version: str
     lb_url: str
+    lb_external_url: str
     node_urls: dict[str, str]  # HAProxy server name -> direct URL
     node_containers: dict[str, str]  # HAProxy server name -> container name
     backends: tuple[str, ...]
@@ -95,6 +96,7 @@ class Lab:
             project=settings.project,
             keystone_version=settings.keystone_version,
             lb_url=f"http://127.0.0.1:{settings.ports.lb}",
+            lb_external_url=f"http://127.0.0.1:{settings.ports.lb_external}",
             node_urls={n: f"http://127.0.0.1:{p}" for n, p in zip(names, settings.ports.nodes, strict=True)},
             node_containers={n: f"{settings.project}-{n}" for n in names},
             backends=BACKENDS,

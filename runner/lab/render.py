@@ -12,8 +12,9 @@ from pathlib import Path
 
 from runner.lab.settings import LabSettings
 
-# Kolla's backend names, so that inventories written for Kolla read the same.
-BACKENDS = ("keystone_internal_back",)
+# Kolla's backend names, so that inventories written for Kolla read the same. Every
+# node sits in both, as in Kolla: an upgrade must drain and re-enable it in each.
+BACKENDS = ("keystone_internal_back", "keystone_external_back")
 ADMIN_SOCKET_DIR = "haproxy-admin"
 ADMIN_SOCKET_NAME = "admin.sock"
 
@@ -54,13 +55,28 @@ password_hash_rounds = 4
 
 
 def haproxy_cfg(settings: LabSettings) -> str:
-    """haproxy.cfg: one frontend on the LB port, the nodes behind it, GET /v3 checks."""
+    """haproxy.cfg: internal and external frontends, every node in both backends, GET /v3 checks."""
     ports = settings.ports
     servers = "\n".join(
         f"    server {name} 127.0.0.1:{port} check"
         for name, port in zip(settings.node_names(), ports.nodes, strict=True)
     )
-    backend = BACKENDS[0]
+    sections = []
+    for backend, port in zip(BACKENDS, (ports.lb, ports.lb_external), strict=True):
+        frontend = backend.removesuffix("_back")
+        sections.append(f"""\
+frontend {frontend}
+    bind 127.0.0.1:{port}
+    default_backend {backend}
+
+backend {backend}
+    balance roundrobin
+    option httpchk GET /v3
+    http-check expect status 200
+    http-response set-header X-Served-By %[srv_name]
+    default-server inter 1s fall 2 rise 2
+{servers}
+""")
     return f"""\
 # Rendered by `keystone-upgrade lab render`: the demo cluster's load balancer.
 global
@@ -85,18 +101,7 @@ defaults
     timeout http-keep-alive 5s
     load-server-state-from-file global
 
-frontend keystone_internal
-    bind 127.0.0.1:{ports.lb}
-    default_backend {backend}
-
-backend {backend}
-    balance roundrobin
-    option httpchk GET /v3
-    http-check expect status 200
-    http-response set-header X-Served-By %[srv_name]
-    default-server inter 1s fall 2 rise 2
-{servers}
-"""
+""" + "\n".join(sections)
 
 
 # LabSecrets field -> its file below the config directory.

@@ -18,6 +18,7 @@ class LabPorts:
     db: int = 23306
     memcached: int = 21211
     lb: int = 25000
+    lb_external: int = 25001
     nodes: tuple[int, ...] = (25011, 25012, 25013)
 
     @classmethod
@@ -27,12 +28,13 @@ class LabPorts:
             db=base,
             memcached=base + 1,
             lb=base + 2,
+            lb_external=base + 3,
             nodes=tuple(base + 10 + i for i in range(1, NODE_COUNT + 1)),
         )
 
     def all(self) -> tuple[int, ...]:
         """Every port, for checking that none is taken."""
-        return (self.db, self.memcached, self.lb, *self.nodes)
+        return (self.db, self.memcached, self.lb, self.lb_external, *self.nodes)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ def save_settings(settings: LabSettings) -> Path:
             "db": settings.ports.db,
             "memcached": settings.ports.memcached,
             "lb": settings.ports.lb,
+            "lb_external": settings.ports.lb_external,
             "nodes": list(settings.ports.nodes),
         },
     }
