@@ -15,7 +15,13 @@ from docker.models.containers import Container
 from runner.drivers.haproxy import RuntimeSocket, SocketAddress
 from runner.errors import LabError
 from runner.lab.compose import DEFAULT_COMPOSE_FILE, ServiceSpec, load_services
-from runner.lab.render import BACKENDS, admin_socket_path, prepare_state_dir, write_config
+from runner.lab.render import (
+    BACKENDS,
+    OPERATOR_SOCKET_NAME,
+    admin_socket_path,
+    prepare_state_dir,
+    write_config,
+)
 from runner.lab.settings import LabSettings
 from runner.waits import (
     CONTAINER_EXITED,
@@ -45,6 +51,7 @@ class LabEndpoints:
     node_containers: dict[str, str]  # HAProxy server name -> container name
     backends: tuple[str, ...]
     admin_socket: Path
+    operator_socket: Path
     db_host: str
     db_port: int
     db_name: str
@@ -101,6 +108,7 @@ class Lab:
             node_containers={n: f"{settings.project}-{n}" for n in names},
             backends=BACKENDS,
             admin_socket=admin_socket_path(settings.state_dir),
+            operator_socket=admin_socket_path(settings.state_dir).with_name(OPERATOR_SOCKET_NAME),
             db_host="127.0.0.1",
             db_port=settings.ports.db,
             db_name="keystone",

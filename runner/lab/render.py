@@ -17,6 +17,8 @@ from runner.lab.settings import LabSettings
 BACKENDS = ("keystone_internal_back", "keystone_external_back")
 ADMIN_SOCKET_DIR = "haproxy-admin"
 ADMIN_SOCKET_NAME = "admin.sock"
+# A second runtime socket at operator level: what a runner must refuse to work with.
+OPERATOR_SOCKET_NAME = "operator.sock"
 
 
 def keystone_conf(settings: LabSettings) -> str:
@@ -84,6 +86,7 @@ global
     maxconn 4096
     # The runtime API at admin level, in a directory the host mounts.
     stats socket /run/haproxy-admin/{ADMIN_SOCKET_NAME} mode 660 level admin expose-fd listeners
+    stats socket /run/haproxy-admin/{OPERATOR_SOCKET_NAME} mode 660 level operator
     stats timeout 30s
     # Runtime states (drain, maint) are saved here before a reload and read back after.
     server-state-file /var/lib/haproxy/state/server-state

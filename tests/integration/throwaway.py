@@ -55,7 +55,12 @@ def run_once(image: str, command: list[str], cluster: LabEndpoints | None = None
 
 
 def migration_heads(image: str) -> frozenset[str]:
-    """The EXPAND_HEAD and CONTRACT_HEAD a Keystone image's package ships."""
+    """The EXPAND_HEAD and CONTRACT_HEAD a Keystone image's package ships, as a set."""
+    return frozenset(migration_head_pair(image))
+
+
+def migration_head_pair(image: str) -> tuple[str, str]:
+    """(EXPAND_HEAD, CONTRACT_HEAD) of a Keystone image's package."""
     script = (
         # migrations/ is a namespace package on older releases: find it from keystone itself.
         "import keystone, pathlib; "
@@ -64,7 +69,8 @@ def migration_heads(image: str) -> frozenset[str]:
     )
     finished = run_once(image, ["python3", "-c", script])
     assert finished.exit_code == 0, finished.output
-    return frozenset(finished.output.split())
+    expand, contract = finished.output.split()
+    return expand, contract
 
 
 def image_exists(client: docker.DockerClient, reference: str) -> bool:

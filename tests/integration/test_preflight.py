@@ -1,0 +1,166 @@
+"""plan changes nothing; preflight refuses with its exit code and a clear message, and changes nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from runner.drivers.docker_engine import DockerEngine
+from runner.errors import ExitCode
+from runner.images.catalog import REPOSITORY
+from runner.lab.cluster import LabEndpoints
+from runner.swap import derive_blueprint
+from runner.upgrade import LOCK_NAME
+from runner.waits import HAPROXY_SERVERS_UP, wait_until
+from tests.integration.harness import lab_cluster
+from tests.integration.upgrade_helpers import database, keystone_upgrade, runtime, snapshot, write_inventory
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def cluster(docker_client: docker.DockerClient) -> Iterator[LabEndpoints]:
+    """One 28.1.0 cluster for every refusal: none of them may change it."""
+    with lab_cluster(docker_client, "28.1.0") as endpoints:
+        yield endpoints
+
+
+def _refused(
+    client: docker.DockerClient, cluster: LabEndpoints, inventory: Path, code: ExitCode, expected: str
+) -> str:
+    before = snapshot(client, cluster)
+    result = keystone_upgrade("upgrade", "-i", inventory, "--yes")
+    assert result.returncode == code, result.stdout + result.stderr
+    assert expected in result.stderr, result.stderr
+    assert "observed:" in result.stderr
+    assert "what to do:" in result.stderr
+    assert snapshot(client, cluster) == before
+    assert not (cluster.state_dir / "upgrade" / "journal.json").exists()
+    return result.stderr
+
+
+def test_plan_changes_nothing(docker_client: docker.DockerClient, cluster: LabEndpoints) -> None:
+    inventory = write_inventory(cluster, "29.1.0")
+    before = snapshot(docker_client, cluster)
+    shown = keystone_upgrade("plan", "-i", inventory)
+    as_json = keystone_upgrade("plan", "-i", inventory, "--json")
+    assert snapshot(docker_client, cluster) == before
+    assert shown.returncode == 0, shown.stderr
+    assert "node:keystone-1" in shown.stdout
+    assert as_json.returncode == 0, as_json.stderr
+    plan = json.loads(as_json.stdout)
+    assert plan["source_versions"] == ["28.1.0"]
+    assert plan["target_version"] == "29.1.0"
+    assert plan["check_exit_code"] == 2
+    assert [s["id"] for s in plan["steps"]] == [
+        "backup", "expand", "migrate", "node:keystone-1", "node:keystone-2", "node:keystone-3", "contract", "cleanup",
+    ]  # fmt: skip
+    assert not (cluster.state_dir / "upgrade" / "journal.json").exists()
+
+
+def test_a_server_already_in_maint_is_refused(
+    docker_client: docker.DockerClient, cluster: LabEndpoints
+) -> None:
+    admin = runtime(cluster)
+    backend = cluster.backends[0]
+    admin.set_server_state(backend, "keystone-2", "maint")
+    try:
+        stderr = _refused(
+            docker_client, cluster, write_inventory(cluster, "29.1.0"), ExitCode.PREFLIGHT, "not UP and READY"
+        )
+        assert f"{backend}/keystone-2" in stderr
+        assert "admin state MAINT" in stderr
+    finally:
+        admin.set_server_state(backend, "keystone-2", "ready")
+        wait_until(HAPROXY_SERVERS_UP, admin.show_stat, lambda stats: all(s.is_up for s in stats))
+
+
+def test_a_socket_at_operator_level_is_refused(
+    docker_client: docker.DockerClient, cluster: LabEndpoints
+) -> None:
+    inventory = write_inventory(
+        cluster, "29.1.0", **{str(cluster.admin_socket): str(cluster.operator_socket)}
+    )
+    stderr = _refused(docker_client, cluster, inventory, ExitCode.PREFLIGHT, "is not at admin level")
+    assert "show cli level: operator" in stderr
+
+
+def test_a_missing_target_image_is_refused(docker_client: docker.DockerClient, cluster: LabEndpoints) -> None:
+    inventory = write_inventory(cluster, "29.9.9")
+    stderr = _refused(docker_client, cluster, inventory, ExitCode.PREFLIGHT, "is not on the engine")
+    assert f"{REPOSITORY}/keystone:29.9.9" in stderr
+
+
+def test_a_wrong_database_password_is_refused(
+    docker_client: docker.DockerClient, cluster: LabEndpoints, tmp_path: Path
+) -> None:
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("not-the-password")
+    password_file = f"{cluster.config_dir}/secrets/db-password"
+    inventory = write_inventory(cluster, "29.1.0", **{password_file: str(wrong)})
+    stderr = _refused(
+        docker_client, cluster, inventory, ExitCode.PREFLIGHT, "does not answer with the configured user"
+    )
+    assert "Access denied" in stderr
+    assert "not-the-password" not in stderr
+
+
+def test_a_second_upgrade_is_refused_while_the_lock_is_held(
+    docker_client: docker.DockerClient, cluster: LabEndpoints
+) -> None:
+    with database(cluster).advisory_lock(LOCK_NAME) as acquired:
+        assert acquired
+        _refused(
+            docker_client,
+            cluster,
+            write_inventory(cluster, "29.1.0"),
+            ExitCode.LOCKED,
+            "holds the database lock",
+        )
+
+
+def test_an_invalid_inventory_lists_every_problem(cluster: LabEndpoints, tmp_path: Path) -> None:
+    inventory = tmp_path / "bad.toml"
+    inventory.write_text('[database]\nhost = "127.0.0.1"\nport = "x"\npassword = "secret"\n')
+    result = keystone_upgrade("plan", "-i", inventory)
+    assert result.returncode == ExitCode.CONFIG
+    for problem in (
+        "'port' must be a int",
+        "'password' is not accepted",
+        "[target]",
+        "[[nodes]]",
+        "[[haproxy]]",
+    ):
+        assert problem in result.stderr
+    assert "secret" not in result.stderr
+
+
+def test_one_node_on_another_release_is_refused(
+    docker_client: docker.DockerClient, cluster: LabEndpoints
+) -> None:
+    """Last in this module: it leaves keystone-3 on 29.1.0."""
+    engine = DockerEngine()
+    name = cluster.node_containers["keystone-3"]
+    old = engine.container(name)
+    assert old is not None
+    old_image = engine.image(old.image_id)
+    assert old_image is not None
+    engine.remove(name)
+    engine.create_and_start(derive_blueprint(old.inspect, old_image.inspect, f"{REPOSITORY}/keystone:29.1.0"))
+    admin = runtime(cluster)
+    wait_until(
+        HAPROXY_SERVERS_UP, admin.show_stat, lambda stats: len(stats) == 6 and all(s.is_up for s in stats)
+    )
+    stderr = _refused(
+        docker_client,
+        cluster,
+        write_inventory(cluster, "29.1.0"),
+        ExitCode.PREFLIGHT,
+        "do not all run the same release",
+    )
+    assert "keystone-3=29.1.0" in stderr
+    assert "keystone-1=28.1.0" in stderr
