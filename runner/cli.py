@@ -153,8 +153,14 @@ def plan_command(inventory_path: Path, as_json: bool) -> None:
 @inventory_option
 @click.option("--yes", is_flag=True, help="Do not ask before executing the plan.")
 @click.option("--keep-old", is_flag=True, help="Keep the old containers (renamed) instead of removing them.")
+@click.option(
+    "--probe",
+    "with_probe",
+    is_flag=True,
+    help="Send the inventory's [probe] traffic during the run and report it.",
+)
 @reports_errors
-def upgrade_command(inventory_path: Path, yes: bool, keep_old: bool) -> None:
+def upgrade_command(inventory_path: Path, yes: bool, keep_old: bool, with_probe: bool) -> None:
     """Print the plan, ask, then upgrade node by node with zero failed requests."""
     inventory = load_inventory(inventory_path)
 
@@ -166,7 +172,7 @@ def upgrade_command(inventory_path: Path, yes: bool, keep_old: bool) -> None:
         click.echo(render_report(report))
         click.echo(f"report: {path}")
 
-    run_upgrade(inventory, connect(inventory), confirm, show_report, keep_old=keep_old)
+    run_upgrade(inventory, connect(inventory), confirm, show_report, keep_old=keep_old, with_probe=with_probe)
 
 
 @main.command("status")

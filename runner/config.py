@@ -70,6 +70,35 @@ class NodeConfig:
 
 
 @dataclass(frozen=True)
+class SecretSource:
+    """Where a password comes from: an environment variable or a file, read only when needed."""
+
+    env: str | None
+    file: str | None
+
+    def read(self, what: str, table: str) -> str:
+        """The secret now, or ConfigError saying which source failed."""
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise ConfigError(
+                    f"the {what} is not available",
+                    observed=f"environment variable {self.env} is not set",
+                    hint=f"export {self.env} before running, or use {table}.password_file",
+                )
+            return value
+        assert self.file is not None
+        try:
+            return Path(self.file).read_text().rstrip("\n")
+        except OSError as exc:
+            raise ConfigError(
+                f"the {what} is not available",
+                observed=f"cannot read {self.file}: {exc.strerror}",
+                hint=f"point {table}.password_file at a readable file holding only the password",
+            ) from exc
+
+
+@dataclass(frozen=True)
 class DatabaseConfig:
     """Keystone's database and where its password comes from."""
 
@@ -77,30 +106,26 @@ class DatabaseConfig:
     port: int
     user: str
     name: str
-    password_env: str | None
-    password_file: str | None
+    password: SecretSource
 
     def target(self) -> DatabaseTarget:
         """The connection target with the password read now (never stored in the inventory)."""
-        if self.password_env is not None:
-            password = os.environ.get(self.password_env)
-            if password is None:
-                raise ConfigError(
-                    "the database password is not available",
-                    observed=f"environment variable {self.password_env} is not set",
-                    hint=f"export {self.password_env} before running, or use database.password_file",
-                )
-        else:
-            assert self.password_file is not None
-            try:
-                password = Path(self.password_file).read_text().rstrip("\n")
-            except OSError as exc:
-                raise ConfigError(
-                    "the database password is not available",
-                    observed=f"cannot read {self.password_file}: {exc.strerror}",
-                    hint="point database.password_file at a readable file holding only the password",
-                ) from exc
+        password = self.password.read("database password", "database")
         return DatabaseTarget(self.host, self.port, self.user, self.name, password)
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Traffic through the load balancer during the upgrade (`upgrade --probe`)."""
+
+    url: str
+    username: str
+    project: str
+    password: SecretSource
+    domain: str = "default"
+    rate_per_s: float = 30.0
+    concurrency: int = 6
+    max_seconds: float = 1800.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +144,7 @@ class Inventory:
     backup_dir: Path
     drain_timeout_s: float = 120.0
     health_timeout_s: float = 180.0
+    probe: ProbeConfig | None = None
 
 
 class _Problems:
@@ -161,15 +187,68 @@ def _database(raw: Any, problems: _Problems) -> DatabaseConfig | None:
     port = _get(raw, "port", int, where, problems)
     user = _get(raw, "user", str, where, problems)
     name = _get(raw, "name", str, where, problems)
-    password_env = raw.get("password_env")
-    password_file = raw.get("password_file")
-    if (password_env is None) == (password_file is None):
-        problems.add(where, "give exactly one of password_env and password_file")
+    password = _secret(raw, where, problems)
     if isinstance(port, int) and not 0 < port < 65536:
         problems.add(where, f"port {port} is out of range")
     if None in (host, port, user, name):
         return None
-    return DatabaseConfig(host, port, user, name, password_env, password_file)
+    return DatabaseConfig(host, port, user, name, password)
+
+
+def _secret(raw: Mapping[str, Any], where: str, problems: _Problems) -> SecretSource:
+    env, file = raw.get("password_env"), raw.get("password_file")
+    if (env is None) == (file is None):
+        problems.add(where, "give exactly one of password_env and password_file")
+    for key, value in (("password_env", env), ("password_file", file)):
+        if value is not None and not isinstance(value, str):
+            problems.add(where, f"'{key}' must be a str")
+    return SecretSource(env, file)
+
+
+def _probe(raw: Any, problems: _Problems) -> ProbeConfig | None:
+    if raw is None:
+        return None
+    where = "[probe]"
+    if not isinstance(raw, dict):
+        problems.add(where, "must be a table")
+        return None
+    known = {
+        "url",
+        "username",
+        "project",
+        "domain",
+        "password_env",
+        "password_file",
+        "rate_per_s",
+        "concurrency",
+        "max_seconds",
+    }
+    _check_keys(raw, known, where, problems)
+    if "password" in raw:
+        problems.add(where, "'password' is not accepted in the file: use password_env or password_file")
+    url = _get(raw, "url", str, where, problems)
+    username = _get(raw, "username", str, where, problems)
+    project = _get(raw, "project", str, where, problems)
+    password = _secret(raw, where, problems)
+    numbers = {}
+    for key, default in (("rate_per_s", 30.0), ("concurrency", 6), ("max_seconds", 1800.0)):
+        value = raw.get(key, default)
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            problems.add(where, f"'{key}' must be a positive number")
+            value = default
+        numbers[key] = value
+    if None in (url, username, project):
+        return None
+    return ProbeConfig(
+        url=url,
+        username=username,
+        project=project,
+        password=password,
+        domain=str(raw.get("domain", "default")),
+        rate_per_s=float(numbers["rate_per_s"]),
+        concurrency=int(numbers["concurrency"]),
+        max_seconds=float(numbers["max_seconds"]),
+    )
 
 
 def _engine(value: Any, where: str, problems: _Problems) -> str:
@@ -313,12 +392,13 @@ def load_inventory(path: Path) -> Inventory:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"the inventory {path} is not valid TOML", observed=str(exc)) from exc
     problems = _Problems()
-    _check_keys(raw, {"database", "target", "haproxy", "nodes", "run"}, "inventory", problems)
+    _check_keys(raw, {"database", "target", "haproxy", "nodes", "run", "probe"}, "inventory", problems)
     database = _database(raw.get("database"), problems)
     target = _target(raw.get("target"), problems)
     sockets = _sockets(raw.get("haproxy"), problems)
     nodes = _nodes(raw.get("nodes"), problems)
     run = _run(raw.get("run", {}), path.parent, problems)
+    probe = _probe(raw.get("probe"), problems)
     if problems.items or database is None or target.image is None or target.backup_image is None:
         raise ConfigError(
             f"the inventory {path} has {len(problems.items)} problem(s); nothing was touched",
@@ -338,4 +418,5 @@ def load_inventory(path: Path) -> Inventory:
         backup_dir=run.backup_dir,
         drain_timeout_s=run.drain_timeout_s,
         health_timeout_s=run.health_timeout_s,
+        probe=probe,
     )

@@ -54,4 +54,12 @@ def render_report(report: dict[str, Any]) -> str:
         lines.append(f"  {step['id']:<{width}}  {step['status']:<8} {seconds}{note}")
     if report.get("seconds") is not None:
         lines.append(f"  total {report['seconds']:.1f}s")
+    probe = report.get("probe")
+    if probe:
+        nodes = ", ".join(f"{node} {count}" for node, count in sorted(probe["served_by"].items()))
+        lines.append(
+            f"traffic: {probe['requests']} requests at {probe['rate_per_s']}/s, {probe['failed']} failed; served by {nodes}"
+        )
+        for failure in probe["failures"][:10]:
+            lines.append(f"  failed {failure['operation']} via {failure['served_by']}: {failure['error']}")
     return "\n".join(lines)

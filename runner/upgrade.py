@@ -14,11 +14,13 @@ from runner.config import LOCAL_ENGINE, Inventory
 from runner.drivers.database import Database
 from runner.drivers.docker_engine import RUN_ID_LABEL, DockerEngine, Engine
 from runner.drivers.haproxy import RuntimeSocket
-from runner.errors import LockedError, PreflightError, RunnerError
+from runner.drivers.keystone import Credentials
+from runner.errors import ConfigError, LockedError, PreflightError, RunnerError
 from runner.executor import Drivers, Executor
 from runner.facts import ClusterFacts, database_facts, node_facts, socket_facts, target_facts
 from runner.journal import Journal
 from runner.plan import Plan, build_plan
+from runner.probe import Probe, ProbeSettings, Sample, summarize
 from runner.report import build_report, write_report
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ def run_upgrade(
     on_report: Callable[[dict[str, Any], Path], None],
     *,
     keep_old: bool = False,
+    with_probe: bool = False,
 ) -> Plan:
     """Preflight, then (confirmed, under the lock) every step of the plan; the report either way."""
     with ExitStack() as stack:
@@ -90,6 +93,7 @@ def run_upgrade(
             raise refuse(plan)
         if not confirm(plan):
             return plan
+        probe = start_probe(inventory) if with_probe else None
         journal = Journal.start(inventory.state_dir, plan.as_dict(), str(inventory.path))
         status = "failed"
         try:
@@ -97,6 +101,48 @@ def run_upgrade(
             status = "succeeded"
         finally:
             journal.finish(status)
-            report = build_report(journal)
+            extra = {"probe": probe_report(probe.stop())} if probe is not None else {}
+            report = build_report(journal, extra)
             on_report(report, write_report(report, inventory.state_dir))
         return plan
+
+
+def start_probe(inventory: Inventory) -> Probe:
+    """Traffic through the load balancer, as the inventory's [probe] table says."""
+    config = inventory.probe
+    if config is None:
+        raise ConfigError(
+            "--probe needs a [probe] table in the inventory",
+            hint="add [probe] with url, username, project and password_file or password_env",
+        )
+    credentials = Credentials(
+        config.username, config.password.read("probe password", "probe"), config.project, config.domain
+    )
+    settings = ProbeSettings(
+        rate_per_s=config.rate_per_s,
+        concurrency=config.concurrency,
+        max_requests=int(config.rate_per_s * config.max_seconds),
+        max_seconds=config.max_seconds,
+    )
+    return Probe(config.url, credentials, settings).start()
+
+
+def probe_report(samples: list[Sample]) -> dict[str, Any]:
+    """The probe's part of the report: counts, nodes, and every failure with its reason."""
+    summary = summarize(samples)
+    return {
+        "requests": summary.requests,
+        "failed": summary.failed,
+        "rate_per_s": round(summary.rate_per_s, 1),
+        "served_by": summary.served_by,
+        "failures": [
+            {
+                "at": s.at,
+                "operation": s.operation,
+                "status": s.status,
+                "served_by": s.served_by,
+                "error": s.error,
+            }
+            for s in summary.failures
+        ],
+    }

@@ -44,6 +44,13 @@ socket = "{endpoints.admin_socket}"
 [run]
 state_dir = "{state_dir}"
 
+[probe]
+url = "{endpoints.lb_url}"
+username = "{endpoints.admin_username}"
+project = "{endpoints.admin_project}"
+password_file = "{endpoints.config_dir}/secrets/admin-password"
+rate_per_s = 30
+
 """ + "\n".join(nodes)
 
 

@@ -1,0 +1,108 @@
+"""Loading the inventory: every problem at once, secrets never in the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runner.config import load_inventory
+from runner.errors import ConfigError, ExitCode
+
+GOOD = """
+[database]
+host = "127.0.0.1"
+port = 3306
+user = "keystone"
+name = "keystone"
+password_env = "KU_TEST_DB_PASSWORD"
+
+[target]
+image = "keystone-upgrade/keystone:29.1.0"
+backup_image = "keystone-upgrade/mariadb:10.11"
+mounts = ["/etc/ks/keystone.conf:/etc/keystone/keystone.conf:ro", "/k/f:/etc/keystone/fernet-keys", "/k/c:/etc/keystone/credential-keys"]
+
+[[haproxy]]
+socket = "/run/haproxy/admin.sock"
+
+[[haproxy]]
+socket = "tcp:127.0.0.1:9999"
+
+[[nodes]]
+name = "k1"
+container = "keystone-1"
+health_url = "http://127.0.0.1:5001/v3"
+servers = [{ backend = "keystone_internal_back", server = "k1" }, { backend = "keystone_external_back", server = "k1" }]
+
+[[nodes]]
+name = "k2"
+docker = "ssh://root@node2"
+container = "keystone"
+health_url = "http://127.0.0.1:5002/v3"
+servers = [{ backend = "keystone_internal_back", server = "k2" }]
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "inventory.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_good_inventory_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    inventory = load_inventory(_write(tmp_path, GOOD))
+    assert [n.name for n in inventory.nodes] == ["k1", "k2"]
+    assert inventory.nodes[0].engine == "local"
+    assert inventory.nodes[1].engine == "ssh://root@node2"
+    assert [str(s) for s in inventory.nodes[0].servers] == [
+        "keystone_internal_back/k1",
+        "keystone_external_back/k1",
+    ]
+    assert [str(a) for a in inventory.haproxy_sockets] == [
+        "unix:/run/haproxy/admin.sock",
+        "tcp:127.0.0.1:9999",
+    ]
+    assert inventory.mounts[0].read_only
+    monkeypatch.setenv("KU_TEST_DB_PASSWORD", "s3cret")
+    target = inventory.database.target()
+    assert target.password == "s3cret"
+    assert "s3cret" not in repr(target)
+
+
+def test_every_problem_is_reported_at_once_with_the_config_exit_code(tmp_path: Path) -> None:
+    bad = (
+        GOOD.replace("port = 3306", 'port = "3306"')
+        .replace('password_env = "KU_TEST_DB_PASSWORD"', 'password = "hunter2"')
+        .replace('"/k/c:/etc/keystone/credential-keys"', '"relative:/x"')
+        .replace('docker = "ssh://root@node2"', 'docker = "ftp://node2"')
+        .replace('name = "k2"', 'name = "k1"')
+        .replace('socket = "tcp:127.0.0.1:9999"', 'socket = "nowhere"')
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_inventory(_write(tmp_path, bad))
+    message = str(raised.value)
+    assert raised.value.exit_code is ExitCode.CONFIG
+    for problem in (
+        "'port' must be a int",
+        "'password' is not accepted",
+        "give exactly one of password_env and password_file",
+        "both paths must be absolute",
+        "no mount for the key repository /etc/keystone/credential-keys",
+        "ftp://node2",
+        "node name k1 appears twice",
+        "not a runtime API address",
+    ):
+        assert problem in message, problem
+    assert "hunter2" not in message
+
+
+def test_a_missing_password_source_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KU_TEST_DB_PASSWORD", raising=False)
+    inventory = load_inventory(_write(tmp_path, GOOD))
+    with pytest.raises(ConfigError, match="KU_TEST_DB_PASSWORD is not set"):
+        inventory.database.target()
+
+
+def test_not_toml_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_inventory(_write(tmp_path, "[database\n"))

@@ -1,0 +1,173 @@
+"""Building the plan and the preflight findings from facts: pure, with hand-made facts."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from runner.config import BindMount, DatabaseConfig, Inventory, NodeConfig, SecretSource, ServerRef
+from runner.drivers.docker_engine import ContainerFacts, Finished, ImageFacts
+from runner.drivers.haproxy import OperationalState, ServerStat, ServerState, SocketAddress
+from runner.facts import ClusterFacts, DatabaseFacts, NodeFacts, SocketFacts, TargetFacts
+from runner.plan import StepKind, build_plan
+
+BACKENDS = ("internal", "external")
+KEYS = ("/etc/keystone/fernet-keys", "/etc/keystone/credential-keys")
+OLD_HEADS = frozenset({"e-old", "c-old"})
+NEW_HEADS = frozenset({"e-new", "c-new"})
+
+
+def _inventory(names: tuple[str, ...] = ("k1", "k2", "k3")) -> Inventory:
+    return Inventory(
+        path=Path("inventory.toml"),
+        database=DatabaseConfig("127.0.0.1", 3306, "keystone", "keystone", SecretSource("PW", None)),
+        target_image="ks:29",
+        backup_image="db:1",
+        mounts=tuple(BindMount(f"/host{k}", k, False) for k in KEYS),
+        key_repositories=KEYS,
+        haproxy_sockets=(SocketAddress(unix_path="/admin.sock"),),
+        nodes=tuple(
+            NodeConfig(n, "local", f"c-{n}", f"http://{n}/v3", tuple(ServerRef(b, n) for b in BACKENDS))
+            for n in names
+        ),
+        state_dir=Path("state"),
+        backup_dir=Path("state/backups"),
+    )
+
+
+def _node(config: NodeConfig, version: str = "28.1.0") -> NodeFacts:
+    container = ContainerFacts(
+        id=f"id-{config.name}",
+        name=config.container,
+        status="running",
+        image_id="sha256:old",
+        image_reference=f"ks:{version}",
+        keystone_version=version,
+        mounts={k: f"/host{k}" for k in KEYS},
+        inspect={},
+    )
+    return NodeFacts(config, container, None, 200, None)
+
+
+def _socket(inventory: Inventory, admin: dict[str, int] | None = None, status: str = "UP") -> SocketFacts:
+    admin = admin or {}
+    stats, states = [], []
+    for node in inventory.nodes:
+        for ref in node.servers:
+            flags = admin.get(str(ref), 0)
+            shown = "MAINT" if flags & 1 else "DRAIN" if flags & 8 else status
+            stats.append(ServerStat(ref.backend, ref.server, shown, 0, 0))
+            states.append(ServerState(ref.backend, ref.server, OperationalState.RUNNING, flags))
+    return SocketFacts("unix:/admin.sock", "admin", None, tuple(stats), tuple(states))
+
+
+def _facts(inventory: Inventory, **changes: object) -> ClusterFacts:
+    target = TargetFacts(
+        image=ImageFacts("sha256:new", "ks:29", "29.1.0", {}),
+        expand_head="e-new",
+        contract_head="c-new",
+        key_files=dict.fromkeys(KEYS, 2),
+        check=Finished(2, "Your database is not up to date."),
+        doctor=Finished(0, ""),
+    )
+    facts = ClusterFacts(
+        nodes=tuple(_node(n) for n in inventory.nodes),
+        sockets=(_socket(inventory),),
+        database=DatabaseFacts(None, OLD_HEADS),
+        target=target,
+    )
+    return replace(facts, **changes)  # type: ignore[arg-type]
+
+
+def test_a_healthy_old_cluster_gets_every_step_in_order() -> None:
+    inventory = _inventory()
+    plan = build_plan(inventory, _facts(inventory))
+    assert not plan.refused
+    assert [s.id for s in plan.steps] == [
+        "backup", "expand", "migrate", "node:k1", "node:k2", "node:k3", "contract", "cleanup",
+    ]  # fmt: skip
+    assert not any(s.skipped for s in plan.steps)
+    assert plan.source_versions == ("28.1.0",)
+    assert plan.target_version == "29.1.0"
+    assert plan.check_exit_code == 2
+
+
+def test_steps_already_done_are_skipped_with_their_reason() -> None:
+    inventory = _inventory()
+    done = _facts(
+        inventory,
+        nodes=tuple(_node(n, "29.1.0") for n in inventory.nodes),
+        database=DatabaseFacts(None, NEW_HEADS),
+    )
+    plan = build_plan(inventory, done)
+    by_id = {s.id: s for s in plan.steps}
+    assert "backup" not in by_id  # nothing will change the schema: no dump needed
+    assert by_id["expand"].skipped
+    assert by_id["contract"].skipped
+    assert by_id["node:k2"].skip_reason == "already runs 29.1.0"
+
+
+def test_expanded_but_not_contracted_skips_expand_and_keeps_contract() -> None:
+    inventory = _inventory()
+    plan = build_plan(
+        inventory, _facts(inventory, database=DatabaseFacts(None, frozenset({"e-new", "c-old"})))
+    )
+    by_id = {s.id: s for s in plan.steps}
+    assert by_id["expand"].skipped
+    assert by_id["migrate"].skipped
+    assert not by_id["contract"].skipped
+    assert by_id["contract"].kind is StepKind.CONTRACT
+
+
+def _checks(inventory: Inventory, facts: ClusterFacts) -> list[str]:
+    return [f.check for f in build_plan(inventory, facts).findings]
+
+
+def test_a_server_in_maint_or_drain_anywhere_refuses() -> None:
+    inventory = _inventory()
+    for flags in (0x01, 0x08):
+        facts = _facts(inventory, sockets=(_socket(inventory, {"external/k2": flags}),))
+        findings = build_plan(inventory, facts).findings
+        assert [f.check for f in findings] == ["haproxy"]
+        assert "external/k2" in findings[0].what
+
+
+def test_a_drained_server_whose_check_fails_is_not_up() -> None:
+    inventory = _inventory()
+    facts = _facts(inventory, sockets=(_socket(inventory, status="DOWN"),))
+    assert set(_checks(inventory, facts)) == {"haproxy"}
+
+
+def test_operator_level_missing_image_mixed_releases_and_database_each_refuse() -> None:
+    inventory = _inventory()
+    operator = replace(_socket(inventory), level="operator")
+    assert _checks(inventory, _facts(inventory, sockets=(operator,))) == ["haproxy"]
+    assert _checks(inventory, _facts(inventory, target=TargetFacts(None))) == ["target-image"]
+    mixed = (_node(inventory.nodes[0]), _node(inventory.nodes[1], "29.1.0"), _node(inventory.nodes[2]))
+    assert _checks(inventory, _facts(inventory, nodes=mixed)) == ["releases"]
+    assert _checks(inventory, _facts(inventory, database=DatabaseFacts("Access denied"))) == ["database"]
+
+
+def test_keys_the_throwaway_container_would_not_share_refuse() -> None:
+    inventory = _inventory()
+    node = _node(inventory.nodes[0])
+    assert node.container is not None
+    other = replace(
+        node, container=replace(node.container, mounts={KEYS[0]: "/elsewhere", KEYS[1]: f"/host{KEYS[1]}"})
+    )
+    facts = _facts(inventory, nodes=(other, *(_node(n) for n in inventory.nodes[1:])))
+    assert _checks(inventory, facts) == ["keys"]
+    empty = replace(_facts(inventory).target, key_files={KEYS[0]: 0, KEYS[1]: 2})
+    assert _checks(inventory, _facts(inventory, target=empty)) == ["keys"]
+
+
+def test_an_unhealthy_or_missing_node_refuses() -> None:
+    inventory = _inventory()
+    sick = replace(_node(inventory.nodes[0]), health_status=None, health_error="connection refused")
+    assert _checks(inventory, _facts(inventory, nodes=(sick, *(_node(n) for n in inventory.nodes[1:])))) == [
+        "health"
+    ]
+    gone = replace(_node(inventory.nodes[0]), container=None)
+    assert _checks(inventory, _facts(inventory, nodes=(gone, *(_node(n) for n in inventory.nodes[1:])))) == [
+        "container"
+    ]
