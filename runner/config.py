@@ -107,11 +107,22 @@ class DatabaseConfig:
     user: str
     name: str
     password: SecretSource
+    # An account with SUPER, used only to set log_bin_trust_function_creators when
+    # binary logging is on and Keystone's user lacks SUPER ([database.admin]).
+    admin_user: str | None = None
+    admin_password: SecretSource | None = None
 
     def target(self) -> DatabaseTarget:
         """The connection target with the password read now (never stored in the inventory)."""
         password = self.password.read("database password", "database")
         return DatabaseTarget(self.host, self.port, self.user, self.name, password)
+
+    def admin_target(self) -> DatabaseTarget | None:
+        """The admin account's connection target, when the inventory gives one."""
+        if self.admin_user is None or self.admin_password is None:
+            return None
+        password = self.admin_password.read("database admin password", "database.admin")
+        return DatabaseTarget(self.host, self.port, self.admin_user, self.name, password)
 
 
 @dataclass(frozen=True)
@@ -179,7 +190,10 @@ def _database(raw: Any, problems: _Problems) -> DatabaseConfig | None:
         return None
     where = "[database]"
     _check_keys(
-        raw, {"host", "port", "user", "name", "password_env", "password_file", "password"}, where, problems
+        raw,
+        {"host", "port", "user", "name", "password_env", "password_file", "password", "admin"},
+        where,
+        problems,
     )
     if "password" in raw:
         problems.add(where, "'password' is not accepted in the file: use password_env or password_file")
@@ -190,9 +204,18 @@ def _database(raw: Any, problems: _Problems) -> DatabaseConfig | None:
     password = _secret(raw, where, problems)
     if isinstance(port, int) and not 0 < port < 65536:
         problems.add(where, f"port {port} is out of range")
+    admin_user, admin_password = None, None
+    admin = raw.get("admin")
+    if admin is not None:
+        if isinstance(admin, dict):
+            _check_keys(admin, {"user", "password_env", "password_file"}, "[database.admin]", problems)
+            admin_user = _get(admin, "user", str, "[database.admin]", problems)
+            admin_password = _secret(admin, "[database.admin]", problems)
+        else:
+            problems.add("[database.admin]", "must be a table")
     if None in (host, port, user, name):
         return None
-    return DatabaseConfig(host, port, user, name, password)
+    return DatabaseConfig(host, port, user, name, password, admin_user, admin_password)
 
 
 def _secret(raw: Mapping[str, Any], where: str, problems: _Problems) -> SecretSource:

@@ -63,8 +63,12 @@ class Executor:
         self.keep_old = keep_old
         self.labels = {RUN_ID_LABEL: journal.run_id}
         self.log_dir = inventory.state_dir / "runs" / journal.run_id
+        # The value of log_bin_trust_function_creators before this run changed it.
+        self._trust_before: bool | None = None
         self.handlers: dict[StepKind, Callable[[Step], None]] = {
             StepKind.BACKUP: self._backup,
+            StepKind.TRUST_FUNCTION_CREATORS: self._trust_function_creators,
+            StepKind.RESTORE_TRUST: self._restore_trust,
             StepKind.EXPAND: lambda step: self._db_sync(step, "--expand"),
             StepKind.MIGRATE: lambda step: self._db_sync(step, "--migrate"),
             StepKind.NODE: self._node,
@@ -74,19 +78,58 @@ class Executor:
 
     def run(self) -> None:
         """Every step in order; raises the first RunnerError after journalling it."""
-        for step in self.plan.steps:
-            if step.skipped:
-                self.journal.end(step.id, StepStatus.SKIPPED, step.skip_reason)
-                continue
-            self.journal.begin(step.id)
-            log.info("step %s: %s", step.id, step.why)
-            try:
-                self.handlers[step.kind](step)
-            except RunnerError as exc:
-                self.journal.end(step.id, StepStatus.FAILED, exc.render())
-                raise
-            if self.journal.step(step.id).status is StepStatus.RUNNING:
-                self.journal.end(step.id, StepStatus.DONE)
+        try:
+            for step in self.plan.steps:
+                if step.skipped:
+                    self.journal.end(step.id, StepStatus.SKIPPED, step.skip_reason)
+                    continue
+                self.journal.begin(step.id)
+                log.info("step %s: %s", step.id, step.why)
+                try:
+                    self.handlers[step.kind](step)
+                except RunnerError as exc:
+                    self.journal.end(step.id, StepStatus.FAILED, exc.render())
+                    raise
+                if self.journal.step(step.id).status is StepStatus.RUNNING:
+                    self.journal.end(step.id, StepStatus.DONE)
+        finally:
+            # A failed run must not leave the server trusting function creators.
+            if self._trust_before is not None:
+                self._restore_trust_after_failure()
+
+    # -- binary logging ---------------------------------------------------------------------
+
+    def _admin_database(self) -> Database:
+        target = self.inventory.database.admin_target()
+        if target is None:
+            raise MigrationError(
+                "setting log_bin_trust_function_creators needs [database.admin]",
+                hint="give an account with SUPER in the inventory",
+            )
+        return Database(target)
+
+    def _trust_function_creators(self, step: Step) -> None:
+        admin = self._admin_database()
+        before = admin.binlog_settings().trust_function_creators
+        admin.set_trust_function_creators(True)
+        self._trust_before = before
+        self.journal.event(step.id, "set", log_bin_trust_function_creators=1, previous=int(before))
+
+    def _restore_trust(self, step: Step) -> None:
+        assert self._trust_before is not None
+        self._admin_database().set_trust_function_creators(self._trust_before)
+        self.journal.event(step.id, "restored", log_bin_trust_function_creators=int(self._trust_before))
+        self._trust_before = None
+
+    def _restore_trust_after_failure(self) -> None:
+        step_id = StepKind.RESTORE_TRUST.value
+        try:
+            self.journal.begin(step_id)
+            self._restore_trust(next(s for s in self.plan.steps if s.id == step_id))
+            self.journal.end(step_id, StepStatus.DONE, "restored after the run failed")
+        except RunnerError as exc:
+            self.journal.end(step_id, StepStatus.FAILED, exc.render())
+            log.error("could not restore log_bin_trust_function_creators: %s", exc.render())
 
     # -- database ---------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import requests
 
 from runner.config import Inventory, NodeConfig
-from runner.drivers.database import Database
+from runner.drivers.database import BinlogSettings, Database
 from runner.drivers.docker_engine import (
     PURPOSE_LABEL,
     ContainerFacts,
@@ -75,6 +75,7 @@ class DatabaseFacts:
 
     error: str | None
     heads: frozenset[str] = frozenset()
+    binlog: BinlogSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -143,19 +144,26 @@ def socket_facts(runtime: HaproxyRuntime) -> SocketFacts:
 def database_facts(database: Database) -> DatabaseFacts:
     """Whether the configured user gets in, and the schema heads."""
     try:
-        return DatabaseFacts(None, database.alembic_heads())
+        return DatabaseFacts(None, database.alembic_heads(), database.binlog_settings())
     except RunnerError as exc:
         return DatabaseFacts(exc.render())
 
 
 def target_facts(
-    inventory: Inventory, engine: Engine, run_label: Mapping[str, str], database_ok: bool
+    inventory: Inventory,
+    engine: Engine,
+    run_label: Mapping[str, str],
+    database_ok: bool,
+    pull_missing: bool = False,
 ) -> TargetFacts:
     """The target image's heads, the key repositories it sees, `db_sync --check` and `doctor`."""
     try:
         image = engine.image(inventory.target_image)
     except RunnerError as exc:
         return TargetFacts(None, error=exc.render())
+    # Only an upgrade pulls: `plan` must leave the engine's images as they are.
+    if image is None and pull_missing and engine.pull(inventory.target_image):
+        image = engine.image(inventory.target_image)
     if image is None:
         return TargetFacts(None)
     try:

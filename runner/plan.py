@@ -17,6 +17,8 @@ class StepKind(StrEnum):
     """The kinds of step, in the order a run takes them."""
 
     BACKUP = "backup"
+    TRUST_FUNCTION_CREATORS = "trust-function-creators"
+    RESTORE_TRUST = "restore-trust"
     EXPAND = "expand"
     MIGRATE = "migrate"
     NODE = "node"
@@ -240,6 +242,17 @@ def preflight_findings(inventory: Inventory, facts: ClusterFacts) -> list[Findin
     findings += _release_findings(facts)
     for socket in facts.sockets:
         findings += _socket_findings(socket, facts)
+    binlog = facts.database.binlog
+    if binlog is not None and binlog.needs_trust and inventory.database.admin_user is None:
+        findings.append(
+            Finding(
+                "database",
+                "binary logging is on and the Keystone user lacks SUPER: expand may not create triggers",
+                "log_bin=ON, log_bin_trust_function_creators=OFF, no SUPER in SHOW GRANTS",
+                "give [database.admin] (an account with SUPER) so the runner can set "
+                "log_bin_trust_function_creators=1 for the run, or set it yourself",
+            )
+        )
     if facts.database.error:
         findings.append(
             Finding(
@@ -274,6 +287,16 @@ def build_plan(inventory: Inventory, facts: ClusterFacts) -> Plan:
     if not at_target:
         steps.append(Step("backup", StepKind.BACKUP, "a verified dump before the schema changes"))
     expand_done = target.expand_head in db_heads if target.expand_head else False
+    binlog = facts.database.binlog
+    needs_trust = not at_target and binlog is not None and binlog.needs_trust
+    if needs_trust:
+        steps.append(
+            Step(
+                "trust-function-creators",
+                StepKind.TRUST_FUNCTION_CREATORS,
+                "binary logging is on and the Keystone user lacks SUPER: allow triggers for the run",
+            )
+        )
     steps.append(
         Step(
             "expand",
@@ -310,6 +333,14 @@ def build_plan(inventory: Inventory, facts: ClusterFacts) -> Plan:
             skip_reason="the database is already at the target's heads" if at_target else None,
         )
     )
+    if needs_trust:
+        steps.append(
+            Step(
+                "restore-trust",
+                StepKind.RESTORE_TRUST,
+                "put log_bin_trust_function_creators back (also done when the run fails)",
+            )
+        )
     steps.append(Step("cleanup", StepKind.CLEANUP, "remove the old containers kept for rollback"))
     sources = tuple(sorted({n.container.keystone_version or "unknown" for n in facts.nodes if n.container}))
     return Plan(

@@ -40,20 +40,24 @@ def connect(inventory: Inventory) -> Drivers:
     )
 
 
-def gather_facts(inventory: Inventory, drivers: Drivers, run_id: str = "plan") -> ClusterFacts:
-    """Read the cluster; change nothing."""
+def gather_facts(inventory: Inventory, drivers: Drivers, *, pull_missing: bool = False) -> ClusterFacts:
+    """Read the cluster; change nothing (an upgrade may pull a missing target image)."""
     nodes = tuple(node_facts(node, drivers.engine(node.engine), drivers.http) for node in inventory.nodes)
     sockets = tuple(socket_facts(runtime) for runtime in drivers.runtimes)
     database = database_facts(drivers.database)
     target = target_facts(
-        inventory, drivers.engine(LOCAL_ENGINE), {RUN_ID_LABEL: run_id}, database_ok=database.error is None
+        inventory,
+        drivers.engine(LOCAL_ENGINE),
+        {RUN_ID_LABEL: "preflight"},
+        database_ok=database.error is None,
+        pull_missing=pull_missing,
     )
     return ClusterFacts(nodes, sockets, database, target)
 
 
-def make_plan(inventory: Inventory, drivers: Drivers) -> Plan:
-    """Facts, then the plan (read-only)."""
-    return build_plan(inventory, gather_facts(inventory, drivers))
+def make_plan(inventory: Inventory, drivers: Drivers, *, pull_missing: bool = False) -> Plan:
+    """Facts, then the plan."""
+    return build_plan(inventory, gather_facts(inventory, drivers, pull_missing=pull_missing))
 
 
 def refuse(plan: Plan) -> PreflightError:
@@ -88,7 +92,7 @@ def run_upgrade(
                 hint="wait for it to finish (keystone-upgrade status shows its journal); "
                 "never run two upgrades at once",
             )
-        plan = make_plan(inventory, drivers)
+        plan = make_plan(inventory, drivers, pull_missing=True)
         if plan.refused:
             raise refuse(plan)
         if not confirm(plan):

@@ -22,6 +22,20 @@ class DatabaseTarget:
     password: str = field(repr=False)
 
 
+@dataclass(frozen=True)
+class BinlogSettings:
+    """What decides whether expand may create triggers without SUPER."""
+
+    log_bin: bool
+    trust_function_creators: bool
+    user_has_super: bool
+
+    @property
+    def needs_trust(self) -> bool:
+        """Binary logging is on, the user lacks SUPER and the server does not trust it."""
+        return self.log_bin and not self.user_has_super and not self.trust_function_creators
+
+
 class Database:
     """A short-lived connection per question; the runner asks few and rarely."""
 
@@ -53,6 +67,24 @@ class Database:
         with self._connect() as connection, connection.cursor() as cursor:
             cursor.execute("SELECT version_num FROM alembic_version")
             return frozenset(str(row[0]) for row in cursor.fetchall())
+
+    def binlog_settings(self) -> BinlogSettings:
+        """Whether binary logging is on, the trust setting, and whether this user has SUPER."""
+        with self._connect() as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT @@GLOBAL.log_bin, @@GLOBAL.log_bin_trust_function_creators")
+            row = cursor.fetchone()
+            cursor.execute("SHOW GRANTS")
+            grants = " ".join(str(r[0]) for r in cursor.fetchall()).upper()
+        assert row is not None
+        has_super = "ALL PRIVILEGES ON *.*" in grants or "SUPER" in grants
+        return BinlogSettings(
+            log_bin=bool(row[0]), trust_function_creators=bool(row[1]), user_has_super=has_super
+        )
+
+    def set_trust_function_creators(self, value: bool) -> None:
+        """SET GLOBAL log_bin_trust_function_creators (needs SUPER: call on the admin account)."""
+        with self._connect() as connection, connection.cursor() as cursor:
+            cursor.execute(f"SET GLOBAL log_bin_trust_function_creators = {1 if value else 0}")
 
     def table_row_counts(self) -> dict[str, int]:
         """Rows per base table, read in one consistent snapshot."""

@@ -29,6 +29,10 @@ user = "{endpoints.db_user}"
 name = "{endpoints.db_name}"
 password_file = "{endpoints.config_dir}/secrets/db-password"
 
+[database.admin]
+user = "root"
+password_file = "{endpoints.config_dir}/secrets/db-root-password"
+
 [target]
 image = "{REPOSITORY}/keystone:{target_version}"
 backup_image = "{REPOSITORY}/mariadb:10.11"

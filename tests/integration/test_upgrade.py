@@ -38,13 +38,15 @@ NODE_EVENTS = [
 ]
 
 
-def _upgrade_under_traffic(cluster: LabEndpoints, target: str) -> tuple[Any, list[Sample], dict[str, Any]]:
+def _upgrade_under_traffic(
+    cluster: LabEndpoints, target: str, *options: str
+) -> tuple[Any, list[Sample], dict[str, Any]]:
     inventory = write_inventory(cluster, target)
     credentials = Credentials(cluster.admin_username, cluster.admin_password, cluster.admin_project)
     probe = Probe(cluster.lb_url, credentials, TRAFFIC).start()
     try:
         wait_until(STEADY_TRAFFIC, lambda: len(probe.samples), lambda n: n >= 60)
-        result = keystone_upgrade("upgrade", "-i", inventory, "--yes")
+        result = keystone_upgrade("upgrade", "-i", inventory, "--yes", *options)
         after = len(probe.samples)
         wait_until(STEADY_TRAFFIC, lambda: len(probe.samples), lambda n: n >= after + 60)
     finally:
@@ -111,6 +113,9 @@ def test_28_to_29_rolling_upgrade_fails_no_request(
     _assert_no_failed_request(samples, cluster)
     _assert_upgraded(docker_client, cluster, "29.1.0", journal)
     assert journal["status"] == "succeeded"
+    assert not [c.name for c in docker_client.containers.list(all=True) if "-ku-old-" in c.name], (
+        "old containers remain"
+    )
 
 
 def test_23_to_24_contracts_only_after_the_last_node_is_up(
@@ -119,10 +124,15 @@ def test_23_to_24_contracts_only_after_the_last_node_is_up(
     cluster = cluster_factory("23.0.2")
     source_expand, source_contract = migration_head_pair(f"{REPOSITORY}/keystone:23.0.2")
     target_expand, target_contract = migration_head_pair(f"{REPOSITORY}/keystone:24.1.0")
-    result, samples, journal = _upgrade_under_traffic(cluster, "24.1.0")
+    result, samples, journal = _upgrade_under_traffic(cluster, "24.1.0", "--keep-old")
     assert result.returncode == 0, result.stdout + result.stderr
     _assert_no_failed_request(samples, cluster)
     _assert_upgraded(docker_client, cluster, "24.1.0", journal)
+    # --keep-old: every old node is still there, stopped, on the old release, for rollback.
+    for container_name in cluster.node_containers.values():
+        old = docker_client.containers.get(f"{container_name}-ku-old-{journal['run_id']}")
+        assert old.status == "exited"
+        assert old.image.labels[KEYSTONE_VERSION_LABEL] == "23.0.2"
 
     steps = {s["id"]: s for s in journal["steps"]}
     last_up = max(
