@@ -26,7 +26,8 @@ from runner.lab.render import write_config
 from runner.lab.settings import LabPorts, LabSecrets, LabSettings
 from runner.lab.store import load_settings, save_settings
 from runner.plan import Plan
-from runner.report import build_report, render_report
+from runner.report import build_report, render_report, render_traffic
+from runner.traffic import replace_probe_seconds, start_traffic, traffic_report
 from runner.upgrade import connect, make_plan, refuse, run_upgrade
 
 P = ParamSpec("P")
@@ -176,6 +177,29 @@ def upgrade_command(inventory_path: Path, yes: bool, keep_old: bool, with_probe:
         click.echo(f"report: {path}")
 
     run_upgrade(inventory, connect(inventory), confirm, show_report, keep_old=keep_old, with_probe=with_probe)
+
+
+@main.command("probe")
+@inventory_option
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=1, max=3600),
+    default=30,
+    show_default=True,
+    help="How long to send traffic.",
+)
+@reports_errors
+def probe_command(inventory_path: Path, seconds: float) -> None:
+    """Send the inventory's [probe] traffic for a bounded time, then report it (changes nothing else)."""
+    inventory = load_inventory(inventory_path)
+    runtimes = connect(inventory).runtimes
+    traffic = start_traffic(replace_probe_seconds(inventory, seconds), runtimes[0] if runtimes else None)
+    # The probe stops itself after --seconds; this waits for it without polling.
+    traffic.probe.join()
+    empty_journal: dict[str, Any] = {"run_id": "probe", "steps": []}
+    png = inventory.state_dir / f"probe-{int(traffic.probe.started_at)}.png"
+    inventory.state_dir.mkdir(parents=True, exist_ok=True)
+    click.echo("\n".join(render_traffic(traffic_report(traffic, empty_journal, png))))
 
 
 @main.command("status")

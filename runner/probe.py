@@ -1,9 +1,11 @@
 """Bounded traffic through the load balancer while an upgrade runs, every request recorded.
 
-Each worker issues a token with a password (POST /v3/auth/tokens) and then
-validates it (GET /v3/auth/tokens), paced so that all workers together keep
-the configured rate. Traffic stops by itself after ``max_requests`` or
-``max_seconds``, whichever comes first, or when ``stop()`` is called.
+Each worker cycles through four requests: issue a token with a password,
+validate it, create a project with it, and delete that project. Workers are
+paced so that together they keep the configured rate, and traffic stops by
+itself after ``max_requests`` or ``max_seconds`` (or on ``stop()``). Every
+write that Keystone acknowledged is kept in a ledger and read back afterwards
+(``verify_writes``), so a write that was acknowledged and then lost shows.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 
 import requests
 
@@ -19,12 +22,16 @@ from runner.drivers.keystone import Credentials
 
 ISSUE = "token_issue"
 VALIDATE = "token_validate"
-EXPECTED = {ISSUE: 201, VALIDATE: 200}
+CREATE = "project_create"
+DELETE = "project_delete"
+CYCLE = (ISSUE, VALIDATE, CREATE, DELETE)
+EXPECTED = {ISSUE: 201, VALIDATE: 200, CREATE: 201, DELETE: 204}
+PROJECT_PREFIX = "ku-probe-"
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One request: when, what, how it ended, how long it took, who answered."""
+    """One request: when, what, how it ended, how long it took, who answered, and why it failed."""
 
     at: float
     operation: str
@@ -48,23 +55,53 @@ class ProbeSettings:
     max_requests: int = 20000
     max_seconds: float = 900.0
     timeout_s: float = 10.0
+    writes: bool = True
+
+
+@dataclass
+class WriteLedger:
+    """Projects the probe created and deleted, as Keystone acknowledged them."""
+
+    attempted: dict[str, str] = field(default_factory=dict)  # name -> "" until acknowledged
+    created: dict[str, str] = field(default_factory=dict)  # id -> name (201 received)
+    deleted: set[str] = field(default_factory=set)  # ids whose DELETE got 204
+
+
+@dataclass(frozen=True)
+class WriteCheck:
+    """The read-back of every acknowledged write."""
+
+    acknowledged_creates: int
+    acknowledged_deletes: int
+    lost: list[str]  # what was acknowledged but is not so now
+    unacknowledged_applied: int  # creates that failed to answer but did happen (cleaned up)
+
+    @property
+    def ok(self) -> bool:
+        """No acknowledged write was lost."""
+        return not self.lost
 
 
 class Probe:
-    """Traffic in background threads; ``samples`` holds every request once stopped."""
+    """Traffic in background threads; ``stop()`` returns every request in time order."""
 
     def __init__(self, lb_url: str, credentials: Credentials, settings: ProbeSettings | None = None):
         self.lb_url = lb_url.rstrip("/")
         self.credentials = credentials
         self.settings = settings or ProbeSettings()
         self.samples: list[Sample] = []
+        self.ledger = WriteLedger()
+        self.started_at = 0.0
+        self.stopped_at = 0.0
+        self._run = uuid.uuid4().hex[:8]
+        self._names = itertools.count()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._slots = itertools.count()
         self._threads: list[threading.Thread] = []
         self._started = 0.0
 
-    def _body(self) -> dict[str, object]:
+    def _auth_body(self) -> dict[str, object]:
         c = self.credentials
         return {
             "auth": {
@@ -84,42 +121,71 @@ class Probe:
             index = next(self._slots)
         if index >= self.settings.max_requests:
             return None
-        at = self._started + index / self.settings.rate_per_s
-        if at - self._started > self.settings.max_seconds:
-            return None
-        return at
+        offset = index / self.settings.rate_per_s
+        return None if offset > self.settings.max_seconds else self._started + offset
 
-    def _send(
-        self, session: requests.Session, operation: str, token: str | None
-    ) -> tuple[Sample, str | None]:
-        began = time.monotonic()
-        wall = time.time()
+    def _request(self, session: requests.Session, operation: str, state: dict[str, str]) -> requests.Response:
+        url, timeout = f"{self.lb_url}/v3", self.settings.timeout_s
+        token = state.get("token", "")
+        if operation == ISSUE:
+            return session.post(f"{url}/auth/tokens", json=self._auth_body(), timeout=timeout)
+        if operation == VALIDATE:
+            headers = {"X-Auth-Token": token, "X-Subject-Token": token}
+            return session.get(f"{url}/auth/tokens", headers=headers, timeout=timeout)
+        if operation == CREATE:
+            name = f"{PROJECT_PREFIX}{self._run}-{next(self._names)}"
+            state["name"] = name
+            with self._lock:
+                self.ledger.attempted[name] = ""
+            body = {
+                "project": {"name": name, "domain_id": "default", "description": "keystone-upgrade probe"}
+            }
+            return session.post(
+                f"{url}/projects", json=body, headers={"X-Auth-Token": token}, timeout=timeout
+            )
+        return session.delete(
+            f"{url}/projects/{state['project']}", headers={"X-Auth-Token": token}, timeout=timeout
+        )
+
+    def _send(self, session: requests.Session, operation: str, state: dict[str, str]) -> Sample:
+        began, wall = time.monotonic(), time.time()
         status = served_by = error = None
-        new_token = None
         try:
-            if operation == ISSUE:
-                response = session.post(
-                    f"{self.lb_url}/v3/auth/tokens", json=self._body(), timeout=self.settings.timeout_s
-                )
-                new_token = response.headers.get("X-Subject-Token")
-            else:
-                assert token is not None
-                response = session.get(
-                    f"{self.lb_url}/v3/auth/tokens",
-                    headers={"X-Auth-Token": token, "X-Subject-Token": token},
-                    timeout=self.settings.timeout_s,
-                )
+            response = self._request(session, operation, state)
             status, served_by = response.status_code, response.headers.get("X-Served-By")
             if status != EXPECTED[operation]:
                 error = f"HTTP {status}: {response.text[:200]}"
-        except requests.RequestException as exc:
+            elif operation == ISSUE:
+                state["token"] = response.headers["X-Subject-Token"]
+            elif operation == CREATE:
+                state["project"] = response.json()["project"]["id"]
+                with self._lock:
+                    self.ledger.created[state["project"]] = state["name"]
+                    self.ledger.attempted[state["name"]] = state["project"]
+            elif operation == DELETE:
+                with self._lock:
+                    self.ledger.deleted.add(state.pop("project"))
+        except (requests.RequestException, KeyError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
-        sample = Sample(wall, operation, status, time.monotonic() - began, served_by, error)
-        return sample, new_token
+        return Sample(wall, operation, status, time.monotonic() - began, served_by, error)
+
+    def _next_operation(self, previous: str | None, previous_ok: bool, state: dict[str, str]) -> str:
+        """The cycle, restarting from a new token when a step failed or writes are off."""
+        if previous is None or not previous_ok or "token" not in state:
+            return ISSUE
+        follows = {
+            ISSUE: VALIDATE,
+            VALIDATE: CREATE if self.settings.writes else ISSUE,
+            CREATE: DELETE,
+            DELETE: ISSUE,
+        }
+        return follows[previous]
 
     def _worker(self) -> None:
         session = requests.Session()
-        token: str | None = None
+        state: dict[str, str] = {}
+        previous: str | None = None
+        previous_ok = True
         try:
             while not self._stop.is_set():
                 at = self._next_slot()
@@ -128,9 +194,11 @@ class Probe:
                 # Pacing: wait for this request's slot; stop() interrupts the wait.
                 if self._stop.wait(max(0.0, at - time.monotonic())):
                     return
-                operation = VALIDATE if token else ISSUE
-                sample, new_token = self._send(session, operation, token)
-                token = new_token if operation == ISSUE else None
+                operation = self._next_operation(previous, previous_ok, state)
+                if operation == ISSUE:
+                    state.pop("token", None)
+                sample = self._send(session, operation, state)
+                previous, previous_ok = operation, sample.ok
                 with self._lock:
                     self.samples.append(sample)
         finally:
@@ -139,18 +207,55 @@ class Probe:
     def start(self) -> Probe:
         """Start the workers."""
         self._started = time.monotonic()
+        self.started_at = time.time()
         for index in range(self.settings.concurrency):
             thread = threading.Thread(target=self._worker, name=f"probe-{index}", daemon=True)
             thread.start()
             self._threads.append(thread)
         return self
 
+    def join(self) -> None:
+        """Wait until the workers have spent their budget (bounded by max_seconds)."""
+        for thread in self._threads:
+            thread.join(timeout=self.settings.max_seconds + self.settings.timeout_s + 5)
+
     def stop(self) -> list[Sample]:
         """Stop the workers, wait for them, return every sample in time order."""
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=self.settings.timeout_s + 5)
-        return sorted(self.samples, key=lambda s: s.at)
+        self.stopped_at = self.stopped_at or time.time()
+        with self._lock:
+            return sorted(self.samples, key=lambda s: s.at)
+
+    def verify_writes(self) -> WriteCheck:
+        """Read back every acknowledged write; remove what the probe left behind."""
+        session = requests.Session()
+        timeout = self.settings.timeout_s
+        url = f"{self.lb_url}/v3"
+        issued = session.post(f"{url}/auth/tokens", json=self._auth_body(), timeout=timeout)
+        issued.raise_for_status()
+        headers = {"X-Auth-Token": issued.headers["X-Subject-Token"]}
+        lost = []
+        for project_id, name in self.ledger.created.items():
+            status = session.get(f"{url}/projects/{project_id}", headers=headers, timeout=timeout).status_code
+            if project_id in self.ledger.deleted:
+                if status != 404:
+                    lost.append(f"delete of {name} was acknowledged but it is there (HTTP {status})")
+            elif status == 200:
+                session.delete(f"{url}/projects/{project_id}", headers=headers, timeout=timeout)
+            else:
+                lost.append(f"create of {name} was acknowledged but it is gone (HTTP {status})")
+        applied = 0
+        for name, project_id in self.ledger.attempted.items():
+            if project_id:
+                continue
+            found = session.get(f"{url}/projects", params={"name": name}, headers=headers, timeout=timeout)
+            for project in found.json().get("projects", []) if found.ok else []:
+                applied += 1
+                session.delete(f"{url}/projects/{project['id']}", headers=headers, timeout=timeout)
+        session.close()
+        return WriteCheck(len(self.ledger.created), len(self.ledger.deleted), lost, applied)
 
     def __enter__(self) -> Probe:
         return self.start()

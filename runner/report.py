@@ -56,10 +56,28 @@ def render_report(report: dict[str, Any]) -> str:
         lines.append(f"  total {report['seconds']:.1f}s")
     probe = report.get("probe")
     if probe:
-        nodes = ", ".join(f"{node} {count}" for node, count in sorted(probe["served_by"].items()))
-        lines.append(
-            f"traffic: {probe['requests']} requests at {probe['rate_per_s']}/s, {probe['failed']} failed; served by {nodes}"
-        )
-        for failure in probe["failures"][:10]:
-            lines.append(f"  failed {failure['operation']} via {failure['served_by']}: {failure['error']}")
+        lines += render_traffic(probe)
     return "\n".join(lines)
+
+
+def render_traffic(probe: dict[str, Any]) -> list[str]:
+    """The probe's part, for the terminal: totals, each phase, the failures, the writes."""
+    nodes = ", ".join(f"{node} {count}" for node, count in sorted(probe["served_by"].items()))
+    writes = probe["writes"]
+    lines = [
+        f"traffic: {probe['requests']} requests at {probe['rate_per_s']}/s, {probe['failed']} failed, "
+        f"longest outage {probe['longest_outage_s']}s; served by {nodes}",
+        f"  writes: {writes['acknowledged_creates']} creates and {writes['acknowledged_deletes']} deletes "
+        f"acknowledged, {len(writes['lost'])} lost on read-back",
+        f"  {'phase':<24} {'requests':>8} {'failed':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}",
+    ]
+    for phase in probe["phases"]:
+        cells = [phase[k] if phase[k] is not None else "-" for k in ("p50_ms", "p95_ms", "p99_ms")]
+        lines.append(
+            f"  {phase['phase']:<24} {phase['requests']:>8} {phase['failed']:>6} {cells[0]:>8} {cells[1]:>8} {cells[2]:>8}"
+        )
+    lines += [f"  failed {f['operation']} via {f['served_by']}: {f['error']}" for f in probe["failures"][:10]]
+    lines += [f"  LOST: {lost}" for lost in writes["lost"]]
+    if probe.get("timeline_png"):
+        lines.append(f"  timeline: {probe['timeline_png']}")
+    return lines

@@ -14,14 +14,13 @@ from runner.config import LOCAL_ENGINE, Inventory
 from runner.drivers.database import Database
 from runner.drivers.docker_engine import RUN_ID_LABEL, DockerEngine, Engine
 from runner.drivers.haproxy import RuntimeSocket
-from runner.drivers.keystone import Credentials
-from runner.errors import ConfigError, LockedError, PreflightError, RunnerError
+from runner.errors import LockedError, PreflightError, RunnerError
 from runner.executor import Drivers, Executor
 from runner.facts import ClusterFacts, database_facts, node_facts, socket_facts, target_facts
 from runner.journal import Journal
 from runner.plan import Plan, build_plan
-from runner.probe import Probe, ProbeSettings, Sample, summarize
 from runner.report import build_report, write_report
+from runner.traffic import start_traffic, traffic_report
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +79,14 @@ def run_upgrade(
 ) -> Plan:
     """Preflight, then (confirmed, under the lock) every step of the plan; the report either way."""
     with ExitStack() as stack:
+        # Traffic starts first, so the report shows preflight's requests too.
+        traffic = (
+            start_traffic(inventory, drivers.runtimes[0] if drivers.runtimes else None)
+            if with_probe
+            else None
+        )
+        if traffic is not None:
+            stack.callback(traffic.stop)
         try:
             acquired = stack.enter_context(drivers.database.advisory_lock(LOCK_NAME))
         except RunnerError:
@@ -97,7 +104,6 @@ def run_upgrade(
             raise refuse(plan)
         if not confirm(plan):
             return plan
-        probe = start_probe(inventory) if with_probe else None
         journal = Journal.start(inventory.state_dir, plan.as_dict(), str(inventory.path))
         status = "failed"
         try:
@@ -105,48 +111,10 @@ def run_upgrade(
             status = "succeeded"
         finally:
             journal.finish(status)
-            extra = {"probe": probe_report(probe.stop())} if probe is not None else {}
+            extra = {}
+            if traffic is not None:
+                png = inventory.state_dir / f"report-{journal.run_id}.png"
+                extra["probe"] = traffic_report(traffic, journal.as_dict(), png)
             report = build_report(journal, extra)
             on_report(report, write_report(report, inventory.state_dir))
         return plan
-
-
-def start_probe(inventory: Inventory) -> Probe:
-    """Traffic through the load balancer, as the inventory's [probe] table says."""
-    config = inventory.probe
-    if config is None:
-        raise ConfigError(
-            "--probe needs a [probe] table in the inventory",
-            hint="add [probe] with url, username, project and password_file or password_env",
-        )
-    credentials = Credentials(
-        config.username, config.password.read("probe password", "probe"), config.project, config.domain
-    )
-    settings = ProbeSettings(
-        rate_per_s=config.rate_per_s,
-        concurrency=config.concurrency,
-        max_requests=int(config.rate_per_s * config.max_seconds),
-        max_seconds=config.max_seconds,
-    )
-    return Probe(config.url, credentials, settings).start()
-
-
-def probe_report(samples: list[Sample]) -> dict[str, Any]:
-    """The probe's part of the report: counts, nodes, and every failure with its reason."""
-    summary = summarize(samples)
-    return {
-        "requests": summary.requests,
-        "failed": summary.failed,
-        "rate_per_s": round(summary.rate_per_s, 1),
-        "served_by": summary.served_by,
-        "failures": [
-            {
-                "at": s.at,
-                "operation": s.operation,
-                "status": s.status,
-                "served_by": s.served_by,
-                "error": s.error,
-            }
-            for s in summary.failures
-        ],
-    }

@@ -75,7 +75,8 @@ backend {backend}
     balance roundrobin
     option httpchk GET /v3
     http-check expect status 200
-    http-response set-header X-Served-By %[srv_name]
+    # After-response: also on errors HAProxy makes itself (502, 504), naming the server that failed.
+    http-after-response set-header X-Served-By %[srv_name]
     default-server inter 1s fall 2 rise 2
 {servers}
 """)
