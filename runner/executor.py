@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 
@@ -177,13 +178,17 @@ class Executor:
             )
 
     def _contract(self, step: Step) -> None:
-        not_on_target, not_up = self._cluster_ready_for_contract()
-        if not_on_target or not_up:
+        # A node can flap DOWN for a moment under load (a slow health check): wait,
+        # bounded, for the whole cluster to be on the target and UP before refusing.
+        try:
+            wait_until(HAPROXY_SERVERS_UP, self._cluster_ready_for_contract, lambda lists: not any(lists))
+        except WaitTimeout as exc:
+            not_on_target, not_up = exc.last_observed if isinstance(exc.last_observed, tuple) else ([], [])
             raise MigrationError(
                 "refusing to contract: not every node runs the target release and is UP",
                 observed=f"not on target: {not_on_target or 'none'}; not UP: {not_up or 'none'}",
                 hint="finish the node upgrades first; contract removes what the old release needs",
-            )
+            ) from exc
         self.journal.event(step.id, "every node on target and UP")
         self._db_sync(step, "--contract")
         exit_code, tail = self._throwaway(["keystone-manage", "db_sync", "--check"], "check-after-contract")
@@ -258,27 +263,16 @@ class Executor:
         self._set_state(node, "maint")
         self.journal.event(step.id, "maint")
 
-        old = engine.container(node.container)
-        if old is None:
-            raise DockerError(
-                f"node {node.name}: container {node.container} disappeared", hint="look at the engine"
-            )
-        old_image = engine.image(old.image_id)
-        if old_image is None:
-            raise DockerError(
-                f"node {node.name}: the image of {node.container} is gone", hint="look at the engine"
-            )
-        blueprint = derive_blueprint(old.inspect, old_image.inspect, self.inventory.target_image)
-        stop_timeout = old.inspect["Config"].get("StopTimeout") or DEFAULT_STOP_TIMEOUT_S
-        engine.stop(old.id, int(stop_timeout))
-        self.journal.event(step.id, "stopped", container_id=old.id, version=old.keystone_version)
         old_name = f"{node.container}{OLD_CONTAINER_SUFFIX}{self.journal.run_id}"
-        engine.rename(old.id, old_name)
-        self.journal.event(step.id, "renamed", old_name=old_name, container_id=old.id)
-        new_id = engine.create_and_start(blueprint)
-        self.journal.event(step.id, "started", container_id=new_id, image=self.inventory.target_image)
+        swap_container(
+            engine,
+            node,
+            self.inventory.target_image,
+            old_name,
+            lambda event, data: self.journal.event(step.id, event, **data),
+        )
 
-        self._wait_healthy(node)
+        wait_healthy(self.drivers.http, node, self.inventory.health_timeout_s)
         self.journal.event(step.id, "healthy")
         version = self._running_version(engine, node)
         if version != self.plan.target_version:
@@ -305,23 +299,6 @@ class Executor:
             ) from exc
         self.journal.event(step.id, "up")
 
-    def _wait_healthy(self, node: NodeConfig) -> None:
-        def probe() -> int:
-            return self.drivers.http.get(node.health_url, timeout=5).status_code
-
-        try:
-            wait_until(
-                NODE_HEALTHY.with_timeout(self.inventory.health_timeout_s),
-                probe,
-                lambda status: status == 200,
-            )
-        except WaitTimeout as exc:
-            raise HealthError(
-                f"node {node.name} did not become healthy on the target release",
-                observed=str(exc),
-                hint="read the new container's log (docker logs); the node stays in MAINT",
-            ) from exc
-
     def _running_version(self, engine: Engine, node: NodeConfig) -> str | None:
         """The release the running container reports: keystone-manage --version inside it."""
         finished = engine.exec_output(node.container, ["keystone-manage", "--version"])
@@ -347,3 +324,52 @@ class Executor:
             node = next(n for n in self.inventory.nodes if n.name == node_name)
             self.drivers.engine(node.engine).remove(old_name)
             self.journal.event(step.id, "removed", container=old_name)
+
+
+def swap_container(
+    engine: Engine,
+    node: NodeConfig,
+    target_image: str,
+    old_name: str,
+    on_event: Callable[[str, dict[str, Any]], None],
+) -> str:
+    """Stop the node's container, keep it as ``old_name``, start its replacement on ``target_image``.
+
+    Returns the new container's id. ``on_event`` hears "stopped", "renamed" and
+    "started" as each is done (the journal records them for rollback).
+    """
+    old = engine.container(node.container)
+    if old is None:
+        raise DockerError(
+            f"node {node.name}: container {node.container} disappeared", hint="look at the engine"
+        )
+    old_image = engine.image(old.image_id)
+    if old_image is None:
+        raise DockerError(
+            f"node {node.name}: the image of {node.container} is gone", hint="look at the engine"
+        )
+    blueprint = derive_blueprint(old.inspect, old_image.inspect, target_image)
+    stop_timeout = old.inspect["Config"].get("StopTimeout") or DEFAULT_STOP_TIMEOUT_S
+    engine.stop(old.id, int(stop_timeout))
+    on_event("stopped", {"container_id": old.id, "version": old.keystone_version})
+    engine.rename(old.id, old_name)
+    on_event("renamed", {"old_name": old_name, "container_id": old.id})
+    new_id = engine.create_and_start(blueprint)
+    on_event("started", {"container_id": new_id, "image": target_image})
+    return new_id
+
+
+def wait_healthy(http: requests.Session, node: NodeConfig, timeout_s: float) -> None:
+    """Wait until the node answers its health URL with 200, or raise HealthError."""
+
+    def probe() -> int:
+        return http.get(node.health_url, timeout=5).status_code
+
+    try:
+        wait_until(NODE_HEALTHY.with_timeout(timeout_s), probe, lambda status: status == 200)
+    except WaitTimeout as exc:
+        raise HealthError(
+            f"node {node.name} did not become healthy on the target release",
+            observed=str(exc),
+            hint="read the new container's log (docker logs); the node stays in MAINT",
+        ) from exc

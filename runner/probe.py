@@ -1,7 +1,10 @@
 """Bounded traffic through the load balancer while an upgrade runs, every request recorded.
 
 Each worker cycles through four requests: issue a token with a password,
-validate it, create a project with it, and delete that project. Workers are
+validate it, create a credential with it (encrypted with the cluster's
+credential keys), and delete that credential. (Credentials rather than
+projects: deleting a project scans the role assignments, which on a large
+database measures that scan, not the upgrade.) Workers are
 paced so that together they keep the configured rate, and traffic stops by
 itself after ``max_requests`` or ``max_seconds`` (or on ``stop()``). Every
 write that Keystone acknowledged is kept in a ledger and read back afterwards
@@ -22,11 +25,12 @@ from runner.drivers.keystone import Credentials
 
 ISSUE = "token_issue"
 VALIDATE = "token_validate"
-CREATE = "project_create"
-DELETE = "project_delete"
+CREATE = "credential_create"
+DELETE = "credential_delete"
 CYCLE = (ISSUE, VALIDATE, CREATE, DELETE)
 EXPECTED = {ISSUE: 201, VALIDATE: 200, CREATE: 201, DELETE: 204}
-PROJECT_PREFIX = "ku-probe-"
+BLOB_PREFIX = "ku-probe-"
+CREDENTIAL_TYPE = "cert"
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,8 @@ class ProbeSettings:
 class WriteLedger:
     """Projects the probe created and deleted, as Keystone acknowledged them."""
 
-    attempted: dict[str, str] = field(default_factory=dict)  # name -> "" until acknowledged
-    created: dict[str, str] = field(default_factory=dict)  # id -> name (201 received)
+    attempted: dict[str, str] = field(default_factory=dict)  # blob -> "" until acknowledged, then id
+    created: dict[str, str] = field(default_factory=dict)  # id -> blob (201 received)
     deleted: set[str] = field(default_factory=set)  # ids whose DELETE got 204
 
 
@@ -133,18 +137,16 @@ class Probe:
             headers = {"X-Auth-Token": token, "X-Subject-Token": token}
             return session.get(f"{url}/auth/tokens", headers=headers, timeout=timeout)
         if operation == CREATE:
-            name = f"{PROJECT_PREFIX}{self._run}-{next(self._names)}"
-            state["name"] = name
+            blob = f"{BLOB_PREFIX}{self._run}-{next(self._names)}"
+            state["blob"] = blob
             with self._lock:
-                self.ledger.attempted[name] = ""
-            body = {
-                "project": {"name": name, "domain_id": "default", "description": "keystone-upgrade probe"}
-            }
+                self.ledger.attempted[blob] = ""
+            body = {"credential": {"type": CREDENTIAL_TYPE, "user_id": state["user_id"], "blob": blob}}
             return session.post(
-                f"{url}/projects", json=body, headers={"X-Auth-Token": token}, timeout=timeout
+                f"{url}/credentials", json=body, headers={"X-Auth-Token": token}, timeout=timeout
             )
         return session.delete(
-            f"{url}/projects/{state['project']}", headers={"X-Auth-Token": token}, timeout=timeout
+            f"{url}/credentials/{state['credential']}", headers={"X-Auth-Token": token}, timeout=timeout
         )
 
     def _send(self, session: requests.Session, operation: str, state: dict[str, str]) -> Sample:
@@ -157,14 +159,15 @@ class Probe:
                 error = f"HTTP {status}: {response.text[:200]}"
             elif operation == ISSUE:
                 state["token"] = response.headers["X-Subject-Token"]
+                state["user_id"] = response.json()["token"]["user"]["id"]
             elif operation == CREATE:
-                state["project"] = response.json()["project"]["id"]
+                state["credential"] = response.json()["credential"]["id"]
                 with self._lock:
-                    self.ledger.created[state["project"]] = state["name"]
-                    self.ledger.attempted[state["name"]] = state["project"]
+                    self.ledger.created[state["credential"]] = state["blob"]
+                    self.ledger.attempted[state["blob"]] = state["credential"]
             elif operation == DELETE:
                 with self._lock:
-                    self.ledger.deleted.add(state.pop("project"))
+                    self.ledger.deleted.add(state.pop("credential"))
         except (requests.RequestException, KeyError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         return Sample(wall, operation, status, time.monotonic() - began, served_by, error)
@@ -237,23 +240,30 @@ class Probe:
         issued.raise_for_status()
         headers = {"X-Auth-Token": issued.headers["X-Subject-Token"]}
         lost = []
-        for project_id, name in self.ledger.created.items():
-            status = session.get(f"{url}/projects/{project_id}", headers=headers, timeout=timeout).status_code
-            if project_id in self.ledger.deleted:
-                if status != 404:
-                    lost.append(f"delete of {name} was acknowledged but it is there (HTTP {status})")
-            elif status == 200:
-                session.delete(f"{url}/projects/{project_id}", headers=headers, timeout=timeout)
+        for credential_id, blob in self.ledger.created.items():
+            answer = session.get(f"{url}/credentials/{credential_id}", headers=headers, timeout=timeout)
+            if credential_id in self.ledger.deleted:
+                if answer.status_code != 404:
+                    lost.append(
+                        f"delete of {blob} was acknowledged but it is there (HTTP {answer.status_code})"
+                    )
+            elif answer.status_code == 200 and answer.json()["credential"]["blob"] == blob:
+                session.delete(f"{url}/credentials/{credential_id}", headers=headers, timeout=timeout)
             else:
-                lost.append(f"create of {name} was acknowledged but it is gone (HTTP {status})")
+                lost.append(
+                    f"create of {blob} was acknowledged but it is not there (HTTP {answer.status_code})"
+                )
+        # Creates that got no answer may still have happened: find them by their blob and remove them.
+        unanswered = {blob for blob, credential_id in self.ledger.attempted.items() if not credential_id}
         applied = 0
-        for name, project_id in self.ledger.attempted.items():
-            if project_id:
-                continue
-            found = session.get(f"{url}/projects", params={"name": name}, headers=headers, timeout=timeout)
-            for project in found.json().get("projects", []) if found.ok else []:
-                applied += 1
-                session.delete(f"{url}/projects/{project['id']}", headers=headers, timeout=timeout)
+        if unanswered:
+            listed = session.get(
+                f"{url}/credentials", params={"type": CREDENTIAL_TYPE}, headers=headers, timeout=timeout
+            )
+            for credential in listed.json().get("credentials", []) if listed.ok else []:
+                if credential.get("blob") in unanswered:
+                    applied += 1
+                    session.delete(f"{url}/credentials/{credential['id']}", headers=headers, timeout=timeout)
         session.close()
         return WriteCheck(len(self.ledger.created), len(self.ledger.deleted), lost, applied)
 

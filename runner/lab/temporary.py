@@ -1,0 +1,69 @@
+"""Throwaway lab clusters (tests, benchmarks): own project name, ports and temp dirs, removed after."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import docker
+
+from runner.lab.cluster import Lab, LabEndpoints
+from runner.lab.settings import LabPorts, LabSecrets, LabSettings
+
+PORT_BLOCK = 20
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port_base(attempts: int = 50) -> int:
+    """The start of a block of PORT_BLOCK ports on 127.0.0.1 that are all free now."""
+    rng = random.Random()  # noqa: S311 - spreading ports, not security
+    for _ in range(attempts):
+        base = rng.randrange(30000, 60000 - PORT_BLOCK, PORT_BLOCK)
+        if all(_port_free(base + offset) for offset in range(PORT_BLOCK)):
+            return base
+    raise RuntimeError(f"no block of {PORT_BLOCK} free ports found in {attempts} attempts")
+
+
+@contextmanager
+def temporary_cluster(
+    client: docker.DockerClient,
+    version: str,
+    *,
+    project_prefix: str,
+    temp_prefix: str,
+    db_log_bin: bool = False,
+) -> Iterator[LabEndpoints]:
+    """A running cluster of ``version``; removed with its directories however the block ends."""
+    root = Path(tempfile.mkdtemp(prefix=temp_prefix))
+    settings = LabSettings(
+        project=f"{project_prefix}-{uuid.uuid4().hex[:4]}",
+        keystone_version=version,
+        ports=LabPorts.from_base(free_port_base()),
+        secrets=LabSecrets.generate(),
+        config_dir=root / "config",
+        state_dir=root / "state",
+        db_log_bin=db_log_bin,
+    )
+    lab = Lab(settings, client)
+    try:
+        yield lab.up()
+    finally:
+        try:
+            lab.down()
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
