@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 OLD_CONTAINER_SUFFIX = "-ku-old-"
 DEFAULT_STOP_TIMEOUT_S = 10
+VERSION_FROM_METADATA = ["python3", "-c", "import importlib.metadata as m; print(m.version('keystone'))"]
 
 
 @dataclass(frozen=True)
@@ -284,6 +285,9 @@ class Executor:
         self.journal.event(step.id, "version", version=version)
 
         self._set_state(node, "ready")
+        for runtime in self.drivers.runtimes:
+            for ref in node.servers:
+                runtime.set_server_health_up(ref.backend, ref.server)
         self.journal.event(step.id, "ready")
         try:
             wait_until(
@@ -300,11 +304,18 @@ class Executor:
         self.journal.event(step.id, "up")
 
     def _running_version(self, engine: Engine, node: NodeConfig) -> str | None:
-        """The release the running container reports: keystone-manage --version inside it."""
-        finished = engine.exec_output(node.container, ["keystone-manage", "--version"])
-        return (
-            finished.output.strip().splitlines()[-1] if finished.exit_code == 0 and finished.output else None
-        )
+        """The Keystone release installed in the running container, asked inside it.
+
+        The package metadata answers in a tenth of a second; `keystone-manage
+        --version` (a second: it imports all of Keystone) is the fallback for
+        images whose python3 is not Keystone's.
+        """
+        for command in (VERSION_FROM_METADATA, ["keystone-manage", "--version"]):
+            finished = engine.exec_output(node.container, command)
+            lines = finished.output.strip().splitlines()
+            if finished.exit_code == 0 and lines:
+                return lines[-1].strip()
+        return None
 
     # -- cleanup ----------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import requests
 
@@ -28,14 +28,24 @@ from runner.errors import RunnerError
 
 log = logging.getLogger(__name__)
 
-HEADS_SCRIPT = """\
-import pathlib, sys, keystone
+# One throwaway container answers everything preflight asks of the target image:
+# its migration heads, what it sees in the key repositories, and (when the
+# database answers) `db_sync --check` and `doctor`, each framed by markers.
+FACTS_SCRIPT = """\
+import pathlib, subprocess, sys, keystone
 versions = pathlib.Path(keystone.__file__).parent / 'common/sql/migrations/versions'
 print('EXPAND', (versions / 'EXPAND_HEAD').read_text().strip())
 print('CONTRACT', (versions / 'CONTRACT_HEAD').read_text().strip())
-for repository in sys.argv[1:]:
+with_database, repositories = sys.argv[1] == 'with-database', sys.argv[2:]
+for repository in repositories:
     path = pathlib.Path(repository)
     print('KEYS', repository, len(list(path.iterdir())) if path.is_dir() else -1)
+if with_database:
+    for name, argv in (('check', ['db_sync', '--check']), ('doctor', ['doctor'])):
+        done = subprocess.run(['keystone-manage', *argv], capture_output=True, text=True)
+        print(f'BEGIN {name}')
+        print(done.stdout + done.stderr)
+        print(f'END {name} {done.returncode}')
 """
 
 
@@ -169,37 +179,50 @@ def target_facts(
     try:
         inspected = engine.run_once(
             inventory.target_image,
-            ["python3", "-c", HEADS_SCRIPT, *inventory.key_repositories],
+            [
+                "python3",
+                "-c",
+                FACTS_SCRIPT,
+                "with-database" if database_ok else "without-database",
+                *inventory.key_repositories,
+            ],
             mounts=inventory.mounts,
             labels={**run_label, PURPOSE_LABEL: "facts"},
             user="root",  # key repositories are 0700 keystone: root counts their entries
         )
-        expand_head = contract_head = None
-        key_files = {}
-        for line in inspected.output.splitlines():
-            parts = line.split()
-            if parts[:1] == ["EXPAND"]:
-                expand_head = parts[1]
-            elif parts[:1] == ["CONTRACT"]:
-                contract_head = parts[1]
-            elif parts[:1] == ["KEYS"]:
-                key_files[parts[1]] = int(parts[2])
-        if inspected.exit_code != 0 or expand_head is None:
+        facts = parse_facts_output(inspected.output)
+        if inspected.exit_code != 0 or facts.expand_head is None:
             return TargetFacts(
                 image, error=f"reading the target's migration heads failed:\n{inspected.tail()}"
             )
-        check = doctor = None
-        if database_ok:
-            labels = {**run_label, PURPOSE_LABEL: "check"}
-            check = engine.run_once(
-                inventory.target_image,
-                ["keystone-manage", "db_sync", "--check"],
-                mounts=inventory.mounts,
-                labels=labels,
-            )
-            doctor = engine.run_once(
-                inventory.target_image, ["keystone-manage", "doctor"], mounts=inventory.mounts, labels=labels
-            )
-        return TargetFacts(image, expand_head, contract_head, key_files, check, doctor)
+        return replace(facts, image=image)
     except RunnerError as exc:
         return TargetFacts(image, error=exc.render())
+
+
+def parse_facts_output(output: str) -> TargetFacts:
+    """What FACTS_SCRIPT printed, as TargetFacts without the image."""
+    expand_head = contract_head = None
+    key_files: dict[str, int] = {}
+    sections: dict[str, Finished] = {}
+    current: str | None = None
+    captured: list[str] = []
+    for line in output.splitlines():
+        parts = line.split()
+        if current is not None:
+            if parts[:2] == ["END", current] and len(parts) == 3:
+                sections[current] = Finished(int(parts[2]), "\n".join(captured))
+                current, captured = None, []
+            else:
+                captured.append(line)
+        elif parts[:1] == ["EXPAND"] and len(parts) == 2:
+            expand_head = parts[1]
+        elif parts[:1] == ["CONTRACT"] and len(parts) == 2:
+            contract_head = parts[1]
+        elif parts[:1] == ["KEYS"] and len(parts) == 3:
+            key_files[parts[1]] = int(parts[2])
+        elif parts[:1] == ["BEGIN"] and len(parts) == 2:
+            current = parts[1]
+    return TargetFacts(
+        None, expand_head, contract_head, key_files, sections.get("check"), sections.get("doctor")
+    )

@@ -80,12 +80,11 @@ def wait_until(policy: WaitPolicy, probe: Callable[[], T], done: Callable[[T], b
 # The named policies. Bounds are generous for a loaded 2-core machine; the
 # inventory may override them for a given cluster.
 ENGINE_ANSWERS = WaitPolicy("docker engine answers", timeout_s=60, interval_s=0.5)
-CONTAINER_HEALTHY = WaitPolicy("container reports healthy", timeout_s=240, interval_s=1)
-CONTAINER_EXITED = WaitPolicy("one-shot container exits", timeout_s=600, interval_s=1)
-HTTP_ANSWERS = WaitPolicy("node answers its health URL", timeout_s=180, interval_s=0.5)
+CONTAINER_HEALTHY = WaitPolicy("container reports healthy", timeout_s=240, interval_s=0.25)
+CONTAINER_EXITED = WaitPolicy("one-shot container exits", timeout_s=600, interval_s=0.1)
 HAPROXY_SOCKET_ANSWERS = WaitPolicy("HAProxy runtime socket answers", timeout_s=60, interval_s=0.5)
-HAPROXY_SERVERS_UP = WaitPolicy("HAProxy reports servers UP", timeout_s=120, interval_s=0.5)
+HAPROXY_SERVERS_UP = WaitPolicy("HAProxy reports servers UP", timeout_s=120, interval_s=0.1)
 SERVER_DRAINED = WaitPolicy(
-    "HAProxy reports no sessions on the drained servers", timeout_s=120, interval_s=0.2
+    "HAProxy reports no sessions on the drained servers", timeout_s=120, interval_s=0.1
 )
-NODE_HEALTHY = WaitPolicy("the new node answers its health URL", timeout_s=180, interval_s=0.5)
+NODE_HEALTHY = WaitPolicy("the new node answers its health URL", timeout_s=180, interval_s=0.1)

@@ -170,6 +170,8 @@ class HaproxyRuntime(Protocol):
 
     def set_server_state(self, backend: str, server: str, state: str) -> None: ...
 
+    def set_server_health_up(self, backend: str, server: str) -> None: ...
+
     def access_level(self) -> str: ...
 
 
@@ -224,6 +226,20 @@ class RuntimeSocket:
                 f"HAProxy at {self.address} refused to set {backend}/{server} to {state}",
                 observed=answer,
                 hint="check the backend and server names in the inventory against 'show stat'",
+            )
+
+    def set_server_health_up(self, backend: str, server: str) -> None:
+        """``set server B/S health up``: the node's health was checked directly just before.
+
+        Leaving MAINT shows ``UP 1/2`` until HAProxy's own next check passes;
+        this ends that wait early, and the next check still applies.
+        """
+        answer = self.command(f"set server {backend}/{server} health up").strip()
+        if answer:
+            raise HaproxyError(
+                f"HAProxy at {self.address} refused to set {backend}/{server} health up",
+                observed=answer,
+                hint="the server needs health checks enabled ('check' on its server line)",
             )
 
     def access_level(self) -> str:
