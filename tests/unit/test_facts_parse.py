@@ -1,0 +1,44 @@
+"""Parsing what the one preflight container of the target image printed."""
+
+from __future__ import annotations
+
+from runner.facts import parse_facts_output
+
+OUTPUT = """\
+EXPAND 742c857f1dfb
+CONTRACT c88cdce8f248
+KEYS /etc/keystone/fernet-keys 3
+KEYS /etc/keystone/credential-keys -1
+BEGIN check
+INFO keystone.cmd.cli [-] Your database is not up to date.
+Expand: 47147121 (head: 742c857f1dfb)
+END check 2
+BEGIN doctor
+Symptom: debug mode is enabled
+END doctor 2
+"""
+
+
+def test_heads_keys_and_both_commands_with_their_exit_codes() -> None:
+    facts = parse_facts_output(OUTPUT)
+    assert facts.heads == {"742c857f1dfb", "c88cdce8f248"}
+    assert facts.key_files == {"/etc/keystone/fernet-keys": 3, "/etc/keystone/credential-keys": -1}
+    assert facts.check is not None
+    assert facts.check.exit_code == 2
+    assert "not up to date" in facts.check.output
+    assert facts.doctor is not None
+    assert facts.doctor.output.strip() == "Symptom: debug mode is enabled"
+
+
+def test_without_the_database_there_is_no_check_and_no_doctor() -> None:
+    facts = parse_facts_output("EXPAND a\nCONTRACT b\n")
+    assert facts.check is None
+    assert facts.doctor is None
+    assert facts.heads == {"a", "b"}
+
+
+def test_a_line_that_looks_like_a_marker_inside_a_section_stays_in_it() -> None:
+    facts = parse_facts_output("EXPAND a\nCONTRACT b\nBEGIN check\nEXPAND z\nEND check 0\n")
+    assert facts.expand_head == "a"
+    assert facts.check is not None
+    assert "EXPAND z" in facts.check.output
