@@ -7,7 +7,9 @@ was done is in the journal for `status` (and for resume and rollback).
 
 from __future__ import annotations
 
+import configparser
 import logging
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,12 +25,22 @@ from runner.errors import DockerError, HaproxyError, HealthError, MigrationError
 from runner.journal import Journal, StepStatus
 from runner.plan import Plan, Step, StepKind
 from runner.swap import derive_blueprint
-from runner.waits import HAPROXY_SERVERS_UP, NODE_HEALTHY, SERVER_DRAINED, WaitTimeout, wait_until
+from runner.waits import (
+    HAPROXY_SERVERS_UP,
+    MIGRATION_LOCK_RETRY,
+    NODE_HEALTHY,
+    SERVER_DRAINED,
+    WaitTimeout,
+    wait_until,
+)
 
 log = logging.getLogger(__name__)
 
 OLD_CONTAINER_SUFFIX = "-ku-old-"
 DEFAULT_STOP_TIMEOUT_S = 10
+MIGRATION_LOCK_WAIT_S = 5
+IDLE_TRANSACTION_S = 2
+LOCK_TIMEOUT = "Lock wait timeout exceeded"
 VERSION_FROM_METADATA = ["python3", "-c", "import importlib.metadata as m; print(m.version('keystone'))"]
 
 
@@ -135,12 +147,15 @@ class Executor:
 
     # -- database ---------------------------------------------------------------------------
 
-    def _throwaway(self, command: list[str], purpose: str) -> tuple[int, str]:
+    def _throwaway(
+        self, command: list[str], purpose: str, environment: Mapping[str, str] | None = None
+    ) -> tuple[int, str]:
         finished = self.drivers.engine("local").run_once(
             self.inventory.target_image,
             command,
             mounts=self.inventory.mounts,
             labels={**self.labels, PURPOSE_LABEL: purpose},
+            environment=environment,
         )
         self.log_dir.mkdir(parents=True, exist_ok=True)
         (self.log_dir / f"{purpose}.log").write_text(finished.output)
@@ -159,8 +174,28 @@ class Executor:
         )
 
     def _db_sync(self, step: Step, phase: str) -> None:
+        """One db_sync phase, with a bounded wait for metadata locks, retried after reaping.
+
+        Schema changes need a metadata lock on their table. A session idle inside a
+        transaction (old releases leak one now and then) holds it forever, and while
+        an ALTER waits, every new query on that table queues behind it: the whole
+        cluster stalls. So the migration waits at most MIGRATION_LOCK_WAIT_S for a
+        lock, idle transactions older than IDLE_TRANSACTION_S are ended first, and a
+        lock timeout is retried (bounded).
+        """
         heads_before = sorted(self.drivers.database.alembic_heads())
-        exit_code, tail = self._throwaway(["keystone-manage", "db_sync", phase], step.id)
+        environment = migration_environment(self.inventory)
+
+        def attempt() -> tuple[int, str]:
+            self._reap_idle_transactions(step)
+            return self._throwaway(["keystone-manage", "db_sync", phase], step.id, environment)
+
+        try:
+            exit_code, tail = wait_until(
+                MIGRATION_LOCK_RETRY, attempt, lambda result: result[0] == 0 or LOCK_TIMEOUT not in result[1]
+            )
+        except WaitTimeout as exc:
+            exit_code, tail = exc.last_observed if isinstance(exc.last_observed, tuple) else (-1, str(exc))
         heads_after = sorted(self.drivers.database.alembic_heads())
         self.journal.event(
             step.id,
@@ -176,6 +211,21 @@ class Executor:
                 observed=f"exit code {exit_code}; last lines:\n{tail}",
                 hint=f"the whole output is in {self.log_dir / (step.id + '.log')}; the old nodes still serve. "
                 "Fix the cause, or restore the backup, before running again",
+            )
+
+    def _reap_idle_transactions(self, step: Step) -> None:
+        """End Keystone sessions idle inside a transaction; they would block the schema change."""
+        admin = self.inventory.database.admin_target()
+        if admin is None:
+            return  # PROCESS is needed to see transactions; the lock timeout still bounds the stall
+        database = Database(admin)
+        idle = database.idle_transactions(self.inventory.database.user, IDLE_TRANSACTION_S)
+        if idle:
+            database.kill_connections([t.connection_id for t in idle])
+            self.journal.event(
+                step.id,
+                "ended idle transactions",
+                sessions=[{"id": t.connection_id, "host": t.host, "idle_s": t.idle_s} for t in idle],
             )
 
     def _contract(self, step: Step) -> None:
@@ -384,3 +434,23 @@ def wait_healthy(http: requests.Session, node: NodeConfig, timeout_s: float) -> 
             observed=str(exc),
             hint="read the new container's log (docker logs); the node stays in MAINT",
         ) from exc
+
+
+def migration_environment(inventory: Inventory) -> dict[str, str]:
+    """oslo.config environment overrides for migration containers: a bounded metadata-lock wait.
+
+    ``[database] connection_parameters`` from the mounted keystone.conf is kept and extended.
+    """
+    existing = ""
+    conf = next((m.source for m in inventory.mounts if m.target.endswith("/keystone.conf")), None)
+    if conf is not None:
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        try:
+            parser.read(conf)
+            existing = parser.get("database", "connection_parameters", fallback="")
+        except configparser.Error:
+            existing = ""
+    init = "init_command=" + urllib.parse.quote(
+        f"SET SESSION lock_wait_timeout={MIGRATION_LOCK_WAIT_S}", safe=""
+    )
+    return {"OS_DATABASE__CONNECTION_PARAMETERS": f"{existing}&{init}" if existing else init}

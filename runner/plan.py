@@ -12,6 +12,9 @@ from enum import StrEnum
 from runner.config import Inventory
 from runner.facts import ClusterFacts, NodeFacts, SocketFacts
 
+# db_sync --check: 0 up to date, 2 expand needed, 3 migrate needed, 4 contract needed; others are errors.
+CHECK_EXIT_CODES = frozenset({0, 2, 3, 4})
+
 
 class StepKind(StrEnum):
     """The kinds of step, in the order a run takes them."""
@@ -260,6 +263,16 @@ def preflight_findings(inventory: Inventory, facts: ClusterFacts) -> list[Findin
                 "the database does not answer with the configured user",
                 facts.database.error,
                 "check database host, port, user and password",
+            )
+        )
+    check = facts.target.check
+    if check is not None and check.exit_code not in CHECK_EXIT_CODES:
+        findings.append(
+            Finding(
+                "migrations",
+                "keystone-manage db_sync --check in the target image failed",
+                f"exit code {check.exit_code}: {check.tail(8)}",
+                "the target image must reach the database with the mounted keystone.conf; fix the mounts or config",
             )
         )
     for repository, entries in facts.target.key_files.items():

@@ -88,3 +88,6 @@ SERVER_DRAINED = WaitPolicy(
     "HAProxy reports no sessions on the drained servers", timeout_s=120, interval_s=0.1
 )
 NODE_HEALTHY = WaitPolicy("the new node answers its health URL", timeout_s=180, interval_s=0.1)
+# A migration that timed out waiting for a metadata lock is tried again (after idle
+# transactions are ended), for up to this long.
+MIGRATION_LOCK_RETRY = WaitPolicy("migration gets its metadata locks", timeout_s=60, interval_s=1)

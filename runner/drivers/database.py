@@ -36,6 +36,15 @@ class BinlogSettings:
         return self.log_bin and not self.user_has_super and not self.trust_function_creators
 
 
+@dataclass(frozen=True)
+class IdleTransaction:
+    """A session idle inside an open transaction: it holds metadata locks DDL waits for."""
+
+    connection_id: int
+    host: str
+    idle_s: int
+
+
 class Database:
     """A short-lived connection per question; the runner asks few and rarely."""
 
@@ -85,6 +94,30 @@ class Database:
         """SET GLOBAL log_bin_trust_function_creators (needs SUPER: call on the admin account)."""
         with self._connect() as connection, connection.cursor() as cursor:
             cursor.execute(f"SET GLOBAL log_bin_trust_function_creators = {1 if value else 0}")
+
+    def idle_transactions(self, user: str, min_idle_s: int) -> list[IdleTransaction]:
+        """Sessions of ``user`` that sit idle inside an open transaction (needs PROCESS: admin account)."""
+        with self._connect() as connection, connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT p.id, p.host, p.time FROM information_schema.innodb_trx t "
+                "JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id "
+                "WHERE p.command = 'Sleep' AND p.time >= %s AND p.user = %s AND p.id <> CONNECTION_ID()",
+                (min_idle_s, user),
+            )
+            return [IdleTransaction(int(r[0]), str(r[1]), int(r[2])) for r in cursor.fetchall()]
+
+    def kill_connections(self, ids: list[int]) -> None:
+        """KILL CONNECTION each id; one already gone is not an error."""
+        with self._connect() as connection, connection.cursor() as cursor:
+            for connection_id in ids:
+                try:
+                    cursor.execute(f"KILL CONNECTION {int(connection_id)}")
+                except pymysql.err.InternalError:
+                    continue  # already gone (unknown thread id)
+                except pymysql.err.OperationalError as exc:
+                    if exc.args and exc.args[0] == 1094:  # unknown thread id
+                        continue
+                    raise
 
     def table_row_counts(self) -> dict[str, int]:
         """Rows per base table, read in one consistent snapshot."""

@@ -171,3 +171,11 @@ def test_an_unhealthy_or_missing_node_refuses() -> None:
     assert _checks(inventory, _facts(inventory, nodes=(gone, *(_node(n) for n in inventory.nodes[1:])))) == [
         "container"
     ]
+
+
+def test_a_check_that_errors_instead_of_answering_refuses() -> None:
+    inventory = _inventory()
+    broken = replace(_facts(inventory).target, check=Finished(1, "OperationalError: Access denied"))
+    findings = build_plan(inventory, _facts(inventory, target=broken)).findings
+    assert [f.check for f in findings] == ["migrations"]
+    assert "Access denied" in findings[0].observed
