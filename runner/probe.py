@@ -69,6 +69,8 @@ class WriteLedger:
     attempted: dict[str, str] = field(default_factory=dict)  # blob -> "" until acknowledged, then id
     created: dict[str, str] = field(default_factory=dict)  # id -> blob (201 received)
     deleted: set[str] = field(default_factory=set)  # ids whose DELETE got 204
+    # ids whose DELETE was sent but not acknowledged: either outcome is then correct.
+    delete_unanswered: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class WriteCheck:
     acknowledged_creates: int
     acknowledged_deletes: int
     lost: list[str]  # what was acknowledged but is not so now
-    unacknowledged_applied: int  # creates that failed to answer but did happen (cleaned up)
+    unacknowledged_applied: int  # writes that got no acknowledgement but did happen
 
     @property
     def ok(self) -> bool:
@@ -170,6 +172,9 @@ class Probe:
                     self.ledger.deleted.add(state.pop("credential"))
         except (requests.RequestException, KeyError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
+        if operation == DELETE and error is not None and "credential" in state:
+            with self._lock:
+                self.ledger.delete_unanswered.add(state.pop("credential"))
         return Sample(wall, operation, status, time.monotonic() - began, served_by, error)
 
     def _next_operation(self, previous: str | None, previous_ok: bool, state: dict[str, str]) -> str:
@@ -239,23 +244,23 @@ class Probe:
         issued = session.post(f"{url}/auth/tokens", json=self._auth_body(), timeout=timeout)
         issued.raise_for_status()
         headers = {"X-Auth-Token": issued.headers["X-Subject-Token"]}
-        lost = []
+        lost: list[str] = []
+        applied = 0
         for credential_id, blob in self.ledger.created.items():
-            answer = session.get(f"{url}/credentials/{credential_id}", headers=headers, timeout=timeout)
+            status = session.get(
+                f"{url}/credentials/{credential_id}", headers=headers, timeout=timeout
+            ).status_code
             if credential_id in self.ledger.deleted:
-                if answer.status_code != 404:
-                    lost.append(
-                        f"delete of {blob} was acknowledged but it is there (HTTP {answer.status_code})"
-                    )
-            elif answer.status_code == 200 and answer.json()["credential"]["blob"] == blob:
+                if status != 404:
+                    lost.append(f"delete of {blob} was acknowledged but it is there (HTTP {status})")
+            elif status == 200:
                 session.delete(f"{url}/credentials/{credential_id}", headers=headers, timeout=timeout)
+            elif status == 404 and credential_id in self.ledger.delete_unanswered:
+                applied += 1  # its delete got no answer, yet happened: not a lost write
             else:
-                lost.append(
-                    f"create of {blob} was acknowledged but it is not there (HTTP {answer.status_code})"
-                )
+                lost.append(f"create of {blob} was acknowledged but it is not there (HTTP {status})")
         # Creates that got no answer may still have happened: find them by their blob and remove them.
         unanswered = {blob for blob, credential_id in self.ledger.attempted.items() if not credential_id}
-        applied = 0
         if unanswered:
             listed = session.get(
                 f"{url}/credentials", params={"type": CREDENTIAL_TYPE}, headers=headers, timeout=timeout

@@ -216,17 +216,26 @@ class RuntimeSocket:
         """Every server's admin and operational state."""
         return parse_servers_state(self.command("show servers state"))
 
-    def set_server_state(self, backend: str, server: str, state: str) -> None:
-        """``set server B/S state ready|drain|maint``; HAProxy answers nothing on success."""
-        if state not in ("ready", "drain", "maint"):
-            raise ValueError(f"not a server admin state: {state}")
-        answer = self.command(f"set server {backend}/{server} state {state}").strip()
+    def _set_server(self, backend: str, server: str, change: str, hint: str) -> None:
+        """``set server B/S <change>``: HAProxy answers nothing when it complies."""
+        answer = self.command(f"set server {backend}/{server} {change}").strip()
         if answer:
             raise HaproxyError(
-                f"HAProxy at {self.address} refused to set {backend}/{server} to {state}",
+                f"HAProxy at {self.address} refused to set {backend}/{server} {change}",
                 observed=answer,
-                hint="check the backend and server names in the inventory against 'show stat'",
+                hint=hint,
             )
+
+    def set_server_state(self, backend: str, server: str, state: str) -> None:
+        """``set server B/S state ready|drain|maint``."""
+        if state not in ("ready", "drain", "maint"):
+            raise ValueError(f"not a server admin state: {state}")
+        self._set_server(
+            backend,
+            server,
+            f"state {state}",
+            "check the backend and server names in the inventory against 'show stat'",
+        )
 
     def set_server_health_up(self, backend: str, server: str) -> None:
         """``set server B/S health up``: the node's health was checked directly just before.
@@ -234,13 +243,12 @@ class RuntimeSocket:
         Leaving MAINT shows ``UP 1/2`` until HAProxy's own next check passes;
         this ends that wait early, and the next check still applies.
         """
-        answer = self.command(f"set server {backend}/{server} health up").strip()
-        if answer:
-            raise HaproxyError(
-                f"HAProxy at {self.address} refused to set {backend}/{server} health up",
-                observed=answer,
-                hint="the server needs health checks enabled ('check' on its server line)",
-            )
+        self._set_server(
+            backend,
+            server,
+            "health up",
+            "the server needs health checks enabled ('check' on its server line)",
+        )
 
     def access_level(self) -> str:
         """``show cli level``: user, operator or admin."""

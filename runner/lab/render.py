@@ -100,7 +100,9 @@ defaults
     retries 3
     timeout connect 2s
     timeout client 60s
-    timeout server 60s
+    # A node that stops answering (hung, paused) gets a 504 naming it after this long,
+    # rather than holding requests for a minute.
+    timeout server 15s
     timeout http-request 10s
     timeout http-keep-alive 5s
     load-server-state-from-file global
