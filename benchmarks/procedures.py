@@ -18,8 +18,9 @@ from typing import Any
 from runner.config import Inventory
 from runner.drivers.docker_engine import PURPOSE_LABEL
 from runner.errors import MigrationError
-from runner.executor import Drivers, swap_container, wait_healthy
+from runner.executor import Drivers
 from runner.journal import Journal
+from runner.nodes import swap_container, wait_healthy
 from runner.upgrade import run_upgrade
 from runner.waits import HAPROXY_SERVERS_UP, wait_until
 

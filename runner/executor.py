@@ -7,12 +7,9 @@ was done is in the journal for `status` (and for resume and rollback).
 
 from __future__ import annotations
 
-import configparser
 import logging
-import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import requests
 
@@ -21,14 +18,14 @@ from runner.config import Inventory, NodeConfig
 from runner.drivers.database import Database
 from runner.drivers.docker_engine import PURPOSE_LABEL, RUN_ID_LABEL, Engine
 from runner.drivers.haproxy import HaproxyRuntime, ServerStat
-from runner.errors import DockerError, HaproxyError, HealthError, MigrationError, RunnerError
+from runner.errors import HaproxyError, HealthError, MigrationError, RunnerError
 from runner.journal import Journal, StepStatus
+from runner.migrations import IDLE_TRANSACTION_S, LOCK_TIMEOUT, migration_environment
+from runner.nodes import running_version, swap_container, wait_healthy
 from runner.plan import Plan, Step, StepKind
-from runner.swap import derive_blueprint
 from runner.waits import (
     HAPROXY_SERVERS_UP,
     MIGRATION_LOCK_RETRY,
-    NODE_HEALTHY,
     SERVER_DRAINED,
     WaitTimeout,
     wait_until,
@@ -37,11 +34,6 @@ from runner.waits import (
 log = logging.getLogger(__name__)
 
 OLD_CONTAINER_SUFFIX = "-ku-old-"
-DEFAULT_STOP_TIMEOUT_S = 10
-MIGRATION_LOCK_WAIT_S = 5
-IDLE_TRANSACTION_S = 2
-LOCK_TIMEOUT = "Lock wait timeout exceeded"
-VERSION_FROM_METADATA = ["python3", "-c", "import importlib.metadata as m; print(m.version('keystone'))"]
 
 
 @dataclass(frozen=True)
@@ -325,7 +317,7 @@ class Executor:
 
         wait_healthy(self.drivers.http, node, self.inventory.health_timeout_s)
         self.journal.event(step.id, "healthy")
-        version = self._running_version(engine, node)
+        version = running_version(engine, node.container)
         if version != self.plan.target_version:
             raise HealthError(
                 f"node {node.name} does not run the target release",
@@ -353,20 +345,6 @@ class Executor:
             ) from exc
         self.journal.event(step.id, "up")
 
-    def _running_version(self, engine: Engine, node: NodeConfig) -> str | None:
-        """The Keystone release installed in the running container, asked inside it.
-
-        The package metadata answers in a tenth of a second; `keystone-manage
-        --version` (a second: it imports all of Keystone) is the fallback for
-        images whose python3 is not Keystone's.
-        """
-        for command in (VERSION_FROM_METADATA, ["keystone-manage", "--version"]):
-            finished = engine.exec_output(node.container, command)
-            lines = finished.output.strip().splitlines()
-            if finished.exit_code == 0 and lines:
-                return lines[-1].strip()
-        return None
-
     # -- cleanup ----------------------------------------------------------------------------
 
     def _cleanup(self, step: Step) -> None:
@@ -385,72 +363,3 @@ class Executor:
             node = next(n for n in self.inventory.nodes if n.name == node_name)
             self.drivers.engine(node.engine).remove(old_name)
             self.journal.event(step.id, "removed", container=old_name)
-
-
-def swap_container(
-    engine: Engine,
-    node: NodeConfig,
-    target_image: str,
-    old_name: str,
-    on_event: Callable[[str, dict[str, Any]], None],
-) -> str:
-    """Stop the node's container, keep it as ``old_name``, start its replacement on ``target_image``.
-
-    Returns the new container's id. ``on_event`` hears "stopped", "renamed" and
-    "started" as each is done (the journal records them for rollback).
-    """
-    old = engine.container(node.container)
-    if old is None:
-        raise DockerError(
-            f"node {node.name}: container {node.container} disappeared", hint="look at the engine"
-        )
-    old_image = engine.image(old.image_id)
-    if old_image is None:
-        raise DockerError(
-            f"node {node.name}: the image of {node.container} is gone", hint="look at the engine"
-        )
-    blueprint = derive_blueprint(old.inspect, old_image.inspect, target_image)
-    stop_timeout = old.inspect["Config"].get("StopTimeout") or DEFAULT_STOP_TIMEOUT_S
-    engine.stop(old.id, int(stop_timeout))
-    on_event("stopped", {"container_id": old.id, "version": old.keystone_version})
-    engine.rename(old.id, old_name)
-    on_event("renamed", {"old_name": old_name, "container_id": old.id})
-    new_id = engine.create_and_start(blueprint)
-    on_event("started", {"container_id": new_id, "image": target_image})
-    return new_id
-
-
-def wait_healthy(http: requests.Session, node: NodeConfig, timeout_s: float) -> None:
-    """Wait until the node answers its health URL with 200, or raise HealthError."""
-
-    def probe() -> int:
-        return http.get(node.health_url, timeout=5).status_code
-
-    try:
-        wait_until(NODE_HEALTHY.with_timeout(timeout_s), probe, lambda status: status == 200)
-    except WaitTimeout as exc:
-        raise HealthError(
-            f"node {node.name} did not become healthy on the target release",
-            observed=str(exc),
-            hint="read the new container's log (docker logs); the node stays in MAINT",
-        ) from exc
-
-
-def migration_environment(inventory: Inventory) -> dict[str, str]:
-    """oslo.config environment overrides for migration containers: a bounded metadata-lock wait.
-
-    ``[database] connection_parameters`` from the mounted keystone.conf is kept and extended.
-    """
-    existing = ""
-    conf = next((m.source for m in inventory.mounts if m.target.endswith("/keystone.conf")), None)
-    if conf is not None:
-        parser = configparser.ConfigParser(interpolation=None, strict=False)
-        try:
-            parser.read(conf)
-            existing = parser.get("database", "connection_parameters", fallback="")
-        except configparser.Error:
-            existing = ""
-    init = "init_command=" + urllib.parse.quote(
-        f"SET SESSION lock_wait_timeout={MIGRATION_LOCK_WAIT_S}", safe=""
-    )
-    return {"OS_DATABASE__CONNECTION_PARAMETERS": f"{existing}&{init}" if existing else init}
