@@ -128,9 +128,10 @@ def render_plan(plan: Plan) -> str:
         f"  database heads {', '.join(plan.database_heads) or '-'}; target heads {', '.join(plan.target_heads) or '-'}",
         f"  db_sync --check with the target: exit {plan.check_exit_code}",
     ]
-    if plan.doctor_findings:
-        lines.append("  keystone-manage doctor (target image) says:")
-        lines += [f"    {line}" for line in plan.doctor_findings.splitlines()]
+    if plan.doctor_findings is not None:
+        said = [line for line in plan.doctor_findings.splitlines() if line.strip()]
+        lines.append(f"  keystone-manage doctor (target image): {'says:' if said else 'no findings'}")
+        lines += [f"    {line}" for line in said]
     for number, step in enumerate(plan.steps, start=1):
         verdict = f"skip: {step.skip_reason}" if step.skipped else step.why
         lines.append(f"  {number:2}. {step.id:<22} {verdict}")

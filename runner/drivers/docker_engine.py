@@ -107,17 +107,27 @@ class DockerEngine:
 
     def __init__(self, endpoint: str = LOCAL_ENGINE):
         self.endpoint = endpoint
-        try:
-            if endpoint == LOCAL_ENGINE:
-                self.client = docker.from_env(timeout=60)
-            else:
-                self.client = docker.DockerClient(base_url=endpoint, timeout=60, use_ssh_client=True)
-        except DockerException as exc:
-            raise DockerError(
-                f"cannot reach the Docker engine {endpoint}",
-                observed=str(exc),
-                hint="check that the engine runs and that this user may use it",
-            ) from exc
+        self._client: docker.DockerClient | None = None
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """The SDK client, made on first use: an engine that does not answer is a fact for
+        preflight to report with everything else, not a crash when the inventory is read."""
+        if self._client is None:
+            try:
+                if self.endpoint == LOCAL_ENGINE:
+                    self._client = docker.from_env(timeout=60)
+                else:
+                    self._client = docker.DockerClient(
+                        base_url=self.endpoint, timeout=60, use_ssh_client=True
+                    )
+            except DockerException as exc:
+                raise DockerError(
+                    f"cannot reach the Docker engine {self.endpoint}",
+                    observed=str(exc),
+                    hint="check that the engine runs and that this user may use it",
+                ) from exc
+        return self._client
 
     def _fail(self, what: str, exc: Exception, hint: str = "check the engine's state") -> DockerError:
         detail = exc.explanation if isinstance(exc, APIError) else str(exc)

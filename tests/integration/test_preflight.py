@@ -56,6 +56,8 @@ def test_plan_changes_nothing(docker_client: docker.DockerClient, cluster: LabEn
     assert plan["source_versions"] == ["28.1.0"]
     assert plan["target_version"] == "29.1.0"
     assert plan["check_exit_code"] == 2
+    assert isinstance(plan["doctor_findings"], str)  # doctor ran in the target image; what it said is shown
+    assert "keystone-manage doctor (target image):" in shown.stdout
     assert [s["id"] for s in plan["steps"]] == [
         "backup", "expand", "migrate", "node:keystone-1", "node:keystone-2", "node:keystone-3", "contract", "cleanup",
     ]  # fmt: skip
@@ -137,6 +139,37 @@ def test_an_invalid_inventory_lists_every_problem(cluster: LabEndpoints, tmp_pat
     ):
         assert problem in result.stderr
     assert "secret" not in result.stderr
+
+
+def test_a_node_whose_docker_engine_does_not_answer_is_refused(
+    docker_client: docker.DockerClient, cluster: LabEndpoints
+) -> None:
+    container = f'container = "{cluster.node_containers["keystone-2"]}"'
+    inventory = write_inventory(
+        cluster, "29.1.0", **{container: f'{container}\ndocker = "tcp://127.0.0.1:1"'}
+    )
+    stderr = _refused(
+        docker_client, cluster, inventory, ExitCode.PREFLIGHT, "its Docker engine does not answer"
+    )
+    assert "node keystone-2" in stderr
+    assert "tcp://127.0.0.1:1" in stderr
+
+
+def test_an_empty_key_repository_and_keys_other_than_the_nodes_are_refused(
+    docker_client: docker.DockerClient, cluster: LabEndpoints, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty-fernet-keys"
+    empty.mkdir()
+    fernet = f"{cluster.state_dir}/fernet-keys:/etc/keystone/fernet-keys"
+    inventory = write_inventory(cluster, "29.1.0", **{fernet: f"{empty}:/etc/keystone/fernet-keys"})
+    stderr = _refused(
+        docker_client,
+        cluster,
+        inventory,
+        ExitCode.PREFLIGHT,
+        "the key repository /etc/keystone/fernet-keys is empty",
+    )
+    assert "the throwaway containers would see other keys than the nodes" in stderr
 
 
 def test_one_node_on_another_release_is_refused(
