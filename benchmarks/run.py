@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,6 @@ from runner.watch import HaproxyWatcher
 RESULTS = Path(__file__).parent / "results"
 WARM_UP_S = 3.0
 TRAFFIC_FLOWING = WaitPolicy("benchmark traffic flowing", timeout_s=120, interval_s=0.2)
-os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
 
 def _ms(samples: list[Sample], fraction: float) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -40,6 +41,7 @@ DEMO_STATE_DIR = COMPOSE_DIR / "state"
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Catch RunnerError once, print its three parts, exit with its code."""
 
+    @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
@@ -47,8 +49,6 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             click.echo(f"error: {exc.render()}", err=True)
             sys.exit(int(exc.exit_code))
 
-    wrapper.__name__ = command.__name__
-    wrapper.__doc__ = command.__doc__
     return wrapper
 
 

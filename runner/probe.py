@@ -27,7 +27,6 @@ ISSUE = "token_issue"
 VALIDATE = "token_validate"
 CREATE = "credential_create"
 DELETE = "credential_delete"
-CYCLE = (ISSUE, VALIDATE, CREATE, DELETE)
 EXPECTED = {ISSUE: 201, VALIDATE: 200, CREATE: 201, DELETE: 204}
 BLOB_PREFIX = "ku-probe-"
 CREDENTIAL_TYPE = "cert"

@@ -66,7 +66,3 @@ class KeystoneClient:
             headers={"X-Auth-Token": auth_token, "X-Subject-Token": subject_token},
             timeout=self.timeout_s,
         )
-
-    def version_document(self) -> requests.Response:
-        """GET /v3: answers on every release alike, so it proves liveness, not the release."""
-        return self.session.get(f"{self.base_url}/v3", timeout=self.timeout_s)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,15 +155,7 @@ class Lab:
             )
 
     def _check_ports_free(self) -> None:
-        taken = []
-        for port in self.settings.ports.all():
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-                # As servers do: connections in TIME_WAIT do not make a port taken.
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    probe.bind(("127.0.0.1", port))
-                except OSError:
-                    taken.append(port)
+        taken = self.settings.ports.taken()
         if taken:
             raise LabError(
                 "ports the lab cluster binds are already taken on 127.0.0.1",

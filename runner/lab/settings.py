@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field, replace
+import socket
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.images.catalog import REPOSITORY
@@ -35,6 +36,21 @@ class LabPorts:
     def all(self) -> tuple[int, ...]:
         """Every port, for checking that none is taken."""
         return (self.db, self.memcached, self.lb, self.lb_external, *self.nodes)
+
+    def taken(self) -> list[int]:
+        """The ports something already listens on."""
+        return [port for port in self.all() if not port_free(port)]
+
+
+def port_free(port: int) -> bool:
+    """True when nothing listens on 127.0.0.1:port (connections in TIME_WAIT don't count, as for servers)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 @dataclass(frozen=True)
@@ -80,10 +96,6 @@ class LabSettings:
     def keystone_image(self) -> str:
         """The image reference the nodes run."""
         return f"{REPOSITORY}/keystone:{self.keystone_version}"
-
-    def with_version(self, version: str) -> LabSettings:
-        """The same cluster at another release."""
-        return replace(self, keystone_version=version)
 
     def node_names(self) -> tuple[str, ...]:
         """HAProxy server names and compose service names of the nodes."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import shutil
-import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -14,19 +13,9 @@ from pathlib import Path
 import docker
 
 from runner.lab.cluster import Lab, LabEndpoints
-from runner.lab.settings import LabPorts, LabSecrets, LabSettings
+from runner.lab.settings import LabPorts, LabSecrets, LabSettings, port_free
 
 PORT_BLOCK = 20
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def free_port_base(attempts: int = 50) -> int:
@@ -34,7 +23,7 @@ def free_port_base(attempts: int = 50) -> int:
     rng = random.Random()  # noqa: S311 - spreading ports, not security
     for _ in range(attempts):
         base = rng.randrange(30000, 60000 - PORT_BLOCK, PORT_BLOCK)
-        if all(_port_free(base + offset) for offset in range(PORT_BLOCK)):
+        if all(port_free(base + offset) for offset in range(PORT_BLOCK)):
             return base
     raise RuntimeError(f"no block of {PORT_BLOCK} free ports found in {attempts} attempts")
 

@@ -21,6 +21,8 @@ from runner.lab.temporary import temporary_cluster
 SESSION_ID = uuid.uuid4().hex[:6]
 PROJECT_PREFIX = f"kut{SESSION_ID}"
 TEMP_PREFIX = f"ku-test-{SESSION_ID}-"
+# Throwaway containers a test starts itself (testcontainers) carry this label.
+TEST_CONTAINER_LABEL = "io.keystone-upgrade.test-session"
 
 
 @contextmanager
@@ -48,7 +50,3 @@ def leftovers(client: docker.DockerClient) -> list[str]:
     temp_root = Path(tempfile.gettempdir())
     found += [f"directory {p}" for p in temp_root.glob(f"{TEMP_PREFIX}*")]
     return found
-
-
-# Throwaway containers a test starts itself (testcontainers) carry this label.
-TEST_CONTAINER_LABEL = "io.keystone-upgrade.test-session"

@@ -7,27 +7,15 @@ from __future__ import annotations
 
 import pytest
 
-from runner.drivers.database import Database, DatabaseTarget
-from runner.drivers.haproxy import OperationalState, RuntimeSocket, SocketAddress
+from runner.drivers.haproxy import OperationalState
 from runner.drivers.keystone import Credentials, KeystoneClient
 from runner.images.catalog import REPOSITORY
 from runner.lab.cluster import LabEndpoints
 from tests.integration.conftest import ClusterFactory
 from tests.integration.throwaway import migration_heads, run_once
+from tests.integration.upgrade_helpers import database, runtime
 
 pytestmark = pytest.mark.integration
-
-
-def _database(cluster: LabEndpoints) -> Database:
-    return Database(
-        DatabaseTarget(
-            host=cluster.db_host,
-            port=cluster.db_port,
-            user=cluster.db_user,
-            database=cluster.db_name,
-            password=cluster.db_password,
-        )
-    )
 
 
 def _assert_serves(cluster: LabEndpoints) -> None:
@@ -42,12 +30,12 @@ def _assert_serves(cluster: LabEndpoints) -> None:
         )
         assert response.json()["token"]["user"]["name"] == cluster.admin_username
 
-    runtime = RuntimeSocket(SocketAddress(unix_path=str(cluster.admin_socket)))
-    assert runtime.access_level() == "admin"
+    admin = runtime(cluster)
+    assert admin.access_level() == "admin"
     for backend in cluster.backends:
-        up = {s.server for s in runtime.show_stat() if s.backend == backend and s.is_up}
+        up = {s.server for s in admin.show_stat() if s.backend == backend and s.is_up}
         assert up == set(cluster.node_urls), f"{backend}: UP servers {sorted(up)}"
-        states = [s for s in runtime.show_servers_state() if s.backend == backend]
+        states = [s for s in admin.show_servers_state() if s.backend == backend]
         assert {s.server for s in states} == set(cluster.node_urls)
         assert all(s.ready and s.operational is OperationalState.RUNNING for s in states), states
 
@@ -60,7 +48,7 @@ def test_cluster_serves_and_the_target_release_sees_pending_migrations(
     _assert_serves(cluster)
 
     # The database carries exactly the schema heads of the release it was made with.
-    assert _database(cluster).alembic_heads() == migration_heads(f"{REPOSITORY}/keystone:{release}")
+    assert database(cluster).alembic_heads() == migration_heads(f"{REPOSITORY}/keystone:{release}")
 
     # A throwaway 29.1.0 container on host networking, with the cluster's own
     # configuration, says there is work to do: exit code 2.
@@ -80,4 +68,4 @@ def test_the_23_to_24_check_is_not_to_be_trusted_but_the_heads_are(
     target = f"{REPOSITORY}/keystone:24.1.0"
     check = run_once(target, ["keystone-manage", "db_sync", "--check"], cluster)
     assert check.exit_code == 0, check.output
-    assert _database(cluster).alembic_heads().isdisjoint(migration_heads(target))
+    assert database(cluster).alembic_heads().isdisjoint(migration_heads(target))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import docker
 from testcontainers.core.container import DockerContainer
 
 from runner.lab.cluster import LabEndpoints
@@ -71,12 +70,3 @@ def migration_head_pair(image: str) -> tuple[str, str]:
     assert finished.exit_code == 0, finished.output
     expand, contract = finished.output.split()
     return expand, contract
-
-
-def image_exists(client: docker.DockerClient, reference: str) -> bool:
-    """True when the engine has the image."""
-    try:
-        client.images.get(reference)
-    except docker.errors.ImageNotFound:
-        return False
-    return True
