@@ -17,7 +17,7 @@ from typing import Any
 
 import pymysql
 
-from runner.drivers.database import DatabaseTarget
+from runner.model import DatabaseTarget
 
 BATCH = 5000
 DEFAULT_DOMAIN = "default"

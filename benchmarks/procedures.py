@@ -15,14 +15,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from runner.config import Inventory
 from runner.drivers.docker_engine import PURPOSE_LABEL
+from runner.drivers.ports import Drivers
 from runner.errors import MigrationError
-from runner.executor import Drivers
-from runner.journal import Journal
-from runner.nodes import swap_container, wait_healthy
+from runner.journal import Event, Journal
+from runner.model import Inventory
 from runner.upgrade import run_upgrade
-from runner.waits import HAPROXY_SERVERS_UP, wait_until
+from runner.waits import HAPROXY_SERVERS_UP, NODE_HEALTHY, wait_until
 
 Parts = dict[str, float]
 
@@ -47,18 +46,17 @@ def _all_up(drivers: Drivers) -> None:
 
 def _replace(inventory: Inventory, drivers: Drivers, parts: Parts, name: str) -> None:
     """Stop (if running), replace and start one node; time the stop and the start until healthy."""
-    node = next(n for n in inventory.nodes if n.name == name)
-    marks: dict[str, float] = {"begin": time.monotonic()}
-    swap_container(
-        drivers.engine(node.engine),
-        node,
-        inventory.target_image,
-        f"{node.container}-bench-old",
-        lambda event, _data: marks.__setitem__(event, time.monotonic()),
-    )
-    wait_healthy(drivers.http, node, inventory.health_timeout_s)
-    parts["node_stop_s"] += marks["stopped"] - marks["begin"]
-    parts["node_start_to_healthy_s"] += time.monotonic() - marks["renamed"]
+    runtime = drivers.node_runtime(inventory.node(name))
+    kept_as = f"{runtime.node.container}-bench-old"
+    began = time.monotonic()
+    runtime.stop()
+    stopped = time.monotonic()
+    runtime.set_aside(kept_as)
+    renamed = time.monotonic()
+    runtime.start_target(inventory.target_image, kept_as)
+    wait_until(NODE_HEALTHY.with_timeout(inventory.health_timeout_s), runtime.health, lambda s: s == 200)
+    parts["node_stop_s"] += stopped - began
+    parts["node_start_to_healthy_s"] += time.monotonic() - renamed
 
 
 def _empty_parts() -> Parts:
@@ -108,17 +106,17 @@ def parts_from_journal(journal: Journal) -> Parts:
         if step.kind in ("expand", "migrate"):
             parts["migrations_s"] += seconds
         elif step.kind == "contract":
-            sync = [e for e in step.events if e["event"] == "db_sync"]
-            checked = [e for e in step.events if e["event"] == "checked"]
-            start = next((e["at"] for e in step.events if e["event"] == "every node on target and UP"), None)
+            sync = journal.events_of(step.id, Event.DB_SYNC)
+            checked = journal.events_of(step.id, Event.CHECKED)
+            start = next((e["at"] for e in journal.events_of(step.id, Event.CLUSTER_ON_TARGET)), None)
             if sync and start is not None:
                 # db_sync --contract and the check after it; not the wait before it.
                 parts["migrations_s"] += (checked or sync)[-1]["at"] - start
         elif step.kind == "node":
             at = {e["event"]: e["at"] for e in step.events}
-            parts["drain_s"] += at["drained"] - at["drain"]
-            parts["node_stop_s"] += at["stopped"] - at["maint"]
-            parts["node_start_to_healthy_s"] += at["healthy"] - at["stopped"]
+            parts["drain_s"] += at[Event.DRAINED] - at[Event.DRAIN]
+            parts["node_stop_s"] += at[Event.STOPPED] - at[Event.MAINT]
+            parts["node_start_to_healthy_s"] += at[Event.HEALTHY] - at[Event.STOPPED]
     return parts
 
 

@@ -20,11 +20,11 @@ from benchmarks.large_db import Size, generate
 from benchmarks.procedures import PROCEDURES, describe
 from runner.analysis import longest_outage_s, per_phase, percentile, phases_from_journal
 from runner.config import load_inventory
-from runner.drivers.database import DatabaseTarget
 from runner.drivers.keystone import Credentials
 from runner.journal import Journal
 from runner.lab.inventory import write_inventory
 from runner.lab.temporary import temporary_cluster
+from runner.model import DatabaseTarget
 from runner.plot import comparison_png
 from runner.probe import Probe, ProbeSettings, Sample
 from runner.upgrade import connect

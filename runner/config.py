@@ -1,4 +1,4 @@
-"""The inventory: a TOML file describing the cluster, validated on load.
+"""The inventory: a TOML file describing the cluster, validated on load into runner.model's types.
 
 Every problem found is reported at once, each with what is wrong and what to
 do, under one ConfigError (exit code 3); nothing is touched before the
@@ -8,7 +8,6 @@ or a file, never from the file itself or the command line.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,146 +15,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from runner.drivers.database import DatabaseTarget
-from runner.drivers.haproxy import SocketAddress
-from runner.errors import ConfigError, HaproxyError
+from runner.errors import ConfigError
+from runner.model import (
+    DEFAULT_KEY_REPOSITORIES,
+    LOCAL_ENGINE,
+    BindMount,
+    DatabaseConfig,
+    Inventory,
+    NodeConfig,
+    ProbeConfig,
+    SecretSource,
+    ServerRef,
+    SocketAddress,
+)
 
-LOCAL_ENGINE = "local"
 ENGINE_SCHEMES = ("unix", "tcp", "ssh")
-DEFAULT_KEY_REPOSITORIES = ("/etc/keystone/fernet-keys", "/etc/keystone/credential-keys")
-
-
-@dataclass(frozen=True)
-class BindMount:
-    """A host path mounted into the throwaway containers."""
-
-    source: str
-    target: str
-    read_only: bool
-
-    @classmethod
-    def parse(cls, text: str) -> BindMount:
-        """SOURCE:TARGET[:ro|rw]."""
-        parts = text.split(":")
-        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
-            raise ValueError(f"{text!r} is not SOURCE:TARGET[:ro|rw]")
-        if not parts[0].startswith("/") or not parts[1].startswith("/"):
-            raise ValueError(f"{text!r}: both paths must be absolute")
-        return cls(parts[0], parts[1], len(parts) == 3 and parts[2] == "ro")
-
-    def __str__(self) -> str:
-        return f"{self.source}:{self.target}:{'ro' if self.read_only else 'rw'}"
-
-
-@dataclass(frozen=True)
-class ServerRef:
-    """One HAProxy backend/server pair that routes to a node."""
-
-    backend: str
-    server: str
-
-    def __str__(self) -> str:
-        return f"{self.backend}/{self.server}"
-
-
-@dataclass(frozen=True)
-class NodeConfig:
-    """One Keystone node: where its container runs and how HAProxy reaches it."""
-
-    name: str
-    engine: str  # "local" or a unix://, tcp:// or ssh:// Docker endpoint
-    container: str
-    health_url: str
-    servers: tuple[ServerRef, ...]
-
-
-@dataclass(frozen=True)
-class SecretSource:
-    """Where a password comes from: an environment variable or a file, read only when needed."""
-
-    env: str | None
-    file: str | None
-
-    def read(self, what: str, table: str) -> str:
-        """The secret now, or ConfigError saying which source failed."""
-        if self.env is not None:
-            value = os.environ.get(self.env)
-            if value is None:
-                raise ConfigError(
-                    f"the {what} is not available",
-                    observed=f"environment variable {self.env} is not set",
-                    hint=f"export {self.env} before running, or use {table}.password_file",
-                )
-            return value
-        assert self.file is not None
-        try:
-            return Path(self.file).read_text().rstrip("\n")
-        except OSError as exc:
-            raise ConfigError(
-                f"the {what} is not available",
-                observed=f"cannot read {self.file}: {exc.strerror}",
-                hint=f"point {table}.password_file at a readable file holding only the password",
-            ) from exc
-
-
-@dataclass(frozen=True)
-class DatabaseConfig:
-    """Keystone's database and where its password comes from."""
-
-    host: str
-    port: int
-    user: str
-    name: str
-    password: SecretSource
-    # An account with SUPER, used only to set log_bin_trust_function_creators when
-    # binary logging is on and Keystone's user lacks SUPER ([database.admin]).
-    admin_user: str | None = None
-    admin_password: SecretSource | None = None
-
-    def target(self) -> DatabaseTarget:
-        """The connection target with the password read now (never stored in the inventory)."""
-        password = self.password.read("database password", "database")
-        return DatabaseTarget(self.host, self.port, self.user, self.name, password)
-
-    def admin_target(self) -> DatabaseTarget | None:
-        """The admin account's connection target, when the inventory gives one."""
-        if self.admin_user is None or self.admin_password is None:
-            return None
-        password = self.admin_password.read("database admin password", "database.admin")
-        return DatabaseTarget(self.host, self.port, self.admin_user, self.name, password)
-
-
-@dataclass(frozen=True)
-class ProbeConfig:
-    """Traffic through the load balancer during the upgrade (`upgrade --probe`)."""
-
-    url: str
-    username: str
-    project: str
-    password: SecretSource
-    domain: str = "default"
-    rate_per_s: float = 30.0
-    concurrency: int = 6
-    max_seconds: float = 1800.0
-
-
-@dataclass(frozen=True)
-class Inventory:
-    """A validated inventory."""
-
-    path: Path
-    database: DatabaseConfig
-    target_image: str
-    backup_image: str
-    mounts: tuple[BindMount, ...]
-    key_repositories: tuple[str, ...]
-    haproxy_sockets: tuple[SocketAddress, ...]
-    nodes: tuple[NodeConfig, ...]
-    state_dir: Path
-    backup_dir: Path
-    drain_timeout_s: float = 120.0
-    health_timeout_s: float = 180.0
-    probe: ProbeConfig | None = None
 
 
 class _Problems:
@@ -376,8 +250,8 @@ def _sockets(raw: Any, problems: _Problems) -> tuple[SocketAddress, ...]:
             continue
         try:
             sockets.append(SocketAddress.parse(text))
-        except HaproxyError as exc:
-            problems.add(where, exc.what)
+        except ValueError as exc:
+            problems.add(where, str(exc))
     return tuple(sockets)
 
 

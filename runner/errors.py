@@ -1,7 +1,7 @@
 """One root exception for everything the runner reports, one exit code per kind.
 
-Drivers translate library errors into these at their boundary; the CLI is the
-only place that catches them. Every message says what failed, what was
+Drivers translate library errors into these at their boundary; ``cli.run`` is
+the only place that catches them, once, for every command. Every message says what failed, what was
 observed, and what to do next.
 """
 
@@ -19,14 +19,17 @@ class ExitCode(IntEnum):
     CONFIG = 3
     PREFLIGHT = 4
     MIGRATION = 5
-    DRAIN = 6
+    DRAIN = 6  # HAProxy answered, but a node's sessions did not end in time
     HEALTH = 7
     ROLLBACK = 8
     LOCKED = 9
-    ENGINE = 10
+    ENGINE = 10  # no Docker engine answers here and none could be provisioned
     IMAGE = 11
     LAB = 12
     BACKUP = 13
+    DATABASE = 14
+    HAPROXY = 15
+    DOCKER = 16
 
 
 class RunnerError(Exception):
@@ -57,7 +60,7 @@ class ConfigError(RunnerError):
 
 
 class EngineError(RunnerError):
-    """No Docker engine answers and none could be provisioned."""
+    """No Docker engine answers on this machine and none could be provisioned (setup, not a node)."""
 
     exit_code = ExitCode.ENGINE
 
@@ -77,7 +80,25 @@ class LabError(RunnerError):
 class HaproxyError(RunnerError):
     """The HAProxy runtime API refused a command or could not be reached."""
 
+    exit_code = ExitCode.HAPROXY
+
+
+class DrainError(RunnerError):
+    """HAProxy took a node out, but its sessions did not end within the drain timeout."""
+
     exit_code = ExitCode.DRAIN
+
+
+class DatabaseError(RunnerError):
+    """The database could not be reached or refused a statement."""
+
+    exit_code = ExitCode.DATABASE
+
+
+class RollbackError(RunnerError):
+    """Undoing a step failed, or the run is past the point where it can be undone."""
+
+    exit_code = ExitCode.ROLLBACK
 
 
 class HealthError(RunnerError):
@@ -111,6 +132,6 @@ class LockedError(RunnerError):
 
 
 class DockerError(RunnerError):
-    """A Docker engine refused or failed an operation."""
+    """A Docker engine (a node's, or the local one) refused or failed an operation."""
 
-    exit_code = ExitCode.ENGINE
+    exit_code = ExitCode.DOCKER

@@ -12,10 +12,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-import requests
-
-from runner.config import Inventory, NodeConfig
-from runner.drivers.database import BinlogSettings, Database
+from runner.drivers.database import BinlogSettings
 from runner.drivers.docker_engine import (
     PURPOSE_LABEL,
     ContainerFacts,
@@ -24,7 +21,9 @@ from runner.drivers.docker_engine import (
     ImageFacts,
 )
 from runner.drivers.haproxy import HaproxyRuntime, ServerStat, ServerState
+from runner.drivers.ports import Database, Http
 from runner.errors import RunnerError
+from runner.model import Inventory, NodeConfig
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +119,10 @@ class ClusterFacts:
         return next(n for n in self.nodes if n.config.name == name)
 
 
-def node_facts(node: NodeConfig, engine: Engine, session: requests.Session) -> NodeFacts:
+HEALTH_REQUEST_TIMEOUT_S = 5
+
+
+def node_facts(node: NodeConfig, engine: Engine, http: Http) -> NodeFacts:
     """Container and health of one node."""
     container, engine_error = None, None
     try:
@@ -130,8 +132,8 @@ def node_facts(node: NodeConfig, engine: Engine, session: requests.Session) -> N
         engine_error = exc.render()
     health_status, health_error = None, None
     try:
-        health_status = session.get(node.health_url, timeout=5).status_code
-    except requests.RequestException as exc:
+        health_status = http.get_status(node.health_url, HEALTH_REQUEST_TIMEOUT_S)
+    except OSError as exc:  # requests' errors are OSErrors
         health_error = str(exc)
     return NodeFacts(node, container, engine_error, health_status, health_error)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 JOURNAL_FILE = "journal.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the plan carries every step's parameters; steps record intents
 
 
 class StepStatus(StrEnum):
@@ -30,6 +30,40 @@ class StepStatus(StrEnum):
     DONE = "done"
     SKIPPED = "skipped"
     FAILED = "failed"
+    UNDONE = "undone"  # applied, then put back by a rollback
+
+
+class Event(StrEnum):
+    """Every name a journal event has: written by the steps, read by status, reports and benchmarks."""
+
+    # A node's upgrade, in order.
+    DRAIN = "drain"
+    DRAINED = "drained"
+    MAINT = "maint"
+    STOPPED = "stopped"
+    RENAMED = "renamed"  # the stopped old node set aside (kept under another name) for rollback
+    STARTED = "started"
+    HEALTHY = "healthy"
+    VERSION = "version"
+    READY = "ready"
+    UP = "up"
+    # Bringing a node's old release back (a step's undo).
+    RESTORED_OLD = "old node restored"
+    # The database.
+    DUMPED = "dumped"
+    TRUST_SET = "set"
+    TRUST_RESTORED = "restored"
+    IDLE_TRANSACTIONS_ENDED = "ended idle transactions"
+    DB_SYNC = "db_sync"
+    CLUSTER_ON_TARGET = "every node on target and UP"
+    CHECKED = "checked"
+    # Cleanup.
+    REMOVED = "removed"
+
+
+def new_run_id() -> str:
+    """A run's id: when it was planned, and enough randomness to tell two apart."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
 
 def _now() -> float:
@@ -49,6 +83,9 @@ class StepRecord:
     detail: str | None = None
     # Ordered sub-transitions (e.g. a node's drain, maint, swap, ready) with times and data.
     events: list[dict[str, Any]] = field(default_factory=list)
+    # The effect announced by ``intend`` and not yet recorded as done: after a crash it says
+    # what may have happened to the cluster.
+    intended: dict[str, Any] | None = None
 
     @property
     def seconds(self) -> float | None:
@@ -68,11 +105,11 @@ class Journal:
 
     @classmethod
     def start(cls, state_dir: Path, plan: dict[str, Any], inventory: str) -> Journal:
-        """A new run's journal, written before anything changes."""
+        """A new run's journal, written before anything changes; the run id is the plan's."""
         state_dir.mkdir(parents=True, exist_ok=True)
         document = {
             "schema": SCHEMA_VERSION,
-            "run_id": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6],
+            "run_id": plan["run_id"],
             "inventory": inventory,
             "started_at": _now(),
             "finished_at": None,
@@ -102,6 +139,7 @@ class Journal:
                 finished_at=s.get("finished_at"),
                 detail=s.get("detail"),
                 events=list(s.get("events", [])),
+                intended=s.get("intended"),
             )
             for s in document.pop("steps")
         ]
@@ -122,10 +160,22 @@ class Journal:
         record.status, record.started_at = StepStatus.RUNNING, _now()
         self.save()
 
-    def event(self, step_id: str, name: str, **data: Any) -> None:
-        """Record a sub-transition of a running step."""
-        self.step(step_id).events.append({"at": _now(), "event": name, **data})
+    def intend(self, step_id: str, name: Event, **data: Any) -> None:
+        """Announce an effect on the cluster before it is applied (cleared when it is recorded done)."""
+        self.step(step_id).intended = {"at": _now(), "event": name.value, **data}
         self.save()
+
+    def event(self, step_id: str, name: Event, **data: Any) -> None:
+        """Record a sub-transition of a running step (an effect done, or a state observed)."""
+        record = self.step(step_id)
+        if record.intended is not None and record.intended["event"] == name.value:
+            record.intended = None
+        record.events.append({"at": _now(), "event": name.value, **data})
+        self.save()
+
+    def events_of(self, step_id: str, name: Event) -> list[dict[str, Any]]:
+        """A step's recorded events of one name, in order."""
+        return [e for e in self.step(step_id).events if e["event"] == name.value]
 
     def end(self, step_id: str, status: StepStatus, detail: str | None = None) -> None:
         """Mark a step done, skipped or failed."""
@@ -133,6 +183,8 @@ class Journal:
         if record.started_at is None:
             record.started_at = _now()
         record.status, record.finished_at, record.detail = status, _now(), detail
+        if status in (StepStatus.DONE, StepStatus.SKIPPED, StepStatus.UNDONE):
+            record.intended = None  # only an interrupted or failed step leaves an intent behind
         self.save()
 
     def finish(self, status: str) -> None:
@@ -155,6 +207,7 @@ class Journal:
                     "finished_at": s.finished_at,
                     "detail": s.detail,
                     "events": s.events,
+                    "intended": s.intended,
                 }
                 for s in self.steps
             ],

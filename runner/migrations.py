@@ -5,7 +5,7 @@ from __future__ import annotations
 import configparser
 import urllib.parse
 
-from runner.config import Inventory
+from runner.model import Inventory
 
 MIGRATION_LOCK_WAIT_S = 5
 IDLE_TRANSACTION_S = 2

@@ -1,68 +1,41 @@
-"""From inventory and facts to the plan: pure functions, no I/O, unit-tested without Docker.
+"""From inventory and facts to the plan: a pure function, no I/O, unit-tested without Docker.
 
-``preflight_findings`` lists every reason not to start; ``build_plan`` lists
-the steps, in order, each with why it is there or why it is skipped.
+The plan is data: frozen steps that carry every parameter they act on, ids
+that stay unique across hops, and a JSON form that the journal keeps and a
+resumed run reads back exactly (``Plan.to_dict`` / ``Plan.from_dict``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
+from typing import Any
 
-from runner.config import Inventory
-from runner.facts import ClusterFacts, NodeFacts, SocketFacts
+from runner.facts import ClusterFacts
+from runner.migrations import migration_environment
+from runner.model import Inventory
+from runner.preflight import Finding, preflight_findings
+from runner.steps import (
+    Backup,
+    Cleanup,
+    Contract,
+    Expand,
+    Migrate,
+    NodeUpgrade,
+    RestoreTrust,
+    Step,
+    TrustFunctionCreators,
+    step_from_dict,
+)
 
-# db_sync --check: 0 up to date, 2 expand needed, 3 migrate needed, 4 contract needed; others are errors.
-CHECK_EXIT_CODES = frozenset({0, 2, 3, 4})
-
-
-class StepKind(StrEnum):
-    """The kinds of step, in the order a run takes them."""
-
-    BACKUP = "backup"
-    TRUST_FUNCTION_CREATORS = "trust-function-creators"
-    RESTORE_TRUST = "restore-trust"
-    EXPAND = "expand"
-    MIGRATE = "migrate"
-    NODE = "node"
-    CONTRACT = "contract"
-    CLEANUP = "cleanup"
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One preflight refusal: what failed, what was observed, what to do."""
-
-    check: str
-    what: str
-    observed: str
-    hint: str
-
-    def render(self) -> str:
-        """As an operator reads it."""
-        return f"[{self.check}] {self.what}\n    observed: {self.observed}\n    what to do: {self.hint}"
-
-
-@dataclass(frozen=True)
-class Step:
-    """One step of the plan."""
-
-    id: str
-    kind: StepKind
-    why: str
-    node: str | None = None
-    skip_reason: str | None = None
-
-    @property
-    def skipped(self) -> bool:
-        """True when facts show the step is already done."""
-        return self.skip_reason is not None
+# The old container of a swapped node is kept as <container><suffix><run id> until cleanup.
+OLD_CONTAINER_SUFFIX = "-ku-old-"
 
 
 @dataclass(frozen=True)
 class Plan:
     """The whole upgrade as data."""
 
+    run_id: str
     target_image: str
     target_version: str | None
     source_versions: tuple[str, ...]
@@ -72,15 +45,28 @@ class Plan:
     doctor_findings: str | None
     findings: tuple[Finding, ...]
     steps: tuple[Step, ...] = field(default=())
+    keep_old: bool = False
+
+    def __post_init__(self) -> None:
+        ids = [step.id for step in self.steps]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"step ids must be unique across the plan: {duplicates} appear more than once")
 
     @property
     def refused(self) -> bool:
         """True when preflight found a reason not to start."""
         return bool(self.findings)
 
-    def as_dict(self) -> dict[str, object]:
+    def step(self, step_id: str) -> Step:
+        """The step with this id."""
+        return next(s for s in self.steps if s.id == step_id)
+
+    def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (plan --json, the journal, the report)."""
         return {
+            "run_id": self.run_id,
+            "keep_old": self.keep_old,
             "target_image": self.target_image,
             "target_version": self.target_version,
             "source_versions": list(self.source_versions),
@@ -89,274 +75,147 @@ class Plan:
             "check_exit_code": self.check_exit_code,
             "doctor_findings": self.doctor_findings,
             "findings": [f.__dict__ for f in self.findings],
-            "steps": [
-                {"id": s.id, "kind": s.kind.value, "why": s.why, "node": s.node, "skip_reason": s.skip_reason}
-                for s in self.steps
-            ],
+            "steps": [s.to_dict() for s in self.steps],
         }
 
-
-def _image_findings(inventory: Inventory, facts: ClusterFacts) -> list[Finding]:
-    target = facts.target
-    if target.image is None:
-        return [
-            Finding(
-                "target-image",
-                f"the target image {inventory.target_image} is not on the engine",
-                target.error or "docker image inspect found nothing, and pulling it failed",
-                "build or load the image (keystone-upgrade images build --keystone VERSION) and run again",
-            )
-        ]
-    if target.error:
-        return [
-            Finding("target-image", "the target image could not be inspected", target.error, "fix the image")
-        ]
-    if not target.image.keystone_version:
-        return [
-            Finding(
-                "target-image",
-                f"{inventory.target_image} does not say which Keystone release it carries",
-                "no org.openstack.keystone.version label",
-                "label the image with its Keystone version",
-            )
-        ]
-    return []
-
-
-def _node_findings(inventory: Inventory, node: NodeFacts) -> list[Finding]:
-    name = node.config.name
-    if node.engine_error:
-        return [
-            Finding(
-                "docker",
-                f"node {name}: its Docker engine does not answer",
-                node.engine_error,
-                "start the engine or fix the node's docker endpoint",
-            )
-        ]
-    if node.container is None:
-        return [
-            Finding(
-                "container",
-                f"node {name}: container {node.config.container} does not exist",
-                "docker inspect found nothing",
-                "fix the container name in the inventory",
-            )
-        ]
-    findings = []
-    if node.container.status != "running":
-        findings.append(
-            Finding(
-                "container",
-                f"node {name}: container {node.container.name} is not running",
-                f"status {node.container.status}",
-                "start it, or take the node out of the inventory",
-            )
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        """The plan ``to_dict`` wrote (from the journal)."""
+        return cls(
+            run_id=data["run_id"],
+            keep_old=data["keep_old"],
+            target_image=data["target_image"],
+            target_version=data["target_version"],
+            source_versions=tuple(data["source_versions"]),
+            database_heads=tuple(data["database_heads"]),
+            target_heads=tuple(data["target_heads"]),
+            check_exit_code=data["check_exit_code"],
+            doctor_findings=data["doctor_findings"],
+            findings=tuple(Finding(**f) for f in data["findings"]),
+            steps=tuple(step_from_dict(s) for s in data["steps"]),
         )
-    if node.health_status != 200:
-        findings.append(
-            Finding(
-                "health",
-                f"node {name} does not answer its health URL {node.config.health_url}",
-                node.health_error or f"HTTP {node.health_status}",
-                "make the node healthy before upgrading",
-            )
-        )
-    for repository in inventory.key_repositories:
-        node_source = node.container.mounts.get(repository)
-        ours = next((m.source for m in inventory.mounts if m.target == repository), None)
-        if node_source != ours:
-            findings.append(
-                Finding(
-                    "keys",
-                    f"node {name} mounts {repository} from {node_source}, the inventory from {ours}",
-                    "the throwaway containers would see other keys than the nodes",
-                    "give [target] mounts the same host directories the nodes mount",
-                )
-            )
-    return findings
 
 
-def _release_findings(facts: ClusterFacts) -> list[Finding]:
-    # A cluster half-way through an upgrade is for resume (from its journal), not a fresh run.
-    running = {n.config.name: n.container.keystone_version for n in facts.nodes if n.container}
-    if len(set(running.values())) > 1:
-        return [
-            Finding(
-                "releases",
-                "the nodes do not all run the same release",
-                ", ".join(f"{name}={version}" for name, version in running.items()),
-                "finish or roll back the earlier upgrade so that every node runs one release",
-            )
-        ]
-    return []
+def build_plan(
+    inventory: Inventory,
+    facts: ClusterFacts,
+    *,
+    run_id: str,
+    keep_old: bool = False,
+    hop: str | None = None,
+) -> Plan:
+    """The steps from the cluster as observed to every node on the target, in order.
 
+    ``hop`` (a release) prefixes every step id, so that the steps of several
+    hops can stand in one plan; a one-hop plan keeps the plain ids.
+    """
 
-def _socket_findings(socket: SocketFacts, facts: ClusterFacts) -> list[Finding]:
-    if socket.error:
-        return [
-            Finding(
-                "haproxy",
-                f"HAProxy runtime socket {socket.address} does not answer",
-                socket.error,
-                "check that HAProxy runs and the socket path is right",
-            )
-        ]
-    findings = []
-    if socket.level != "admin":
-        findings.append(
-            Finding(
-                "haproxy",
-                f"HAProxy runtime socket {socket.address} is not at admin level",
-                f"show cli level: {socket.level}",
-                "declare the stats socket with 'level admin' (operator cannot set drain or maint)",
-            )
-        )
-    for node in facts.nodes:
-        for ref in node.config.servers:
-            stat, state = socket.stat(ref.backend, ref.server), socket.state(ref.backend, ref.server)
-            if stat is None or state is None:
-                findings.append(
-                    Finding(
-                        "haproxy",
-                        f"{socket.address} has no server {ref}",
-                        "not in show stat",
-                        f"fix the backend/server names of node {node.config.name}",
-                    )
-                )
-            elif not state.ready or not stat.is_up:
-                admin = "MAINT" if state.in_maintenance else "DRAIN" if state.draining else "READY"
-                findings.append(
-                    Finding(
-                        "haproxy",
-                        f"{ref} on {socket.address} is not UP and READY",
-                        f"status {stat.status}, admin state {admin}",
-                        "bring it back into rotation (or find out why it is out) before upgrading",
-                    )
-                )
-    return findings
+    def step_id(name: str) -> str:
+        return f"{hop}/{name}" if hop else name
 
-
-def preflight_findings(inventory: Inventory, facts: ClusterFacts) -> list[Finding]:
-    """Every reason not to start, each with what to do about it."""
-    findings = _image_findings(inventory, facts)
-    for node in facts.nodes:
-        findings += _node_findings(inventory, node)
-    findings += _release_findings(facts)
-    for socket in facts.sockets:
-        findings += _socket_findings(socket, facts)
-    binlog = facts.database.binlog
-    if binlog is not None and binlog.needs_trust and inventory.database.admin_user is None:
-        findings.append(
-            Finding(
-                "database",
-                "binary logging is on and the Keystone user lacks SUPER: expand may not create triggers",
-                "log_bin=ON, log_bin_trust_function_creators=OFF, no SUPER in SHOW GRANTS",
-                "give [database.admin] (an account with SUPER) so the runner can set "
-                "log_bin_trust_function_creators=1 for the run, or set it yourself",
-            )
-        )
-    if facts.database.error:
-        findings.append(
-            Finding(
-                "database",
-                "the database does not answer with the configured user",
-                facts.database.error,
-                "check database host, port, user and password",
-            )
-        )
-    check = facts.target.check
-    if check is not None and check.exit_code not in CHECK_EXIT_CODES:
-        findings.append(
-            Finding(
-                "migrations",
-                "keystone-manage db_sync --check in the target image failed",
-                f"exit code {check.exit_code}: {check.tail(8)}",
-                "the target image must reach the database with the mounted keystone.conf; fix the mounts or config",
-            )
-        )
-    for repository, entries in facts.target.key_files.items():
-        if entries <= 0:
-            findings.append(
-                Finding(
-                    "keys",
-                    f"the key repository {repository} is {'missing' if entries < 0 else 'empty'}",
-                    f"{entries} entries seen by the throwaway container",
-                    "mount the key repository the nodes use",
-                )
-            )
-    return findings
-
-
-def build_plan(inventory: Inventory, facts: ClusterFacts) -> Plan:
-    """The steps from the cluster as observed to every node on the target, in order."""
     findings = preflight_findings(inventory, facts)
     target = facts.target
     target_version = target.image.keystone_version if target.image else None
-    target_heads = target.heads
-    db_heads = facts.database.heads
+    target_heads, db_heads = target.heads, facts.database.heads
     at_target = bool(target_heads) and db_heads == target_heads
-    steps: list[Step] = []
-    if not at_target:
-        steps.append(Step("backup", StepKind.BACKUP, "a verified dump before the schema changes"))
     expand_done = target.expand_head in db_heads if target.expand_head else False
     binlog = facts.database.binlog
     needs_trust = not at_target and binlog is not None and binlog.needs_trust
-    if needs_trust:
+    # What every throwaway container of the target gets (the Throwaway fields of each schema step).
+    shared: dict[str, Any] = {
+        "image": inventory.target_image,
+        "mounts": inventory.mounts,
+        "environment": tuple(sorted(migration_environment(inventory).items())),
+        "database_user": inventory.database.user,
+    }
+    steps: list[Step] = []
+    if not at_target:
         steps.append(
-            Step(
-                "trust-function-creators",
-                StepKind.TRUST_FUNCTION_CREATORS,
-                "binary logging is on and the Keystone user lacks SUPER: allow triggers for the run",
+            Backup(
+                id=step_id("backup"),
+                why="a verified dump before the schema changes",
+                image=inventory.backup_image,
+                directory=str(inventory.backup_dir / run_id),
             )
         )
+    if needs_trust:
+        steps.append(
+            TrustFunctionCreators(
+                id=step_id("trust-function-creators"),
+                why="binary logging is on and the Keystone user lacks SUPER: allow triggers for the run",
+            )
+        )
+    already_expanded = "the database is already at the target's expand head" if expand_done else None
     steps.append(
-        Step(
-            "expand",
-            StepKind.EXPAND,
-            "add the target's new schema while the old nodes keep serving",
-            skip_reason="the database is already at the target's expand head" if expand_done else None,
+        Expand(
+            id=step_id("expand"),
+            why="add the target's new schema while the old nodes keep serving",
+            skip_reason=already_expanded,
+            release=target_version,
+            **shared,
         )
     )
     steps.append(
-        Step(
-            "migrate",
-            StepKind.MIGRATE,
-            "move data into the expanded schema",
-            skip_reason="the database is already at the target's expand head" if expand_done else None,
+        Migrate(
+            id=step_id("migrate"),
+            why="move data into the expanded schema",
+            skip_reason=already_expanded,
+            release=target_version,
+            **shared,
         )
     )
+    swapped = []
     for node in facts.nodes:
         version = node.container.keystone_version if node.container else None
         on_target = version is not None and version == target_version
-        steps.append(
-            Step(
-                f"node:{node.config.name}",
-                StepKind.NODE,
-                f"drain, swap {node.config.container} to {inventory.target_image}, gate on health and version",
-                node=node.config.name,
-                skip_reason=f"already runs {version}" if on_target else None,
-            )
+        step = NodeUpgrade(
+            id=step_id(f"node:{node.config.name}"),
+            why=f"drain, swap {node.config.container} to {inventory.target_image}, gate on health and version",
+            skip_reason=f"already runs {version}" if on_target else None,
+            node=node.config,
+            image=inventory.target_image,
+            release=target_version,
+            from_release=version,
+            kept_as=f"{node.config.container}{OLD_CONTAINER_SUFFIX}{run_id}",
+            drain_timeout_s=inventory.drain_timeout_s,
+            health_timeout_s=inventory.health_timeout_s,
         )
+        steps.append(step)
+        if not step.skipped:
+            swapped.append(step)
     steps.append(
-        Step(
-            "contract",
-            StepKind.CONTRACT,
-            "remove what only the old release needed, once every node runs the target",
+        Contract(
+            id=step_id("contract"),
+            why="remove what only the old release needed, once every node runs the target",
             skip_reason="the database is already at the target's heads" if at_target else None,
+            release=target_version,
+            nodes=inventory.nodes,
+            expected_heads=tuple(sorted(target_heads)),
+            **shared,
         )
     )
     if needs_trust:
         steps.append(
-            Step(
-                "restore-trust",
-                StepKind.RESTORE_TRUST,
-                "put log_bin_trust_function_creators back (also done when the run fails)",
+            RestoreTrust(
+                id=step_id("restore-trust"),
+                why="put log_bin_trust_function_creators back (also done when the run fails)",
+                closes=step_id("trust-function-creators"),
             )
         )
-    steps.append(Step("cleanup", StepKind.CLEANUP, "remove the old containers kept for rollback"))
+    kept = tuple(s.kept_as for s in swapped)
+    steps.append(
+        Cleanup(
+            id=step_id("cleanup"),
+            why="remove the old containers kept for rollback",
+            skip_reason=f"kept for rollback (--keep-old): {', '.join(kept)}" if keep_old else None,
+            nodes=tuple(s.node for s in swapped),
+            kept_as=kept,
+        )
+    )
     sources = tuple(sorted({n.container.keystone_version or "unknown" for n in facts.nodes if n.container}))
     return Plan(
+        run_id=run_id,
+        keep_old=keep_old,
         target_image=inventory.target_image,
         target_version=target_version,
         source_versions=sources,

@@ -27,6 +27,7 @@ def build_report(journal: Journal, extra: dict[str, Any] | None = None) -> dict[
                 "status": step.status.value,
                 "seconds": step.seconds,
                 "detail": step.detail,
+                "intended": step.intended,
             }
             for step in journal.steps
         ],
@@ -52,6 +53,11 @@ def render_report(report: dict[str, Any]) -> str:
         seconds = f"{step['seconds']:7.1f}s" if step["seconds"] is not None else "        "
         note = f"  {step['detail'].splitlines()[0]}" if step["detail"] else ""
         lines.append(f"  {step['id']:<{width}}  {step['status']:<8} {seconds}{note}")
+        intended = step.get("intended")
+        if intended:
+            # Announced and not recorded as done: the run stopped between the two.
+            data = ", ".join(f"{k}={v}" for k, v in intended.items() if k not in ("at", "event"))
+            lines.append(f"  {'':<{width}}  may not have finished: {intended['event']} {data}".rstrip())
     if report.get("seconds") is not None:
         lines.append(f"  total {report['seconds']:.1f}s")
     probe = report.get("probe")

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from runner.analysis import longest_outage_s, per_phase, phases_from_journal, stats
-from runner.config import Inventory
+from runner.credentials import read_secret
 from runner.drivers.haproxy import HaproxyRuntime
 from runner.drivers.keystone import Credentials
 from runner.errors import ConfigError
+from runner.model import Inventory
 from runner.plot import timeline_png
 from runner.probe import Probe, ProbeSettings, summarize
 from runner.watch import HaproxyWatcher
@@ -45,7 +46,7 @@ def start_traffic(inventory: Inventory, runtime: HaproxyRuntime | None) -> Traff
             "--probe needs a [probe] table in the inventory",
             hint="add [probe] with url, username, project and password_file or password_env",
         )
-    password = config.password.read("probe password", "probe")
+    password = read_secret(config.password, "probe password", "probe")
     settings = ProbeSettings(
         rate_per_s=config.rate_per_s,
         concurrency=config.concurrency,

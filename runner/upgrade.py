@@ -8,18 +8,23 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import requests
-
-from runner.config import LOCAL_ENGINE, Inventory
-from runner.drivers.database import Database
+from runner.credentials import admin_database_target, database_target
+from runner.drivers.backup import ContainerBackups
+from runner.drivers.database import MysqlDatabase
 from runner.drivers.docker_engine import RUN_ID_LABEL, DockerEngine, Engine
+from runner.drivers.docker_node import DockerNode
 from runner.drivers.haproxy import RuntimeSocket
+from runner.drivers.http import RequestsHttp
+from runner.drivers.ports import Drivers
+from runner.drivers.rotation import HaproxyRotation
 from runner.errors import LockedError, PreflightError, RunnerError
-from runner.executor import Drivers, Executor
+from runner.executor import Executor
 from runner.facts import ClusterFacts, database_facts, node_facts, socket_facts, target_facts
-from runner.journal import Journal
+from runner.journal import Journal, new_run_id
+from runner.model import LOCAL_ENGINE, Inventory, NodeConfig
 from runner.plan import Plan, build_plan
 from runner.report import build_report, write_report
+from runner.steps import RunContext
 from runner.traffic import start_traffic, traffic_report
 
 log = logging.getLogger(__name__)
@@ -28,14 +33,30 @@ LOCK_NAME = "keystone-upgrade"
 
 
 def connect(inventory: Inventory) -> Drivers:
-    """The real drivers for an inventory (no side effects yet)."""
+    """The real drivers for an inventory: Docker nodes, HAProxy sockets, MariaDB (no side effects yet).
+
+    Every password is read here, before anything changes: a missing one is a
+    configuration error, not a failure half-way through a run.
+    """
     endpoints = {LOCAL_ENGINE, *(node.engine for node in inventory.nodes)}
     engines: dict[str, Engine] = {endpoint: DockerEngine(endpoint) for endpoint in endpoints}
+    runtimes = tuple(RuntimeSocket(address) for address in inventory.haproxy_sockets)
+    target = database_target(inventory.database)
+    admin = admin_database_target(inventory.database)
+    http = RequestsHttp()
+
+    def node_runtime(node: NodeConfig) -> DockerNode:
+        return DockerNode(node, engines[node.engine], http)
+
     return Drivers(
         engines=engines,
-        runtimes=tuple(RuntimeSocket(address) for address in inventory.haproxy_sockets),
-        database=Database(inventory.database.target()),
-        http=requests.Session(),
+        runtimes=runtimes,
+        rotation=HaproxyRotation(runtimes),
+        database=MysqlDatabase(target),
+        admin_database=MysqlDatabase(admin) if admin is not None else None,
+        http=http,
+        node_runtime=node_runtime,
+        backups=ContainerBackups(engines[LOCAL_ENGINE], target),
     )
 
 
@@ -54,9 +75,12 @@ def gather_facts(inventory: Inventory, drivers: Drivers, *, pull_missing: bool =
     return ClusterFacts(nodes, sockets, database, target)
 
 
-def make_plan(inventory: Inventory, drivers: Drivers, *, pull_missing: bool = False) -> Plan:
-    """Facts, then the plan."""
-    return build_plan(inventory, gather_facts(inventory, drivers, pull_missing=pull_missing))
+def make_plan(
+    inventory: Inventory, drivers: Drivers, *, pull_missing: bool = False, keep_old: bool = False
+) -> Plan:
+    """Facts, then the plan (with the id its run will have)."""
+    facts = gather_facts(inventory, drivers, pull_missing=pull_missing)
+    return build_plan(inventory, facts, run_id=new_run_id(), keep_old=keep_old)
 
 
 def refuse(plan: Plan) -> PreflightError:
@@ -99,15 +123,16 @@ def run_upgrade(
                 hint="wait for it to finish (keystone-upgrade status shows its journal); "
                 "never run two upgrades at once",
             )
-        plan = make_plan(inventory, drivers, pull_missing=True)
+        plan = make_plan(inventory, drivers, pull_missing=True, keep_old=keep_old)
         if plan.refused:
             raise refuse(plan)
         if not confirm(plan):
             return plan
-        journal = Journal.start(inventory.state_dir, plan.as_dict(), str(inventory.path))
+        journal = Journal.start(inventory.state_dir, plan.to_dict(), str(inventory.path))
+        context = RunContext(drivers, journal, inventory.state_dir / "runs" / journal.run_id)
         status = "failed"
         try:
-            Executor(inventory, drivers, plan, journal, keep_old=keep_old).run()
+            Executor(plan, context).run()
             status = "succeeded"
         finally:
             journal.finish(status)

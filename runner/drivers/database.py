@@ -4,22 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pymysql
 
-from runner.errors import RunnerError
-
-
-@dataclass(frozen=True)
-class DatabaseTarget:
-    """Where Keystone's database is and how to log in (the password never in repr)."""
-
-    host: str
-    port: int
-    user: str
-    database: str
-    password: str = field(repr=False)
+from runner.errors import DatabaseError
+from runner.model import DatabaseTarget
 
 
 @dataclass(frozen=True)
@@ -45,8 +35,8 @@ class IdleTransaction:
     idle_s: int
 
 
-class Database:
-    """A short-lived connection per question; the runner asks few and rarely."""
+class MysqlDatabase:
+    """The ``Database`` of a MariaDB or MySQL server: a short-lived connection per question."""
 
     def __init__(self, target: DatabaseTarget, connect_timeout_s: float = 10.0):
         self.target = target
@@ -64,22 +54,36 @@ class Database:
                 connect_timeout=self.connect_timeout_s,
             )
         except pymysql.MySQLError as exc:
-            raise RunnerError(
+            raise DatabaseError(
                 f"cannot connect to database {target.database} at {target.host}:{target.port} "
                 f"as {target.user}",
                 observed=str(exc),
                 hint="check the database address, user and password the inventory names",
             ) from exc
 
+    @contextmanager
+    def _cursor(self, what: str) -> Iterator[pymysql.cursors.Cursor]:
+        """A cursor on a fresh connection; a server error while ``what`` becomes a DatabaseError."""
+        with self._connect() as connection, connection.cursor() as cursor:
+            try:
+                yield cursor
+            except pymysql.MySQLError as exc:
+                target = self.target
+                raise DatabaseError(
+                    f"the database refused {what} ({target.user}@{target.host}:{target.port})",
+                    observed=str(exc),
+                    hint="check the account's privileges and the server's log",
+                ) from exc
+
     def alembic_heads(self) -> frozenset[str]:
         """The revisions in alembic_version: Keystone keeps one per branch (expand, contract)."""
-        with self._connect() as connection, connection.cursor() as cursor:
+        with self._cursor("reading the schema heads") as cursor:
             cursor.execute("SELECT version_num FROM alembic_version")
             return frozenset(str(row[0]) for row in cursor.fetchall())
 
     def binlog_settings(self) -> BinlogSettings:
         """Whether binary logging is on, the trust setting, and whether this user has SUPER."""
-        with self._connect() as connection, connection.cursor() as cursor:
+        with self._cursor("reading the binary-logging settings") as cursor:
             cursor.execute("SELECT @@GLOBAL.log_bin, @@GLOBAL.log_bin_trust_function_creators")
             row = cursor.fetchone()
             cursor.execute("SHOW GRANTS")
@@ -92,12 +96,12 @@ class Database:
 
     def set_trust_function_creators(self, value: bool) -> None:
         """SET GLOBAL log_bin_trust_function_creators (needs SUPER: call on the admin account)."""
-        with self._connect() as connection, connection.cursor() as cursor:
+        with self._cursor("setting log_bin_trust_function_creators") as cursor:
             cursor.execute(f"SET GLOBAL log_bin_trust_function_creators = {1 if value else 0}")
 
     def idle_transactions(self, user: str, min_idle_s: int) -> list[IdleTransaction]:
         """Sessions of ``user`` that sit idle inside an open transaction (needs PROCESS: admin account)."""
-        with self._connect() as connection, connection.cursor() as cursor:
+        with self._cursor("listing idle transactions") as cursor:
             cursor.execute(
                 "SELECT p.id, p.host, p.time FROM information_schema.innodb_trx t "
                 "JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id "
@@ -108,7 +112,7 @@ class Database:
 
     def kill_connections(self, ids: list[int]) -> None:
         """KILL CONNECTION each id; one already gone is not an error."""
-        with self._connect() as connection, connection.cursor() as cursor:
+        with self._cursor("ending idle sessions") as cursor:
             for connection_id in ids:
                 try:
                     cursor.execute(f"KILL CONNECTION {int(connection_id)}")
@@ -121,7 +125,7 @@ class Database:
 
     def table_row_counts(self) -> dict[str, int]:
         """Rows per base table, read in one consistent snapshot."""
-        with self._connect() as connection, connection.cursor() as cursor:
+        with self._cursor("counting rows") as cursor:
             cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
             cursor.execute(
                 "SELECT table_name FROM information_schema.tables "

@@ -15,10 +15,9 @@ from typing import Any, Protocol
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from runner.config import LOCAL_ENGINE, BindMount
+from runner.drivers.docker_blueprint import ContainerBlueprint
 from runner.errors import DockerError
-from runner.images.catalog import KEYSTONE_VERSION_LABEL
-from runner.swap import ContainerBlueprint
+from runner.model import KEYSTONE_VERSION_LABEL, LOCAL_ENGINE, BindMount
 from runner.waits import CONTAINER_EXITED, WaitPolicy, WaitTimeout, wait_until
 
 log = logging.getLogger(__name__)

@@ -15,35 +15,9 @@ from enum import Enum
 from typing import Protocol
 
 from runner.errors import HaproxyError
+from runner.model import SocketAddress
 
 RECV_BYTES = 65536
-
-
-@dataclass(frozen=True)
-class SocketAddress:
-    """Where a runtime API listens: a unix path, or a TCP host and port."""
-
-    unix_path: str | None = None
-    host: str | None = None
-    port: int | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> SocketAddress:
-        """``/path``, ``unix:/path``, ``tcp:host:port`` or ``host:port``."""
-        if text.startswith("unix:"):
-            return cls(unix_path=text.removeprefix("unix:"))
-        if text.startswith("/"):
-            return cls(unix_path=text)
-        host, _, port = text.removeprefix("tcp:").rpartition(":")
-        if not host or not port.isdigit():
-            raise HaproxyError(
-                f"not a runtime API address: {text!r}",
-                hint="give a unix socket path (/run/haproxy/admin.sock) or tcp:HOST:PORT",
-            )
-        return cls(host=host, port=int(port))
-
-    def __str__(self) -> str:
-        return f"unix:{self.unix_path}" if self.unix_path else f"tcp:{self.host}:{self.port}"
 
 
 class OperationalState(Enum):

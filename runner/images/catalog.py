@@ -30,7 +30,6 @@ DEFAULT_KEYSTONE_VERSIONS: tuple[str, ...] = ("23.0.2", "24.1.0", "28.1.0", "29.
 
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 
-KEYSTONE_VERSION_LABEL = "org.openstack.keystone.version"
 CONTEXT_DIGEST_LABEL = "io.keystone-upgrade.context-sha256"
 
 

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import requests
 
-from runner.drivers.haproxy import RuntimeSocket, SocketAddress
+from runner.drivers.haproxy import RuntimeSocket
 from runner.drivers.keystone import Credentials, KeystoneClient
 from runner.errors import LabError
 from runner.lab.cluster import LabEndpoints
+from runner.model import SocketAddress
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import docker
 from docker.errors import APIError, ImageNotFound, NotFound
 from docker.models.containers import Container
 
-from runner.drivers.haproxy import RuntimeSocket, SocketAddress
+from runner.drivers.haproxy import RuntimeSocket
 from runner.errors import LabError
 from runner.lab.compose import DEFAULT_COMPOSE_FILE, ServiceSpec, load_services
 from runner.lab.render import (
@@ -22,6 +22,7 @@ from runner.lab.render import (
     write_config,
 )
 from runner.lab.settings import LabSettings
+from runner.model import SocketAddress
 from runner.waits import (
     CONTAINER_EXITED,
     CONTAINER_HEALTHY,

@@ -8,9 +8,10 @@ from contextlib import ExitStack
 
 import pytest
 
-from runner.drivers.database import Database, DatabaseTarget
+from runner.drivers.database import MysqlDatabase
 from runner.errors import ExitCode
 from runner.lab.cluster import LabEndpoints
+from runner.model import DatabaseTarget
 from runner.waits import WaitPolicy, WaitTimeout, wait_until
 from tests.integration.conftest import ClusterFactory
 from tests.integration.upgrade_helpers import database, keystone_upgrade, runtime, write_inventory
@@ -18,9 +19,9 @@ from tests.integration.upgrade_helpers import database, keystone_upgrade, runtim
 pytestmark = pytest.mark.integration
 
 
-def _root(cluster: LabEndpoints) -> Database:
+def _root(cluster: LabEndpoints) -> MysqlDatabase:
     password = (cluster.config_dir / "secrets" / "db-root-password").read_text()
-    return Database(DatabaseTarget(cluster.db_host, cluster.db_port, "root", cluster.db_name, password))
+    return MysqlDatabase(DatabaseTarget(cluster.db_host, cluster.db_port, "root", cluster.db_name, password))
 
 
 def _journal(cluster: LabEndpoints) -> dict[str, dict[str, object]]:

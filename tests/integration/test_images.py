@@ -5,7 +5,8 @@ from __future__ import annotations
 import docker
 import pytest
 
-from runner.images.catalog import DEFAULT_KEYSTONE_VERSIONS, KEYSTONE_VERSION_LABEL, REPOSITORY
+from runner.images.catalog import DEFAULT_KEYSTONE_VERSIONS, REPOSITORY
+from runner.model import KEYSTONE_VERSION_LABEL
 from tests.integration.throwaway import run_once
 
 pytestmark = pytest.mark.integration

@@ -9,11 +9,11 @@ from pathlib import Path
 import docker
 import pytest
 
+from runner.drivers.docker_blueprint import derive_blueprint
 from runner.drivers.docker_engine import DockerEngine
 from runner.errors import ExitCode
 from runner.images.catalog import REPOSITORY
 from runner.lab.cluster import LabEndpoints
-from runner.swap import derive_blueprint
 from runner.upgrade import LOCK_NAME
 from runner.waits import HAPROXY_SERVERS_UP, wait_until
 from tests.integration.harness import lab_cluster

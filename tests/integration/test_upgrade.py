@@ -11,8 +11,9 @@ import docker
 import pytest
 
 from runner.drivers.keystone import Credentials
-from runner.images.catalog import KEYSTONE_VERSION_LABEL, REPOSITORY
+from runner.images.catalog import REPOSITORY
 from runner.lab.cluster import LabEndpoints
+from runner.model import KEYSTONE_VERSION_LABEL
 from runner.probe import Probe, ProbeSettings, Sample, summarize
 from runner.waits import WaitPolicy, wait_until
 from tests.integration.conftest import ClusterFactory

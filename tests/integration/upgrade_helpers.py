@@ -9,10 +9,11 @@ from pathlib import Path
 
 import docker
 
-from runner.drivers.database import Database, DatabaseTarget
-from runner.drivers.haproxy import RuntimeSocket, SocketAddress
+from runner.drivers.database import MysqlDatabase
+from runner.drivers.haproxy import RuntimeSocket
 from runner.lab.cluster import LabEndpoints
 from runner.lab.inventory import inventory_toml
+from runner.model import DatabaseTarget, SocketAddress
 
 COMMAND_TIMEOUT_S = 900
 
@@ -39,9 +40,9 @@ def keystone_upgrade(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def database(cluster: LabEndpoints) -> Database:
+def database(cluster: LabEndpoints) -> MysqlDatabase:
     """The cluster's database as the runner reaches it."""
-    return Database(
+    return MysqlDatabase(
         DatabaseTarget(
             cluster.db_host, cluster.db_port, cluster.db_user, cluster.db_name, cluster.db_password
         )

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from runner.config import load_inventory
+from runner.credentials import database_target
 from runner.errors import ConfigError, ExitCode
 
 GOOD = """
@@ -64,7 +65,7 @@ def test_a_good_inventory_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     ]
     assert inventory.mounts[0].read_only
     monkeypatch.setenv("KU_TEST_DB_PASSWORD", "s3cret")
-    target = inventory.database.target()
+    target = database_target(inventory.database)
     assert target.password == "s3cret"
     assert "s3cret" not in repr(target)
 
@@ -100,7 +101,7 @@ def test_a_missing_password_source_is_a_config_error(tmp_path: Path, monkeypatch
     monkeypatch.delenv("KU_TEST_DB_PASSWORD", raising=False)
     inventory = load_inventory(_write(tmp_path, GOOD))
     with pytest.raises(ConfigError, match="KU_TEST_DB_PASSWORD is not set"):
-        inventory.database.target()
+        database_target(inventory.database)
 
 
 def test_not_toml_is_one_clear_error(tmp_path: Path) -> None:

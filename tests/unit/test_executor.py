@@ -1,60 +1,233 @@
-"""The executor's stop rules, with fake drivers: a failed migration stops the run and says why."""
+"""Steps and the executor's stop rules, against typed fakes of every driver (no Docker)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from runner.config import BindMount
-from runner.drivers.docker_engine import Finished
-from runner.errors import ExitCode, MigrationError
-from runner.executor import Drivers, Executor
-from runner.journal import Journal, StepStatus
-from runner.plan import build_plan
-from tests.unit.test_plan import _facts, _inventory
+from runner.drivers.database import BinlogSettings
+from runner.errors import DockerError, DrainError, ExitCode, MigrationError, RollbackError
+from runner.executor import CLOSED_AFTER_FAILURE, Executor
+from runner.journal import Event, Journal, StepStatus
+from runner.model import Inventory
+from runner.plan import Plan, build_plan
+from runner.steps import Contract, RunContext, StepKind
+from tests.unit.fakes import FakeCluster, fake_cluster
+from tests.unit.test_plan import NEW_HEADS, OLD_HEADS, _facts, _inventory
+
+EXPANDED = frozenset({"e-new", "c-old"})
+# A node's events in the journal, in the order apply makes them.
+NODE_EVENTS = [
+    e.value
+    for e in (
+        Event.DRAIN,
+        Event.DRAINED,
+        Event.MAINT,
+        Event.STOPPED,
+        Event.RENAMED,
+        Event.STARTED,
+        Event.HEALTHY,
+        Event.VERSION,
+        Event.READY,
+        Event.UP,
+    )
+]
 
 
-class FailingEngine:
-    """Every throwaway container exits 1 with a traceback."""
-
-    endpoint = "local"
-
-    def __init__(self) -> None:
-        self.commands: list[list[str]] = []
-
-    def run_once(self, image: str, command: Sequence[str], *, mounts: Sequence[BindMount],
-                 labels: Mapping[str, str], **_: Any) -> Finished:  # fmt: skip
-        self.commands.append(list(command))
-        return Finished(
-            1, "\n".join(f"line {i}" for i in range(50)) + "\nsqlalchemy.exc.OperationalError: boom"
+def _setup(
+    tmp_path: Path, *, keep_old: bool = False, trust: bool = False
+) -> tuple[Inventory, Plan, FakeCluster, Journal]:
+    inventory = dataclasses.replace(_inventory(), state_dir=tmp_path, backup_dir=tmp_path / "backups")
+    facts = _facts(inventory)
+    if trust:
+        facts = dataclasses.replace(
+            facts, database=dataclasses.replace(facts.database, binlog=BinlogSettings(True, False, False))
         )
+    plan = build_plan(inventory, facts, run_id="run1", keep_old=keep_old)
+    cluster = fake_cluster(inventory.nodes, OLD_HEADS, {"--expand": EXPANDED, "--contract": NEW_HEADS})
+    journal = Journal.start(tmp_path, plan.to_dict(), "inventory.toml")
+    return inventory, plan, cluster, journal
 
 
-class FixedDatabase:
-    def alembic_heads(self) -> frozenset[str]:
-        return frozenset({"e-old", "c-old"})
+def _run(plan: Plan, cluster: FakeCluster, journal: Journal, tmp_path: Path) -> Executor:
+    executor = Executor(plan, RunContext(cluster.drivers(), journal, tmp_path / "runs" / journal.run_id))
+    executor.run()
+    return executor
+
+
+def test_a_node_is_drained_before_it_is_stopped_and_up_before_the_next(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path)
+    _run(plan, cluster, journal, tmp_path)
+    k1 = [c for c in cluster.calls if c.endswith("k1") or c.endswith(" k1")]
+    assert k1 == [
+        "drain k1",
+        "wait-drained k1",
+        "maint k1",
+        "stop k1",
+        "set-aside k1",
+        "start-target k1",
+        "health k1",
+        "release k1",
+        "ready k1",
+        "wait-up k1",
+        "release k1",  # the contract gate asks every node again
+        "discard-old k1",
+    ]
+    # One node at a time: k2 is not touched before k1 is UP.
+    assert cluster.calls.index("drain k2") > cluster.calls.index("wait-up k1")
+    for name in ("k1", "k2", "k3"):
+        record = journal.step(f"node:{name}")
+        assert [e["event"] for e in record.events] == NODE_EVENTS
+        assert record.intended is None
+    assert journal.step("contract").status is StepStatus.DONE
+
+
+def test_contract_is_refused_while_a_node_runs_the_old_release(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path)
+    # k3 is skipped in the plan (as if already upgraded) but in fact still runs 28.1.0.
+    steps = tuple(
+        dataclasses.replace(s, skip_reason="already runs 29.1.0") if s.id == "node:k3" else s
+        for s in plan.steps
+    )
+    steps = tuple(dataclasses.replace(s, gate_timeout_s=0.3) if isinstance(s, Contract) else s for s in steps)
+    with pytest.raises(MigrationError, match="refusing to contract") as raised:
+        _run(dataclasses.replace(plan, steps=steps), cluster, journal, tmp_path)
+    assert "not on target: ['k3']" in str(raised.value)
+    assert "run keystone-manage db_sync --contract" not in cluster.calls
+    assert journal.step("contract").status is StepStatus.FAILED
+
+
+def test_keep_old_is_decided_in_the_plan_and_keeps_every_old_node(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path, keep_old=True)
+    cleanup = plan.step("cleanup")
+    assert (
+        cleanup.skip_reason
+        == "kept for rollback (--keep-old): c-k1-ku-old-run1, c-k2-ku-old-run1, c-k3-ku-old-run1"
+    )
+    _run(plan, cluster, journal, tmp_path)
+    assert not [c for c in cluster.calls if c.startswith("discard-old")]
+    assert journal.step("cleanup").status is StepStatus.SKIPPED
+    assert all(node.kept for node in cluster.nodes.values())
+
+
+def test_without_keep_old_cleanup_removes_every_old_node(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path)
+    _run(plan, cluster, journal, tmp_path)
+    removed = [e["container"] for e in journal.events_of("cleanup", Event.REMOVED)]
+    assert removed == ["c-k1-ku-old-run1", "c-k2-ku-old-run1", "c-k3-ku-old-run1"]
+    assert not any(node.kept for node in cluster.nodes.values())
+
+
+def test_the_trust_setting_is_put_back_when_the_run_fails(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path, trust=True)
+    cluster.engine.exit_code = 1  # expand fails
+    with pytest.raises(MigrationError):
+        _run(plan, cluster, journal, tmp_path)
+    assert [c for c in cluster.calls if c.startswith("trust")] == ["trust 1", "trust 0"]
+    assert journal.step("trust-function-creators").events[0]["previous"] == 0
+    restore = journal.step("restore-trust")
+    assert (restore.status, restore.detail) == (StepStatus.DONE, CLOSED_AFTER_FAILURE)
+    assert journal.step("node:k1").status is StepStatus.PENDING
+
+
+def test_the_trust_setting_is_not_touched_when_it_was_never_set(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path, trust=True)
+    cluster.nodes["k1"].fail_start = True
+    plan = dataclasses.replace(
+        plan, steps=tuple(s for s in plan.steps if s.kind is not StepKind.TRUST_FUNCTION_CREATORS)
+    )
+    with pytest.raises(DockerError):
+        _run(plan, cluster, journal, tmp_path)
+    assert not [c for c in cluster.calls if c.startswith("trust")]
+    assert journal.step("restore-trust").status is StepStatus.PENDING
 
 
 def test_a_failed_expand_stops_the_run_with_the_containers_last_lines(tmp_path: Path) -> None:
-    inventory = _inventory()
-    inventory = type(inventory)(**{**inventory.__dict__, "state_dir": tmp_path})
-    plan = build_plan(inventory, _facts(inventory))
-    plan = type(plan)(**{**plan.__dict__, "steps": tuple(s for s in plan.steps if s.id != "backup")})
-    engine = FailingEngine()
-    drivers = Drivers(engines={"local": engine}, runtimes=(), database=FixedDatabase(), http=None)  # type: ignore[arg-type]
-    journal = Journal.start(tmp_path, plan.as_dict(), "inventory.toml")
+    _, plan, cluster, journal = _setup(tmp_path)
+    cluster.engine.exit_code = 1
+    cluster.engine.output = (
+        "\n".join(f"line {i}" for i in range(50)) + "\nsqlalchemy.exc.OperationalError: boom"
+    )
     with pytest.raises(MigrationError) as raised:
-        Executor(inventory, drivers, plan, journal).run()
+        _run(plan, cluster, journal, tmp_path)
     assert raised.value.exit_code is ExitCode.MIGRATION
     assert "db_sync --expand failed" in str(raised.value)
     assert "OperationalError: boom" in str(raised.value)
     assert "line 0" not in str(raised.value)  # the last lines, not the whole output
-    assert engine.commands == [["keystone-manage", "db_sync", "--expand"]]  # nothing after it ran
+    assert cluster.engine.commands == [["keystone-manage", "db_sync", "--expand"]]  # nothing after it ran
     assert journal.step("expand").status is StepStatus.FAILED
     assert journal.step("migrate").status is StepStatus.PENDING
     logs = list((tmp_path / "runs").rglob("expand.log"))
     assert len(logs) == 1
     assert "line 0" in logs[0].read_text()  # the whole output is kept in the run's log
+
+
+def test_a_node_that_does_not_drain_stops_the_run_before_it_is_touched(tmp_path: Path) -> None:
+    inventory, plan, cluster, journal = _setup(tmp_path)
+    cluster.rotation.stuck = set(inventory.node("k2").servers)
+    with pytest.raises(DrainError, match="node k2 did not drain") as raised:
+        _run(plan, cluster, journal, tmp_path)
+    assert raised.value.exit_code is ExitCode.DRAIN
+    assert "stop k2" not in cluster.calls
+    assert journal.step("node:k1").status is StepStatus.DONE
+    assert journal.step("node:k2").status is StepStatus.FAILED
+    assert journal.step("contract").status is StepStatus.PENDING
+
+
+def test_an_effect_that_fails_leaves_its_intent_in_the_journal(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path)
+    cluster.nodes["k1"].fail_start = True
+    with pytest.raises(DockerError):
+        _run(plan, cluster, journal, tmp_path)
+    record = Journal.load(tmp_path)
+    assert record is not None
+    intended = record.step("node:k1").intended
+    assert intended is not None
+    assert (intended["event"], intended["image"]) == ("started", "ks:29")
+    assert [e["event"] for e in record.step("node:k1").events] == NODE_EVENTS[:5]
+
+
+def test_undo_brings_swapped_nodes_back_newest_first(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path)
+    cluster.nodes["k2"].fail_start = True
+    executor = Executor(plan, RunContext(cluster.drivers(), journal, tmp_path / "runs"))
+    with pytest.raises(DockerError):
+        executor.run()
+    cluster.calls.clear()
+    assert executor.undo() == ["node:k2", "node:k1"]
+    restored = [c for c in cluster.calls if c.startswith("restore-old")]
+    assert restored == ["restore-old k2", "restore-old k1"]
+    assert {n.release for n in cluster.nodes.values()} == {"28.1.0"}
+    assert journal.step("node:k1").status is StepStatus.UNDONE
+    assert journal.step("expand").status is StepStatus.DONE  # kept: the old release serves on it
+    assert [e["event"] for e in journal.step("node:k1").events][-4:] == ["healthy", "version", "ready", "up"]
+
+
+def test_undo_is_refused_once_contract_has_started(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path)
+    executor = _run(plan, cluster, journal, tmp_path)
+    cluster.calls.clear()
+    with pytest.raises(RollbackError, match="schema was contracted") as raised:
+        executor.undo()
+    assert raised.value.exit_code is ExitCode.ROLLBACK
+    assert cluster.calls == []  # refused before anything changed
+
+
+def test_the_plan_round_trips_through_json_exactly(tmp_path: Path) -> None:
+    for keep_old, trust in ((False, False), (True, True)):
+        _, plan, _, _ = _setup(tmp_path, keep_old=keep_old, trust=trust)
+        assert Plan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+
+
+def test_step_ids_stay_unique_across_hops() -> None:
+    inventory = _inventory()
+    first = build_plan(inventory, _facts(inventory), run_id="r", hop="24.1.0")
+    second = build_plan(inventory, _facts(inventory), run_id="r", hop="25.0.0")
+    both = dataclasses.replace(first, steps=first.steps + second.steps)
+    assert len({s.id for s in both.steps}) == len(both.steps)
+    assert "25.0.0/node:k1" in {s.id for s in both.steps}
+    with pytest.raises(ValueError, match="unique"):
+        dataclasses.replace(first, steps=first.steps + first.steps)

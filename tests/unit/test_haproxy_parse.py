@@ -14,11 +14,11 @@ import pytest
 
 from runner.drivers.haproxy import (
     OperationalState,
-    SocketAddress,
     parse_servers_state,
     parse_show_stat,
 )
 from runner.errors import HaproxyError
+from runner.model import SocketAddress
 
 DATA = Path(__file__).parent / "data"
 
@@ -101,5 +101,5 @@ def test_socket_addresses(text: str, expected: str) -> None:
 
 
 def test_a_socket_address_without_port_is_refused() -> None:
-    with pytest.raises(HaproxyError, match="not a runtime API address"):
+    with pytest.raises(ValueError, match="not a runtime API address"):
         SocketAddress.parse("haproxy.example")

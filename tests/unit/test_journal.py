@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from runner.journal import JOURNAL_FILE, Journal, StepStatus
+from runner.journal import JOURNAL_FILE, Event, Journal, StepStatus
 
 PLAN = {
+    "run_id": "20261124T000000Z-abcdef",
     "target_image": "k:29",
     "target_version": "29.1.0",
     "source_versions": ["28.1.0"],
@@ -26,14 +27,18 @@ def test_every_transition_is_on_disk_and_a_new_process_reads_it(tmp_path: Path) 
     assert [s["status"] for s in on_disk["steps"]] == ["pending", "pending"]
     journal.begin("expand")
     assert json.loads((tmp_path / JOURNAL_FILE).read_text())["steps"][0]["status"] == "running"
-    journal.event("expand", "db_sync", exit_code=0)
+    journal.intend("expand", Event.DB_SYNC, phase="--expand")
+    # An intent is on disk before its effect: a run killed now leaves it for the next reader.
+    assert json.loads((tmp_path / JOURNAL_FILE).read_text())["steps"][0]["intended"]["event"] == "db_sync"
+    journal.event("expand", Event.DB_SYNC, exit_code=0)
+    assert journal.step("expand").intended is None
     journal.end("expand", StepStatus.DONE)
     journal.end("node:a", StepStatus.SKIPPED, "already runs 29.1.0")
     journal.finish("succeeded")
 
     loaded = Journal.load(tmp_path)
     assert loaded is not None
-    assert loaded.run_id == journal.run_id
+    assert loaded.run_id == journal.run_id == PLAN["run_id"]
     assert loaded.step("expand").status is StepStatus.DONE
     assert loaded.step("expand").events[0]["exit_code"] == 0
     assert loaded.step("node:a").detail == "already runs 29.1.0"

@@ -5,11 +5,21 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from runner.config import BindMount, DatabaseConfig, Inventory, NodeConfig, SecretSource, ServerRef
 from runner.drivers.docker_engine import ContainerFacts, Finished, ImageFacts
-from runner.drivers.haproxy import OperationalState, ServerStat, ServerState, SocketAddress
+from runner.drivers.haproxy import OperationalState, ServerStat, ServerState
 from runner.facts import ClusterFacts, DatabaseFacts, NodeFacts, SocketFacts, TargetFacts
-from runner.plan import StepKind, build_plan
+from runner.model import (
+    BindMount,
+    DatabaseConfig,
+    Inventory,
+    NodeConfig,
+    SecretSource,
+    ServerRef,
+    SocketAddress,
+)
+from runner.plan import build_plan
+from runner.preflight import preflight_findings
+from runner.steps import StepKind
 
 BACKENDS = ("internal", "external")
 KEYS = ("/etc/keystone/fernet-keys", "/etc/keystone/credential-keys")
@@ -81,7 +91,7 @@ def _facts(inventory: Inventory, **changes: object) -> ClusterFacts:
 
 def test_a_healthy_old_cluster_gets_every_step_in_order() -> None:
     inventory = _inventory()
-    plan = build_plan(inventory, _facts(inventory))
+    plan = build_plan(inventory, _facts(inventory), run_id="r")
     assert not plan.refused
     assert [s.id for s in plan.steps] == [
         "backup", "expand", "migrate", "node:k1", "node:k2", "node:k3", "contract", "cleanup",
@@ -99,7 +109,7 @@ def test_steps_already_done_are_skipped_with_their_reason() -> None:
         nodes=tuple(_node(n, "29.1.0") for n in inventory.nodes),
         database=DatabaseFacts(None, NEW_HEADS),
     )
-    plan = build_plan(inventory, done)
+    plan = build_plan(inventory, done, run_id="r")
     by_id = {s.id: s for s in plan.steps}
     assert "backup" not in by_id  # nothing will change the schema: no dump needed
     assert by_id["expand"].skipped
@@ -110,7 +120,7 @@ def test_steps_already_done_are_skipped_with_their_reason() -> None:
 def test_expanded_but_not_contracted_skips_expand_and_keeps_contract() -> None:
     inventory = _inventory()
     plan = build_plan(
-        inventory, _facts(inventory, database=DatabaseFacts(None, frozenset({"e-new", "c-old"})))
+        inventory, _facts(inventory, database=DatabaseFacts(None, frozenset({"e-new", "c-old"}))), run_id="r"
     )
     by_id = {s.id: s for s in plan.steps}
     assert by_id["expand"].skipped
@@ -120,14 +130,14 @@ def test_expanded_but_not_contracted_skips_expand_and_keeps_contract() -> None:
 
 
 def _checks(inventory: Inventory, facts: ClusterFacts) -> list[str]:
-    return [f.check for f in build_plan(inventory, facts).findings]
+    return [f.check for f in preflight_findings(inventory, facts)]
 
 
 def test_a_server_in_maint_or_drain_anywhere_refuses() -> None:
     inventory = _inventory()
     for flags in (0x01, 0x08):
         facts = _facts(inventory, sockets=(_socket(inventory, {"external/k2": flags}),))
-        findings = build_plan(inventory, facts).findings
+        findings = preflight_findings(inventory, facts)
         assert [f.check for f in findings] == ["haproxy"]
         assert "external/k2" in findings[0].what
 
@@ -176,6 +186,6 @@ def test_an_unhealthy_or_missing_node_refuses() -> None:
 def test_a_check_that_errors_instead_of_answering_refuses() -> None:
     inventory = _inventory()
     broken = replace(_facts(inventory).target, check=Finished(1, "OperationalError: Access denied"))
-    findings = build_plan(inventory, _facts(inventory, target=broken)).findings
+    findings = preflight_findings(inventory, _facts(inventory, target=broken))
     assert [f.check for f in findings] == ["migrations"]
     assert "Access denied" in findings[0].observed

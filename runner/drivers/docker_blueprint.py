@@ -1,4 +1,4 @@
-"""Derive the replacement container's configuration from the old one: pure, no Docker calls.
+"""Docker nodes: derive the replacement container's configuration from the old one: pure, no Docker calls.
 
 The new container must keep everything the operator gave the old one (mounts,
 network mode, restart policy, ports, environment they set, labels they set)
@@ -44,11 +44,13 @@ def derive_blueprint(
     old_container: Mapping[str, Any],
     old_image: Mapping[str, Any],
     new_image_reference: str,
+    name: str | None = None,
 ) -> ContainerBlueprint:
     """The replacement of ``old_container`` (docker inspect) built on ``new_image_reference``.
 
     ``old_image`` is the inspect of the image the old container was created
     from; whatever the container's config shares with it came from the image.
+    ``name`` is the replacement's name when the old container has been renamed.
     """
     config = old_container["Config"]
     image_config = old_image.get("Config") or {}
@@ -84,7 +86,7 @@ def derive_blueprint(
         if own_ports:
             new_config["ExposedPorts"] = own_ports
 
-    name = str(old_container["Name"]).lstrip("/")
+    name = name or str(old_container["Name"]).lstrip("/")
     # HostConfig holds only what the operator asked for (mounts, network, restart,
     # ports, limits); it is carried over whole.
     return ContainerBlueprint(

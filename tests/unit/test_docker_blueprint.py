@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runner.swap import derive_blueprint
+from runner.drivers.docker_blueprint import derive_blueprint
 
 DATA = Path(__file__).parent / "data"
 

@@ -15,10 +15,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from runner.config import BindMount
-from runner.drivers.database import Database, DatabaseTarget
+from runner.drivers.database import MysqlDatabase
 from runner.drivers.docker_engine import PURPOSE_LABEL, Engine
 from runner.errors import BackupError
+from runner.model import BindMount, DatabaseTarget
 
 DUMP_SCRIPT = (
     "set -eo pipefail; "
@@ -63,7 +63,7 @@ def take_backup(
     os.chmod(options, 0o600)
     try:
         options.write_text(_client_options(target))
-        tables = Database(target).table_row_counts()
+        tables = MysqlDatabase(target).table_row_counts()
         finished = engine.run_once(
             image,
             [target.database, name],
@@ -95,6 +95,18 @@ def take_backup(
     )
     (directory / f"{name}.manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
     return manifest
+
+
+class ContainerBackups:
+    """The ``Backups`` port: dumps taken by a throwaway container of the backup image on ``engine``."""
+
+    def __init__(self, engine: Engine, target: DatabaseTarget):
+        self.engine = engine
+        self.target = target
+
+    def take(self, image: str, directory: Path, labels: dict[str, str]) -> BackupManifest:
+        """A verified dump of the database in ``directory``."""
+        return take_backup(self.engine, image, self.target, directory, labels)
 
 
 def _verify(dump: Path, tables: dict[str, int]) -> tuple[str, int]:

@@ -1,0 +1,107 @@
+"""A Keystone node that is a Docker container: the first ``NodeRuntime``.
+
+The old container is stopped and renamed (kept, for rollback); its
+replacement is created from the old one's configuration on the target image
+(``derive_blueprint``) under the original name. Bringing the old one back is
+the same moves in reverse.
+"""
+
+from __future__ import annotations
+
+from runner.drivers.docker_blueprint import derive_blueprint
+from runner.drivers.docker_engine import ContainerFacts, Engine
+from runner.drivers.ports import EffectData, Http
+from runner.errors import DockerError
+from runner.model import NodeConfig
+
+DEFAULT_STOP_TIMEOUT_S = 10
+HEALTH_REQUEST_TIMEOUT_S = 5
+VERSION_FROM_METADATA = ["python3", "-c", "import importlib.metadata as m; print(m.version('keystone'))"]
+
+
+class DockerNode:
+    """The ``NodeRuntime`` of a node run as a container on a Docker engine."""
+
+    def __init__(self, node: NodeConfig, engine: Engine, http: Http):
+        self.node = node
+        self.engine = engine
+        self.http = http
+
+    def _existing(self, name: str, what: str) -> ContainerFacts:
+        found = self.engine.container(name)
+        if found is None:
+            raise DockerError(
+                f"node {self.node.name}: {what} {name} does not exist on {self.engine.endpoint}",
+                hint="look at the engine (docker ps -a); the journal says what the run did",
+            )
+        return found
+
+    def stop(self) -> EffectData:
+        """Stop the node's container, waiting its own StopTimeout (SIGKILL after it)."""
+        old = self._existing(self.node.container, "container")
+        stop_timeout = old.inspect["Config"].get("StopTimeout") or DEFAULT_STOP_TIMEOUT_S
+        self.engine.stop(old.id, int(stop_timeout))
+        return {"container_id": old.id, "version": old.keystone_version}
+
+    def set_aside(self, kept_as: str) -> EffectData:
+        """Rename the stopped container to ``kept_as``; its name is free for the replacement."""
+        old = self._existing(self.node.container, "container")
+        self.engine.rename(old.id, kept_as)
+        return {"old_name": kept_as, "container_id": old.id}
+
+    def start_target(self, image: str, kept_as: str) -> EffectData:
+        """Create and start the replacement on ``image`` with everything the operator gave the old one."""
+        old = self._existing(kept_as, "the old container")
+        old_image = self.engine.image(old.image_id)
+        if old_image is None:
+            raise DockerError(
+                f"node {self.node.name}: the image of {kept_as} is gone",
+                hint="look at the engine; the old container cannot be copied without its image",
+            )
+        blueprint = derive_blueprint(old.inspect, old_image.inspect, image, name=self.node.container)
+        new_id = self.engine.create_and_start(blueprint)
+        return {"container_id": new_id, "image": image}
+
+    def restore_old(self, kept_as: str) -> EffectData:
+        """Remove the replacement (if any), rename ``kept_as`` back, start it.
+
+        Safe at every point of a swap: before the rename the container under
+        the node's name is the old one, and it is only started again.
+        """
+        kept = self.engine.container(kept_as)
+        if kept is not None:
+            current = self.engine.container(self.node.container)
+            if current is not None and current.id != kept.id:
+                self.engine.remove(current.id)
+            self.engine.rename(kept.id, self.node.container)
+        old = self._existing(self.node.container, "container")
+        self.engine.start(old.id)
+        return {"container_id": old.id, "image": old.image_reference, "removed_replacement": kept is not None}
+
+    def discard_old(self, kept_as: str) -> bool:
+        """Remove the container kept for rollback."""
+        if self.engine.container(kept_as) is None:
+            return False
+        self.engine.remove(kept_as)
+        return True
+
+    def running_release(self) -> str | None:
+        """The Keystone release installed in the running container, asked inside it.
+
+        The package metadata answers in a tenth of a second; `keystone-manage
+        --version` (a second: it imports all of Keystone) is the fallback for
+        images whose python3 is not Keystone's.
+        """
+        container = self.engine.container(self.node.container)
+        if container is None or container.status != "running":
+            return None
+        for command in (VERSION_FROM_METADATA, ["keystone-manage", "--version"]):
+            finished = self.engine.exec_output(self.node.container, command)
+            lines = finished.output.strip().splitlines()
+            if finished.exit_code == 0 and lines:
+                return lines[-1].strip()
+        return None
+
+    def health(self) -> int:
+        """GET the node's health URL directly (not through HAProxy)."""
+        return self.http.get_status(self.node.health_url, HEALTH_REQUEST_TIMEOUT_S)

@@ -1,0 +1,121 @@
+"""The side effects the runner has, each behind a Protocol: what steps and facts are written against.
+
+A node that is a Docker container is one ``NodeRuntime``; a systemd unit, a
+Kolla container or a package install is another implementation of the same
+Protocol. HAProxy is reached through ``Rotation`` (every socket, every backend
+of a node at once), the database through ``Database``, health URLs through
+``Http``. Unit tests pass typed fakes of these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from runner.drivers.backup import BackupManifest
+from runner.drivers.database import BinlogSettings, IdleTransaction
+from runner.drivers.docker_engine import Engine
+from runner.drivers.haproxy import HaproxyRuntime
+from runner.model import NodeConfig, ServerRef
+
+# What an effect on a node reports for the journal (container ids, names, versions).
+EffectData = dict[str, Any]
+
+
+class Http(Protocol):
+    """Plain HTTP GETs (health URLs). Network failures raise OSError (requests' errors are OSErrors)."""
+
+    def get_status(self, url: str, timeout_s: float) -> int: ...
+
+
+class Database(Protocol):
+    """Keystone's database, as the runner reads and (rarely) changes it."""
+
+    def alembic_heads(self) -> frozenset[str]: ...
+    def binlog_settings(self) -> BinlogSettings: ...
+    def set_trust_function_creators(self, value: bool) -> None: ...
+    def idle_transactions(self, user: str, min_idle_s: int) -> list[IdleTransaction]: ...
+    def kill_connections(self, ids: list[int]) -> None: ...
+    def table_row_counts(self) -> dict[str, int]: ...
+    def advisory_lock(self, name: str) -> AbstractContextManager[bool]: ...
+
+
+class Backups(Protocol):
+    """Where the verified dump before any schema change comes from."""
+
+    def take(self, image: str, directory: Path, labels: dict[str, str]) -> BackupManifest: ...
+
+
+class NodeRuntime(Protocol):
+    """One Keystone node's lifecycle: how it is stopped, replaced, brought back and asked.
+
+    The old node is *set aside* (kept, not destroyed) until cleanup, so that it
+    can be brought back exactly as it was. Every call is safe to repeat.
+    """
+
+    node: NodeConfig
+
+    def stop(self) -> EffectData:
+        """Stop the node's current process or container."""
+        ...
+
+    def set_aside(self, kept_as: str) -> EffectData:
+        """Keep the stopped old node under ``kept_as`` so that its replacement can take its place."""
+        ...
+
+    def start_target(self, image: str, kept_as: str) -> EffectData:
+        """Start the node on ``image``, configured as the node kept as ``kept_as`` was."""
+        ...
+
+    def restore_old(self, kept_as: str) -> EffectData:
+        """Remove the replacement, give the old node its place back and start it."""
+        ...
+
+    def discard_old(self, kept_as: str) -> bool:
+        """Remove the old node kept for rollback; False when there was none."""
+        ...
+
+    def running_release(self) -> str | None:
+        """The Keystone release the node runs now, asked inside it; None when it does not run."""
+        ...
+
+    def health(self) -> int:
+        """The HTTP status of the node's health URL (raises OSError when it does not answer)."""
+        ...
+
+
+class Rotation(Protocol):
+    """A node's place in the load balancers: every HAProxy, every backend/server pair of the node.
+
+    Waits raise ``runner.waits.WaitTimeout`` with what they last saw; the step
+    that waited says what that means.
+    """
+
+    def drain(self, servers: tuple[ServerRef, ...]) -> None: ...
+    def wait_drained(self, servers: tuple[ServerRef, ...], timeout_s: float) -> None: ...
+    def maint(self, servers: tuple[ServerRef, ...]) -> None: ...
+    def ready(self, servers: tuple[ServerRef, ...]) -> None: ...
+    def wait_up(self, servers: tuple[ServerRef, ...]) -> None: ...
+    def not_up(self, servers: tuple[ServerRef, ...]) -> list[ServerRef]: ...
+
+
+@dataclass(frozen=True)
+class Drivers:
+    """Everything with side effects, handed in so tests and other deployments can replace it."""
+
+    engines: Mapping[str, Engine]  # by inventory endpoint ("local", "ssh://..."); "local" runs throwaways
+    runtimes: tuple[HaproxyRuntime, ...]
+    rotation: Rotation
+    database: Database
+    # Only when the inventory gives [database.admin]: sets the trust setting, ends idle sessions.
+    admin_database: Database | None
+    http: Http
+    node_runtime: Callable[[NodeConfig], NodeRuntime]
+    backups: Backups
+
+    def engine(self, endpoint: str) -> Engine:
+        """The engine of a node (or "local" for throwaway containers)."""
+        return self.engines[endpoint]

@@ -1,0 +1,221 @@
+"""Preflight: every reason not to start, from inventory and facts. Pure, no I/O.
+
+Each finding says what failed, what was observed and what to do; the plan
+refuses to run while there is any.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runner.facts import ClusterFacts, NodeFacts, SocketFacts
+from runner.model import Inventory
+
+# db_sync --check: 0 up to date, 2 expand needed, 3 migrate needed, 4 contract needed; others are errors.
+CHECK_EXIT_CODES = frozenset({0, 2, 3, 4})
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One preflight refusal: what failed, what was observed, what to do."""
+
+    check: str
+    what: str
+    observed: str
+    hint: str
+
+    def render(self) -> str:
+        """As an operator reads it."""
+        return f"[{self.check}] {self.what}\n    observed: {self.observed}\n    what to do: {self.hint}"
+
+
+def _image_findings(inventory: Inventory, facts: ClusterFacts) -> list[Finding]:
+    target = facts.target
+    if target.image is None:
+        return [
+            Finding(
+                "target-image",
+                f"the target image {inventory.target_image} is not on the engine",
+                target.error or "docker image inspect found nothing, and pulling it failed",
+                "build or load the image (keystone-upgrade images build --keystone VERSION) and run again",
+            )
+        ]
+    if target.error:
+        return [
+            Finding("target-image", "the target image could not be inspected", target.error, "fix the image")
+        ]
+    if not target.image.keystone_version:
+        return [
+            Finding(
+                "target-image",
+                f"{inventory.target_image} does not say which Keystone release it carries",
+                "no org.openstack.keystone.version label",
+                "label the image with its Keystone version",
+            )
+        ]
+    return []
+
+
+def _node_findings(inventory: Inventory, node: NodeFacts) -> list[Finding]:
+    name = node.config.name
+    if node.engine_error:
+        return [
+            Finding(
+                "docker",
+                f"node {name}: its Docker engine does not answer",
+                node.engine_error,
+                "start the engine or fix the node's docker endpoint",
+            )
+        ]
+    if node.container is None:
+        return [
+            Finding(
+                "container",
+                f"node {name}: container {node.config.container} does not exist",
+                "docker inspect found nothing",
+                "fix the container name in the inventory",
+            )
+        ]
+    findings = []
+    if node.container.status != "running":
+        findings.append(
+            Finding(
+                "container",
+                f"node {name}: container {node.container.name} is not running",
+                f"status {node.container.status}",
+                "start it, or take the node out of the inventory",
+            )
+        )
+    if node.health_status != 200:
+        findings.append(
+            Finding(
+                "health",
+                f"node {name} does not answer its health URL {node.config.health_url}",
+                node.health_error or f"HTTP {node.health_status}",
+                "make the node healthy before upgrading",
+            )
+        )
+    for repository in inventory.key_repositories:
+        node_source = node.container.mounts.get(repository)
+        ours = next((m.source for m in inventory.mounts if m.target == repository), None)
+        if node_source != ours:
+            findings.append(
+                Finding(
+                    "keys",
+                    f"node {name} mounts {repository} from {node_source}, the inventory from {ours}",
+                    "the throwaway containers would see other keys than the nodes",
+                    "give [target] mounts the same host directories the nodes mount",
+                )
+            )
+    return findings
+
+
+def _release_findings(facts: ClusterFacts) -> list[Finding]:
+    # A cluster half-way through an upgrade is for resume (from its journal), not a fresh run.
+    running = {n.config.name: n.container.keystone_version for n in facts.nodes if n.container}
+    if len(set(running.values())) > 1:
+        return [
+            Finding(
+                "releases",
+                "the nodes do not all run the same release",
+                ", ".join(f"{name}={version}" for name, version in running.items()),
+                "finish or roll back the earlier upgrade so that every node runs one release",
+            )
+        ]
+    return []
+
+
+def _socket_findings(socket: SocketFacts, facts: ClusterFacts) -> list[Finding]:
+    if socket.error:
+        return [
+            Finding(
+                "haproxy",
+                f"HAProxy runtime socket {socket.address} does not answer",
+                socket.error,
+                "check that HAProxy runs and the socket path is right",
+            )
+        ]
+    findings = []
+    if socket.level != "admin":
+        findings.append(
+            Finding(
+                "haproxy",
+                f"HAProxy runtime socket {socket.address} is not at admin level",
+                f"show cli level: {socket.level}",
+                "declare the stats socket with 'level admin' (operator cannot set drain or maint)",
+            )
+        )
+    for node in facts.nodes:
+        for ref in node.config.servers:
+            stat, state = socket.stat(ref.backend, ref.server), socket.state(ref.backend, ref.server)
+            if stat is None or state is None:
+                findings.append(
+                    Finding(
+                        "haproxy",
+                        f"{socket.address} has no server {ref}",
+                        "not in show stat",
+                        f"fix the backend/server names of node {node.config.name}",
+                    )
+                )
+            elif not state.ready or not stat.is_up:
+                admin = "MAINT" if state.in_maintenance else "DRAIN" if state.draining else "READY"
+                findings.append(
+                    Finding(
+                        "haproxy",
+                        f"{ref} on {socket.address} is not UP and READY",
+                        f"status {stat.status}, admin state {admin}",
+                        "bring it back into rotation (or find out why it is out) before upgrading",
+                    )
+                )
+    return findings
+
+
+def preflight_findings(inventory: Inventory, facts: ClusterFacts) -> list[Finding]:
+    """Every reason not to start, each with what to do about it."""
+    findings = _image_findings(inventory, facts)
+    for node in facts.nodes:
+        findings += _node_findings(inventory, node)
+    findings += _release_findings(facts)
+    for socket in facts.sockets:
+        findings += _socket_findings(socket, facts)
+    binlog = facts.database.binlog
+    if binlog is not None and binlog.needs_trust and inventory.database.admin_user is None:
+        findings.append(
+            Finding(
+                "database",
+                "binary logging is on and the Keystone user lacks SUPER: expand may not create triggers",
+                "log_bin=ON, log_bin_trust_function_creators=OFF, no SUPER in SHOW GRANTS",
+                "give [database.admin] (an account with SUPER) so the runner can set "
+                "log_bin_trust_function_creators=1 for the run, or set it yourself",
+            )
+        )
+    if facts.database.error:
+        findings.append(
+            Finding(
+                "database",
+                "the database does not answer with the configured user",
+                facts.database.error,
+                "check database host, port, user and password",
+            )
+        )
+    check = facts.target.check
+    if check is not None and check.exit_code not in CHECK_EXIT_CODES:
+        findings.append(
+            Finding(
+                "migrations",
+                "keystone-manage db_sync --check in the target image failed",
+                f"exit code {check.exit_code}: {check.tail(8)}",
+                "the target image must reach the database with the mounted keystone.conf; fix the mounts or config",
+            )
+        )
+    for repository, entries in facts.target.key_files.items():
+        if entries <= 0:
+            findings.append(
+                Finding(
+                    "keys",
+                    f"the key repository {repository} is {'missing' if entries < 0 else 'empty'}",
+                    f"{entries} entries seen by the throwaway container",
+                    "mount the key repository the nodes use",
+                )
+            )
+    return findings

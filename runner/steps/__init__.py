@@ -1,0 +1,39 @@
+"""The steps an upgrade is made of: frozen data with ``apply`` and ``undo``, one small module per concern."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runner.steps.base import RunContext, Step, StepKind, Undo, decode_step
+from runner.steps.cleanup import Cleanup
+from runner.steps.database import Backup, RestoreTrust, TrustFunctionCreators
+from runner.steps.migration import Contract, Expand, Migrate, Throwaway
+from runner.steps.node import NodeUpgrade
+
+STEP_TYPES: dict[StepKind, type[Step]] = {
+    cls.kind: cls
+    for cls in (Backup, TrustFunctionCreators, RestoreTrust, Expand, Migrate, NodeUpgrade, Contract, Cleanup)
+}
+
+
+def step_from_dict(data: dict[str, Any]) -> Step:
+    """The step a ``Step.to_dict`` wrote."""
+    return decode_step(STEP_TYPES[StepKind(data["kind"])], data)
+
+
+__all__ = [
+    "Backup",
+    "Cleanup",
+    "Contract",
+    "Expand",
+    "Migrate",
+    "NodeUpgrade",
+    "RestoreTrust",
+    "RunContext",
+    "Step",
+    "StepKind",
+    "Throwaway",
+    "TrustFunctionCreators",
+    "Undo",
+    "step_from_dict",
+]

@@ -1,0 +1,26 @@
+"""The last step: the old nodes kept for rollback are removed (unless the operator keeps them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runner.journal import Event
+from runner.model import NodeConfig
+from runner.steps.base import RunContext, Step, StepKind
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cleanup(Step):
+    """Remove each node's old copy; skipped at plan time with ``--keep-old``."""
+
+    kind = StepKind.CLEANUP
+
+    nodes: tuple[NodeConfig, ...]
+    kept_as: tuple[str, ...]  # the old copy of ``nodes[i]`` is ``kept_as[i]``
+
+    def apply(self, context: RunContext) -> None:
+        """Remove what is there; a node that was not swapped has nothing kept."""
+        for node, kept_as in zip(self.nodes, self.kept_as, strict=True):
+            context.journal.intend(self.id, Event.REMOVED, container=kept_as)
+            if context.drivers.node_runtime(node).discard_old(kept_as):
+                context.journal.event(self.id, Event.REMOVED, container=kept_as)

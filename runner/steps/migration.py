@@ -1,0 +1,194 @@
+"""Schema steps: expand and migrate while the old nodes serve, contract once every node runs the target.
+
+Each runs ``keystone-manage db_sync`` in a throwaway container of the target
+image, with a bounded wait for metadata locks (see ``db_sync``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from runner.errors import MigrationError, RunnerError
+from runner.journal import Event
+from runner.migrations import IDLE_TRANSACTION_S, LOCK_TIMEOUT
+from runner.model import BindMount, NodeConfig, ServerRef
+from runner.steps.base import RunContext, Step, StepKind, Undo
+from runner.waits import HAPROXY_SERVERS_UP, MIGRATION_LOCK_RETRY, WaitTimeout, wait_until
+
+
+@dataclass(frozen=True, kw_only=True)
+class Throwaway:
+    """What a throwaway container of the target needs: the image, its mounts, its environment."""
+
+    image: str
+    mounts: tuple[BindMount, ...]
+    environment: tuple[tuple[str, str], ...]  # oslo.config overrides (the bounded lock wait)
+    database_user: str  # Keystone's account: its idle transactions are ended before a schema change
+
+
+def run_throwaway(
+    context: RunContext,
+    spec: Throwaway,
+    command: list[str],
+    purpose: str,
+    environment: Mapping[str, str] | None = None,
+) -> tuple[int, str]:
+    """Run ``command`` in a throwaway container; keep its whole output in the run's log directory."""
+    finished = context.drivers.engine("local").run_once(
+        spec.image, command, mounts=spec.mounts, labels=context.labels(purpose), environment=environment
+    )
+    context.log_dir.mkdir(parents=True, exist_ok=True)
+    (context.log_dir / f"{log_name(purpose)}.log").write_text(finished.output)
+    return finished.exit_code, finished.tail()
+
+
+def log_name(purpose: str) -> str:
+    """A file name for a step id (ids of later hops carry a release and a slash)."""
+    return purpose.replace("/", "-")
+
+
+def db_sync(context: RunContext, step_id: str, spec: Throwaway, phase: str) -> None:
+    """One db_sync phase, with a bounded wait for metadata locks, retried after reaping.
+
+    Schema changes need a metadata lock on their table. A session idle inside a
+    transaction (old releases leak one now and then) holds it forever, and while
+    an ALTER waits, every new query on that table queues behind it: the whole
+    cluster stalls. So the migration waits at most MIGRATION_LOCK_WAIT_S for a
+    lock, idle transactions older than IDLE_TRANSACTION_S are ended first, and a
+    lock timeout is retried (bounded).
+    """
+    heads_before = sorted(context.drivers.database.alembic_heads())
+
+    def attempt() -> tuple[int, str]:
+        _end_idle_transactions(context, step_id, spec.database_user)
+        context.journal.intend(step_id, Event.DB_SYNC, phase=phase, heads_before=heads_before)
+        return run_throwaway(
+            context, spec, ["keystone-manage", "db_sync", phase], step_id, dict(spec.environment)
+        )
+
+    try:
+        exit_code, tail = wait_until(
+            MIGRATION_LOCK_RETRY, attempt, lambda result: result[0] == 0 or LOCK_TIMEOUT not in result[1]
+        )
+    except WaitTimeout as exc:
+        exit_code, tail = exc.last_observed if isinstance(exc.last_observed, tuple) else (-1, str(exc))
+    heads_after = sorted(context.drivers.database.alembic_heads())
+    context.journal.event(
+        step_id,
+        Event.DB_SYNC,
+        phase=phase,
+        exit_code=exit_code,
+        heads_before=heads_before,
+        heads_after=heads_after,
+    )
+    if exit_code != 0:
+        raise MigrationError(
+            f"keystone-manage db_sync {phase} failed",
+            observed=f"exit code {exit_code}; last lines:\n{tail}",
+            hint=f"the whole output is in {context.log_dir / (log_name(step_id) + '.log')}; the old nodes "
+            "still serve. Fix the cause, or restore the backup, before running again",
+        )
+
+
+def _end_idle_transactions(context: RunContext, step_id: str, user: str) -> None:
+    """End Keystone sessions idle inside a transaction; they would block the schema change."""
+    admin = context.drivers.admin_database
+    if admin is None:
+        return  # PROCESS is needed to see transactions; the lock timeout still bounds the stall
+    idle = admin.idle_transactions(user, IDLE_TRANSACTION_S)
+    if idle:
+        sessions = [{"id": t.connection_id, "host": t.host, "idle_s": t.idle_s} for t in idle]
+        context.journal.intend(step_id, Event.IDLE_TRANSACTIONS_ENDED, sessions=sessions)
+        admin.kill_connections([t.connection_id for t in idle])
+        context.journal.event(step_id, Event.IDLE_TRANSACTIONS_ENDED, sessions=sessions)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Migration(Throwaway, Step):
+    """A db_sync phase the old release keeps serving on (expand, migrate): kept, not undone."""
+
+    undo_rule = Undo.KEPT
+
+    release: str | None  # the target's release, for people reading the plan
+
+    def apply(self, context: RunContext) -> None:
+        """The phase, journalled with the heads before and after."""
+        db_sync(context, self.id, self, f"--{self.kind.value}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Expand(Migration):
+    """``db_sync --expand``: the target's new tables and columns, and triggers that keep both in step."""
+
+    kind = StepKind.EXPAND
+
+
+@dataclass(frozen=True, kw_only=True)
+class Migrate(Migration):
+    """``db_sync --migrate``: data into the expanded schema (a no-op since Keystone moved to alembic)."""
+
+    kind = StepKind.MIGRATE
+
+
+@dataclass(frozen=True, kw_only=True)
+class Contract(Throwaway, Step):
+    """``db_sync --contract``, only once every node runs the target and is UP everywhere; then the check."""
+
+    kind = StepKind.CONTRACT
+    undo_rule = Undo.ENDS_WINDOW
+
+    release: str | None
+    nodes: tuple[NodeConfig, ...]
+    expected_heads: tuple[str, ...]
+    # How long a node that flaps DOWN under load is waited for before contract is refused.
+    gate_timeout_s: float = HAPROXY_SERVERS_UP.timeout_s
+
+    def apply(self, context: RunContext) -> None:
+        """Gate, contract, check."""
+        self._wait_for_cluster_on_target(context)
+        context.journal.event(self.id, Event.CLUSTER_ON_TARGET)
+        db_sync(context, self.id, self, "--contract")
+        exit_code, tail = run_throwaway(
+            context, self, ["keystone-manage", "db_sync", "--check"], "check-after-contract"
+        )
+        heads = frozenset(context.drivers.database.alembic_heads())
+        context.journal.event(self.id, Event.CHECKED, exit_code=exit_code, heads=sorted(heads))
+        if exit_code != 0 or heads != frozenset(self.expected_heads):
+            raise MigrationError(
+                "after contract the database is not where the target release expects it",
+                observed=f"db_sync --check exit {exit_code}; heads {sorted(heads)}, "
+                f"target {sorted(self.expected_heads)}\n{tail}",
+                hint="compare the migration log in the run directory with the database; restore the backup if needed",
+            )
+
+    def _wait_for_cluster_on_target(self, context: RunContext) -> None:
+        # A node can flap DOWN for a moment under load (a slow health check): wait,
+        # bounded, for the whole cluster to be on the target and UP before refusing.
+        try:
+            wait_until(
+                HAPROXY_SERVERS_UP.with_timeout(self.gate_timeout_s),
+                lambda: self._not_ready(context),
+                lambda lists: not any(lists),
+            )
+        except WaitTimeout as exc:
+            not_on_target, not_up = exc.last_observed if isinstance(exc.last_observed, tuple) else ([], [])
+            raise MigrationError(
+                "refusing to contract: not every node runs the target release and is UP",
+                observed=f"not on target: {not_on_target or 'none'}; not UP: {not_up or 'none'}",
+                hint="finish the node upgrades first; contract removes what the old release needs",
+            ) from exc
+
+    def _not_ready(self, context: RunContext) -> tuple[list[str], list[str]]:
+        not_on_target = []
+        for node in self.nodes:
+            try:
+                release = context.drivers.node_runtime(node).running_release()
+            except RunnerError:
+                release = None  # not answering now counts as not on the target, and is asked again
+            if release != self.release:
+                not_on_target.append(node.name)
+        servers: tuple[ServerRef, ...] = tuple(ref for node in self.nodes for ref in node.servers)
+        owner = {ref: node.name for node in self.nodes for ref in node.servers}
+        not_up = [f"{owner[ref]} ({ref})" for ref in context.drivers.rotation.not_up(servers)]
+        return not_on_target, not_up

@@ -1,0 +1,118 @@
+"""A node's upgrade: out of rotation without a failed request, swapped, gated, back in.
+
+``apply`` and ``undo`` are the same moves in opposite directions, each effect
+announced in the journal before it is made and recorded after it: drain, wait
+until drained, maint; stop, set aside, start the target (or bring the old one
+back); the health gate, the release gate; ready, wait until UP everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runner.drivers.ports import NodeRuntime
+from runner.errors import DrainError, HealthError
+from runner.journal import Event
+from runner.model import NodeConfig
+from runner.steps.base import RunContext, Step, StepKind, Undo
+from runner.waits import NODE_HEALTHY, WaitTimeout, wait_until
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeUpgrade(Step):
+    """Swap one node to the target release behind the load balancers."""
+
+    kind = StepKind.NODE
+    undo_rule = Undo.REVERSIBLE
+
+    node: NodeConfig
+    image: str
+    release: str | None  # the target's release: the node must say it runs this
+    from_release: str | None  # what it ran when planned: the release an undo must find again
+    kept_as: str  # the old node's name while it is kept for rollback
+    drain_timeout_s: float
+    health_timeout_s: float
+
+    @property
+    def node_name(self) -> str:
+        """The node this step swaps."""
+        return self.node.name
+
+    def apply(self, context: RunContext) -> None:
+        """Drain, swap to the target, gate on health and release, back into rotation."""
+        runtime = context.drivers.node_runtime(self.node)
+        self._take_out_of_rotation(context)
+        journal = context.journal
+        journal.intend(self.id, Event.STOPPED)
+        journal.event(self.id, Event.STOPPED, **runtime.stop())
+        journal.intend(self.id, Event.RENAMED, old_name=self.kept_as)
+        journal.event(self.id, Event.RENAMED, **runtime.set_aside(self.kept_as))
+        journal.intend(self.id, Event.STARTED, image=self.image)
+        journal.event(self.id, Event.STARTED, **runtime.start_target(self.image, self.kept_as))
+        self._gate(context, runtime, self.release, "the target release")
+        self._put_into_rotation(context)
+
+    def undo(self, context: RunContext) -> None:
+        """The old node back in its place, on the release it ran, and back into rotation."""
+        runtime = context.drivers.node_runtime(self.node)
+        self._take_out_of_rotation(context)
+        context.journal.intend(self.id, Event.RESTORED_OLD, old_name=self.kept_as)
+        context.journal.event(self.id, Event.RESTORED_OLD, **runtime.restore_old(self.kept_as))
+        self._gate(context, runtime, self.from_release, "its old release")
+        self._put_into_rotation(context)
+
+    def _take_out_of_rotation(self, context: RunContext) -> None:
+        rotation, journal, servers = context.drivers.rotation, context.journal, self.node.servers
+        names = [str(s) for s in servers]
+        journal.intend(self.id, Event.DRAIN, servers=names)
+        rotation.drain(servers)
+        journal.event(self.id, Event.DRAIN, servers=names)
+        try:
+            rotation.wait_drained(servers, self.drain_timeout_s)
+        except WaitTimeout as exc:
+            raise DrainError(
+                f"node {self.node.name} did not drain",
+                observed=str(exc),
+                hint="long-lived sessions hold it; raise run.drain_timeout_s or find the client. "
+                "The node is still in DRAIN: set it ready again with the runtime API if you stop here",
+            ) from exc
+        journal.event(self.id, Event.DRAINED)
+        journal.intend(self.id, Event.MAINT, servers=names)
+        rotation.maint(servers)
+        journal.event(self.id, Event.MAINT)
+
+    def _gate(self, context: RunContext, runtime: NodeRuntime, release: str | None, which: str) -> None:
+        try:
+            wait_until(
+                NODE_HEALTHY.with_timeout(self.health_timeout_s), runtime.health, lambda status: status == 200
+            )
+        except WaitTimeout as exc:
+            raise HealthError(
+                f"node {self.node.name} did not become healthy on {which}",
+                observed=str(exc),
+                hint="read the new container's log (docker logs); the node stays in MAINT",
+            ) from exc
+        context.journal.event(self.id, Event.HEALTHY)
+        running = runtime.running_release()
+        if running != release:
+            raise HealthError(
+                f"node {self.node.name} does not run {which}",
+                observed=f"the node says it runs {running}, expected {release}",
+                hint=f"check the image {self.image}; the old node is kept as {self.kept_as}",
+            )
+        context.journal.event(self.id, Event.VERSION, version=running)
+
+    def _put_into_rotation(self, context: RunContext) -> None:
+        names = [str(s) for s in self.node.servers]
+        context.journal.intend(self.id, Event.READY, servers=names)
+        context.drivers.rotation.ready(self.node.servers)
+        context.journal.event(self.id, Event.READY)
+        try:
+            context.drivers.rotation.wait_up(self.node.servers)
+        except WaitTimeout as exc:
+            raise HealthError(
+                f"HAProxy does not see node {self.node.name} UP after the swap",
+                observed=str(exc),
+                hint="the node answered directly; check the HAProxy health check path and the node's bind address",
+            ) from exc
+        context.journal.event(self.id, Event.UP)

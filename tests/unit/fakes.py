@@ -1,0 +1,260 @@
+"""Typed fakes of the driver ports, for unit tests of steps and the executor (no Docker, no sockets).
+
+Every fake writes what it is asked into one shared ``calls`` list, so a test
+can assert the order of effects across drivers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.drivers.backup import BackupManifest
+from runner.drivers.database import BinlogSettings, IdleTransaction
+from runner.drivers.docker_blueprint import ContainerBlueprint
+from runner.drivers.docker_engine import ContainerFacts, Finished, ImageFacts
+from runner.drivers.haproxy import HaproxyRuntime
+from runner.drivers.ports import Drivers, EffectData
+from runner.errors import DockerError
+from runner.model import BindMount, NodeConfig, ServerRef
+from runner.waits import CONTAINER_EXITED, WaitPolicy, WaitTimeout
+
+Calls = list[str]
+
+
+class FakeEngine:
+    """The local engine: throwaway containers exit with ``exit_code`` and ``output``."""
+
+    endpoint = "local"
+
+    def __init__(self, calls: Calls, exit_code: int = 0, output: str = "done") -> None:
+        self.calls = calls
+        self.exit_code = exit_code
+        self.output = output
+        self.commands: list[list[str]] = []
+        # What a successful db_sync phase does to the heads of ``database``.
+        self.database: FakeDatabase | None = None
+        self.moves: dict[str, frozenset[str]] = {}
+
+    def ping(self) -> None:
+        return None
+
+    def container(self, name: str) -> ContainerFacts | None:
+        return None
+
+    def image(self, reference: str) -> ImageFacts | None:
+        return None
+
+    def run_once(
+        self,
+        image: str,
+        command: Sequence[str],
+        *,
+        mounts: Sequence[BindMount],
+        labels: Mapping[str, str],
+        environment: Mapping[str, str] | None = None,
+        user: str | None = None,
+        entrypoint: Sequence[str] | None = None,
+        policy: WaitPolicy = CONTAINER_EXITED,
+    ) -> Finished:
+        self.commands.append(list(command))
+        self.calls.append("run " + " ".join(command))
+        if self.exit_code == 0 and self.database is not None and command[-1] in self.moves:
+            self.database.heads = self.moves[command[-1]]
+        return Finished(self.exit_code, self.output)
+
+    def exec_output(self, container: str, command: Sequence[str]) -> Finished:
+        return Finished(1, "")
+
+    def pull(self, reference: str) -> bool:
+        return False
+
+    def stop(self, container: str, timeout_s: int) -> None:
+        return None
+
+    def rename(self, container: str, new_name: str) -> None:
+        return None
+
+    def create_and_start(self, blueprint: ContainerBlueprint) -> str:
+        return "new"
+
+    def start(self, container: str) -> None:
+        return None
+
+    def remove(self, container: str) -> None:
+        return None
+
+
+class FakeDatabase:
+    """Heads move as db_sync phases are run by the fake engine (see ``heads_after``)."""
+
+    def __init__(self, calls: Calls, heads: frozenset[str], trust: bool = False) -> None:
+        self.calls = calls
+        self.heads = heads
+        self.trust = trust
+
+    def alembic_heads(self) -> frozenset[str]:
+        return self.heads
+
+    def binlog_settings(self) -> BinlogSettings:
+        return BinlogSettings(log_bin=True, trust_function_creators=self.trust, user_has_super=False)
+
+    def set_trust_function_creators(self, value: bool) -> None:
+        self.calls.append(f"trust {int(value)}")
+        self.trust = value
+
+    def idle_transactions(self, user: str, min_idle_s: int) -> list[IdleTransaction]:
+        return []
+
+    def kill_connections(self, ids: list[int]) -> None:
+        self.calls.append(f"kill {ids}")
+
+    def table_row_counts(self) -> dict[str, int]:
+        return {}
+
+    @contextmanager
+    def advisory_lock(self, name: str) -> Iterator[bool]:
+        yield True
+
+
+class FakeRotation:
+    """HAProxy as the steps see it; ``stuck`` servers never drain, ``down`` ones never come UP."""
+
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+        self.stuck: set[ServerRef] = set()
+        self.down: set[ServerRef] = set()
+
+    def _names(self, servers: tuple[ServerRef, ...]) -> str:
+        return ",".join(sorted({s.server for s in servers}))
+
+    def drain(self, servers: tuple[ServerRef, ...]) -> None:
+        self.calls.append(f"drain {self._names(servers)}")
+
+    def wait_drained(self, servers: tuple[ServerRef, ...], timeout_s: float) -> None:
+        self.calls.append(f"wait-drained {self._names(servers)}")
+        if self.stuck & set(servers):
+            raise WaitTimeout(WaitPolicy("drained", timeout_s, 0.1), "1 session")
+
+    def maint(self, servers: tuple[ServerRef, ...]) -> None:
+        self.calls.append(f"maint {self._names(servers)}")
+
+    def ready(self, servers: tuple[ServerRef, ...]) -> None:
+        self.calls.append(f"ready {self._names(servers)}")
+
+    def wait_up(self, servers: tuple[ServerRef, ...]) -> None:
+        self.calls.append(f"wait-up {self._names(servers)}")
+
+    def not_up(self, servers: tuple[ServerRef, ...]) -> list[ServerRef]:
+        return [s for s in servers if s in self.down]
+
+
+@dataclass
+class FakeNode:
+    """A node whose release follows what was started on it."""
+
+    node: NodeConfig
+    calls: Calls
+    release: str
+    target_release: str
+    old_release: str
+    fail_start: bool = False
+    kept: set[str] = field(default_factory=set)
+
+    def stop(self) -> EffectData:
+        self.calls.append(f"stop {self.node.name}")
+        return {"container_id": f"id-{self.node.name}", "version": self.release}
+
+    def set_aside(self, kept_as: str) -> EffectData:
+        self.calls.append(f"set-aside {self.node.name}")
+        self.kept.add(kept_as)
+        return {"old_name": kept_as, "container_id": f"id-{self.node.name}"}
+
+    def start_target(self, image: str, kept_as: str) -> EffectData:
+        self.calls.append(f"start-target {self.node.name}")
+        if self.fail_start:
+            raise DockerError(f"cannot create {self.node.container} from {image}")
+        self.release = self.target_release
+        return {"container_id": f"new-{self.node.name}", "image": image}
+
+    def restore_old(self, kept_as: str) -> EffectData:
+        self.calls.append(f"restore-old {self.node.name}")
+        self.kept.discard(kept_as)
+        self.release = self.old_release
+        return {"container_id": f"id-{self.node.name}"}
+
+    def discard_old(self, kept_as: str) -> bool:
+        self.calls.append(f"discard-old {self.node.name}")
+        found = kept_as in self.kept
+        self.kept.discard(kept_as)
+        return found
+
+    def running_release(self) -> str | None:
+        self.calls.append(f"release {self.node.name}")
+        return self.release
+
+    def health(self) -> int:
+        self.calls.append(f"health {self.node.name}")
+        return 200
+
+
+class FakeHttp:
+    def get_status(self, url: str, timeout_s: float) -> int:
+        return 200
+
+
+class FakeBackups:
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+
+    def take(self, image: str, directory: Path, labels: dict[str, str]) -> BackupManifest:
+        self.calls.append("backup")
+        return BackupManifest(str(directory / "dump.sql.gz"), "0" * 64, 10, "keystone", {"user": 1}, 0.0, 1.0)
+
+
+@dataclass
+class FakeCluster:
+    """Every fake, wired into ``Drivers`` as ``upgrade.connect`` wires the real ones."""
+
+    nodes: dict[str, FakeNode]
+    calls: Calls
+    engine: FakeEngine
+    database: FakeDatabase
+    admin: FakeDatabase
+    rotation: FakeRotation
+
+    def drivers(self) -> Drivers:
+        runtimes: tuple[HaproxyRuntime, ...] = ()
+        return Drivers(
+            engines={"local": self.engine},
+            runtimes=runtimes,
+            rotation=self.rotation,
+            database=self.database,
+            admin_database=self.admin,
+            http=FakeHttp(),
+            node_runtime=lambda node: self.nodes[node.name],
+            backups=FakeBackups(self.calls),
+        )
+
+
+def fake_cluster(
+    nodes: tuple[NodeConfig, ...],
+    heads: frozenset[str],
+    moves: dict[str, frozenset[str]],
+    old: str = "28.1.0",
+    new: str = "29.1.0",
+) -> FakeCluster:
+    """Fakes for ``nodes`` all running ``old``, the database at ``heads``; ``moves``: phase -> heads after."""
+    calls: Calls = []
+    engine, database = FakeEngine(calls), FakeDatabase(calls, heads)
+    engine.database, engine.moves = database, moves
+    return FakeCluster(
+        nodes={n.name: FakeNode(n, calls, old, new, old) for n in nodes},
+        calls=calls,
+        engine=engine,
+        database=database,
+        admin=FakeDatabase(calls, heads),
+        rotation=FakeRotation(calls),
+    )
