@@ -21,6 +21,8 @@ from runner.journal import Journal
 from runner.lab.commands import lab
 from runner.plan import Plan
 from runner.report import build_report, render_report, render_traffic
+from runner.resume import run_resume
+from runner.rollback import run_rollback
 from runner.traffic import replace_probe_seconds, start_traffic, traffic_report
 from runner.upgrade import connect, make_plan, refuse, run_upgrade
 
@@ -147,6 +149,42 @@ def upgrade_command(inventory_path: Path, yes: bool, keep_old: bool, with_probe:
         click.echo(f"report: {path}")
 
     run_upgrade(inventory, connect(inventory), confirm, show_report, keep_old=keep_old, with_probe=with_probe)
+
+
+@main.command("resume")
+@inventory_option
+@click.option("--yes", is_flag=True, help="Do not ask before going on.")
+def resume_command(inventory_path: Path, yes: bool) -> None:
+    """Go on with the last run from its journal: a half-done node is put back, then upgraded afresh."""
+    inventory = load_inventory(inventory_path)
+
+    def confirm(plan: Plan) -> bool:
+        click.echo(render_plan(plan))
+        return yes or click.confirm("resume this run?", default=False)
+
+    def show_report(report: dict[str, Any], path: Path) -> None:
+        click.echo(render_report(report))
+        click.echo(f"report: {path}")
+
+    run_resume(inventory, connect(inventory), confirm, show_report)
+
+
+@main.command("rollback")
+@inventory_option
+@click.option("--yes", is_flag=True, help="Do not ask before rolling back.")
+def rollback_command(inventory_path: Path, yes: bool) -> None:
+    """Put every node of the last run back on the release it started from (until contract has run)."""
+    inventory = load_inventory(inventory_path)
+
+    def confirm(journal: Journal, plan: Plan) -> bool:
+        click.echo(render_report(build_report(journal)))
+        click.echo(f"roll back run {journal.run_id}: every node back to {', '.join(plan.source_versions)}")
+        return yes or click.confirm("roll back?", default=False)
+
+    undone = run_rollback(inventory, connect(inventory), confirm)
+    if undone is None:
+        return
+    click.echo(f"rolled back: {', '.join(undone)}" if undone else "nothing to roll back: already rolled back")
 
 
 @main.command("probe")

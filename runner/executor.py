@@ -2,12 +2,14 @@
 
 The rules, all here:
 - steps run in the plan's order; a skipped step is journalled as skipped with its reason;
-- the first RunnerError marks its step failed and stops the run;
+- the first RunnerError marks its step failed and stops the run; a step that is
+  ``undo_on_failure`` (a node) is rolled back first, so the cluster is whole (it stays
+  failed, its last event ``rolled back``);
 - a step that ``closes`` another (the trust setting put back) still runs after a
   failure, once the step it closes was done; its own failure is logged, and the
   first error is the one reported;
 - ``undo`` walks what was done backwards, and refuses, before changing anything,
-  once a step that ends the undo window (contract) has started.
+  once a step that ends the undo window (contract, cleanup) has started.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import logging
 
 from runner.errors import RollbackError, RunnerError
-from runner.journal import StepStatus
+from runner.journal import Event, StepStatus
 from runner.plan import Plan
 from runner.steps import RunContext, Step, Undo
 
@@ -44,6 +46,44 @@ class Executor:
             self._close_after_failure()
             raise
 
+    def resume(self) -> None:
+        """Go on with a run from its journal: done steps stay done, a half-done one is made safe first.
+
+        A reversible step that was running or failed when the run stopped (a
+        node killed half-way through its swap) is undone, then applied afresh;
+        any other unfinished step is applied again (db_sync phases are safe to repeat).
+        """
+        try:
+            for step in self.plan.steps:
+                status = self.journal.step(step.id).status
+                if status in (StepStatus.DONE, StepStatus.SKIPPED):
+                    continue
+                if step.skipped:
+                    self.journal.end(step.id, StepStatus.SKIPPED, step.skip_reason)
+                    continue
+                half_done = status is StepStatus.RUNNING or (
+                    status is StepStatus.FAILED and not self.journal.rolled_back(step.id)
+                )
+                if half_done and step.undo_rule is Undo.REVERSIBLE:
+                    self._make_safe(step)
+                self._apply(step)
+        except BaseException:
+            self._close_after_failure()
+            raise
+
+    def _make_safe(self, step: Step) -> None:
+        log.info("step %s was left half-done; putting it back before it runs again", step.id)
+        try:
+            step.undo(self.context)
+        except RunnerError as exc:
+            self.journal.end(step.id, StepStatus.FAILED, exc.render())
+            raise RollbackError(
+                f"step {step.id} was left half-done and cannot be put back",
+                observed=exc.render(),
+                hint="the journal's intended entry for the step says what was being done; finish it by hand",
+            ) from exc
+        self.journal.end(step.id, StepStatus.UNDONE, "put back before resuming")
+
     def _apply(self, step: Step, detail: str | None = None) -> None:
         self.journal.begin(step.id)
         log.info("step %s: %s", step.id, step.why)
@@ -51,8 +91,31 @@ class Executor:
             step.apply(self.context)
         except RunnerError as exc:
             self.journal.end(step.id, StepStatus.FAILED, exc.render())
+            if step.undo_on_failure:
+                raise self._roll_back_failed(step, exc) from exc
             raise
         self.journal.end(step.id, StepStatus.DONE, detail)
+
+    def _roll_back_failed(self, step: Step, failure: RunnerError) -> RunnerError:
+        """Undo a step whose apply failed; the error to stop with either way."""
+        log.warning("step %s failed; rolling it back: %s", step.id, failure.what)
+        try:
+            step.undo(self.context)
+        except RunnerError as exc:
+            self.journal.end(
+                step.id, StepStatus.FAILED, f"{failure.render()}\nrollback failed: {exc.render()}"
+            )
+            states = [s for s in (other.observe(self.context) for other in self.plan.steps) if s]
+            return RollbackError(
+                f"step {step.id} failed, and rolling it back failed too",
+                observed=f"the failure: {failure.render()}\nthe rollback: {exc.render()}\nnow:\n  "
+                + "\n  ".join(states),
+                hint="the journal's intended entry for the step says what was being done; "
+                "finish it by hand (the old copy is kept), then run rollback or upgrade again",
+            )
+        self.journal.event(step.id, Event.ROLLED_BACK, after=failure.what)
+        self.journal.end(step.id, StepStatus.FAILED, failure.render())
+        return step.after_rollback(failure)
 
     def _close_after_failure(self) -> None:
         for step in self.plan.steps:
@@ -75,13 +138,17 @@ class Executor:
             s
             for s in self.plan.steps
             if self.journal.step(s.id).status in (StepStatus.RUNNING, StepStatus.DONE, StepStatus.FAILED)
+            and not self.journal.rolled_back(s.id)
         ]
-        past_window = [s.id for s in started if s.undo_rule is Undo.ENDS_WINDOW]
-        if past_window:
+        closing = [s for s in started if s.undo_rule is Undo.ENDS_WINDOW]
+        if closing:
+            dumps = [e["dump"] for s in self.plan.steps for e in self.journal.events_of(s.id, Event.DUMPED)]
+            backup = f" ({', '.join(dumps)})" if dumps else ""
             raise RollbackError(
-                "the run cannot be undone: the schema was contracted",
-                observed=f"{', '.join(past_window)} started; the old release needs what contract removes",
-                hint="restore the verified backup taken by this run (its path is in the journal's backup step)",
+                "the run cannot be rolled back: " + "; ".join(s.closes_window_because for s in closing),
+                observed=f"{', '.join(s.id for s in closing)} started; nothing was changed now",
+                hint=f"the verified backup this run took{backup} holds the database as it was before; "
+                "the nodes keep the target release until it is restored",
             )
         undone = []
         for step in reversed(started):

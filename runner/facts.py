@@ -24,6 +24,7 @@ from runner.drivers.haproxy import HaproxyRuntime, ServerStat, ServerState
 from runner.drivers.ports import Database, Http
 from runner.errors import RunnerError
 from runner.model import Inventory, NodeConfig
+from runner.waits import HAPROXY_CHECKS_SETTLED, WaitTimeout, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,20 @@ def node_facts(node: NodeConfig, engine: Engine, http: Http) -> NodeFacts:
     return NodeFacts(node, container, engine_error, health_status, health_error)
 
 
+def _settled_stats(runtime: HaproxyRuntime) -> list[ServerStat]:
+    """``show stat`` once no server is half-way between UP and DOWN (bounded).
+
+    ``UP 1/2`` is one failed check on a busy machine, not a verdict: preflight
+    judges the state the checks settle on, or what it last saw.
+    """
+    try:
+        return wait_until(
+            HAPROXY_CHECKS_SETTLED, runtime.show_stat, lambda stats: not any(s.in_transition for s in stats)
+        )
+    except WaitTimeout as exc:
+        return list(exc.last_observed) if isinstance(exc.last_observed, list) else runtime.show_stat()
+
+
 def socket_facts(runtime: HaproxyRuntime) -> SocketFacts:
     """Access level and every server's state on one runtime socket."""
     try:
@@ -146,7 +161,7 @@ def socket_facts(runtime: HaproxyRuntime) -> SocketFacts:
             str(runtime.address),
             level,
             None,
-            tuple(runtime.show_stat()),
+            tuple(_settled_stats(runtime)),
             tuple(runtime.show_servers_state()),
         )
     except RunnerError as exc:

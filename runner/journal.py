@@ -18,6 +18,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from runner.errors import ConfigError
+
 JOURNAL_FILE = "journal.json"
 SCHEMA_VERSION = 2  # 2: the plan carries every step's parameters; steps record intents
 
@@ -49,6 +51,8 @@ class Event(StrEnum):
     UP = "up"
     # Bringing a node's old release back (a step's undo).
     RESTORED_OLD = "old node restored"
+    # A failed step the executor undid at once: what it changed is put back.
+    ROLLED_BACK = "rolled back"
     # The database.
     DUMPED = "dumped"
     TRUST_SET = "set"
@@ -128,7 +132,19 @@ class Journal:
         path = state_dir / JOURNAL_FILE
         if not path.exists():
             return None
-        document = json.loads(path.read_text())
+        try:
+            document = json.loads(path.read_text())
+            return cls._from_document(path, document)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"the journal {path} cannot be read",
+                observed=f"{type(exc).__name__}: {exc}",
+                hint="it is written atomically, so it was changed by hand or by another tool; "
+                "restore it from a copy, or move it aside to start afresh (status and rollback read it)",
+            ) from exc
+
+    @classmethod
+    def _from_document(cls, path: Path, document: dict[str, Any]) -> Journal:
         steps = [
             StepRecord(
                 id=s["id"],
@@ -173,6 +189,11 @@ class Journal:
         record.events.append({"at": _now(), "event": name.value, **data})
         self.save()
 
+    def rolled_back(self, step_id: str) -> bool:
+        """True when the step failed and was put back at once (its last event says so)."""
+        events = self.step(step_id).events
+        return bool(events) and events[-1]["event"] == Event.ROLLED_BACK.value
+
     def events_of(self, step_id: str, name: Event) -> list[dict[str, Any]]:
         """A step's recorded events of one name, in order."""
         return [e for e in self.step(step_id).events if e["event"] == name.value]
@@ -191,6 +212,13 @@ class Journal:
         """Close the run: succeeded, failed or refused."""
         self.document["status"] = status
         self.document["finished_at"] = _now()
+        self.save()
+
+    def reopen(self) -> None:
+        """The run goes on (resume): running again, each resumption recorded."""
+        self.document["status"] = "running"
+        self.document["finished_at"] = None
+        self.document.setdefault("resumed_at", []).append(_now())
         self.save()
 
     def as_dict(self) -> dict[str, Any]:

@@ -20,7 +20,8 @@ from runner.drivers.rotation import HaproxyRotation
 from runner.errors import LockedError, PreflightError, RunnerError
 from runner.executor import Executor
 from runner.facts import ClusterFacts, database_facts, node_facts, socket_facts, target_facts
-from runner.journal import Journal, new_run_id
+from runner.history import unfinished
+from runner.journal import SCHEMA_VERSION, Journal, new_run_id
 from runner.model import LOCAL_ENGINE, Inventory, NodeConfig
 from runner.plan import Plan, build_plan
 from runner.report import build_report, write_report
@@ -92,6 +93,32 @@ def refuse(plan: Plan) -> PreflightError:
     )
 
 
+def refuse_when_unfinished(inventory: Inventory) -> None:
+    """PreflightError when the last run stopped half-way: it is resumed or rolled back, not started over."""
+    journal = Journal.load(inventory.state_dir)
+    if journal is None or journal.document.get("schema") != SCHEMA_VERSION:
+        return
+    left = unfinished(journal, Plan.from_dict(journal.document["plan"]))
+    if left:
+        raise PreflightError(
+            f"run {journal.run_id} did not finish; nothing was changed",
+            observed=f"journal status {journal.document['status']!r}: " + ", ".join(left),
+            hint=f"finish it with: keystone-upgrade resume -i {inventory.path}; "
+            f"or undo it with: keystone-upgrade rollback -i {inventory.path}",
+        )
+
+
+def hold_run_lock(stack: ExitStack, drivers: Drivers) -> None:
+    """Take the database's advisory lock for the rest of ``stack``; LockedError when another run has it."""
+    if not stack.enter_context(drivers.database.advisory_lock(LOCK_NAME)):
+        raise LockedError(
+            "another keystone-upgrade run holds the database lock",
+            observed=f"GET_LOCK('{LOCK_NAME}') returned 0",
+            hint="wait for it to finish (keystone-upgrade status shows its journal); "
+            "never run two upgrades at once",
+        )
+
+
 def run_upgrade(
     inventory: Inventory,
     drivers: Drivers,
@@ -112,17 +139,13 @@ def run_upgrade(
         if traffic is not None:
             stack.callback(traffic.stop)
         try:
-            acquired = stack.enter_context(drivers.database.advisory_lock(LOCK_NAME))
+            hold_run_lock(stack, drivers)
+        except LockedError:
+            raise
         except RunnerError:
             # The database does not answer: preflight says so with everything else it finds.
             raise refuse(make_plan(inventory, drivers)) from None
-        if not acquired:
-            raise LockedError(
-                "another keystone-upgrade run holds the database lock",
-                observed=f"GET_LOCK('{LOCK_NAME}') returned 0",
-                hint="wait for it to finish (keystone-upgrade status shows its journal); "
-                "never run two upgrades at once",
-            )
+        refuse_when_unfinished(inventory)
         plan = make_plan(inventory, drivers, pull_missing=True, keep_old=keep_old)
         if plan.refused:
             raise refuse(plan)

@@ -83,6 +83,8 @@ ENGINE_ANSWERS = WaitPolicy("docker engine answers", timeout_s=60, interval_s=0.
 CONTAINER_HEALTHY = WaitPolicy("container reports healthy", timeout_s=240, interval_s=0.25)
 CONTAINER_EXITED = WaitPolicy("one-shot container exits", timeout_s=600, interval_s=0.1)
 HAPROXY_SOCKET_ANSWERS = WaitPolicy("HAProxy runtime socket answers", timeout_s=60, interval_s=0.5)
+# A health check caught between UP and DOWN ("UP 1/2") at preflight: let it settle.
+HAPROXY_CHECKS_SETTLED = WaitPolicy("HAProxy health checks settle", timeout_s=15, interval_s=0.25)
 HAPROXY_SERVERS_UP = WaitPolicy("HAProxy reports servers UP", timeout_s=120, interval_s=0.1)
 SERVER_DRAINED = WaitPolicy(
     "HAProxy reports no sessions on the drained servers", timeout_s=120, interval_s=0.1

@@ -62,6 +62,11 @@ class ServerStat:
         """UP and not on its way down (``UP 1/2`` is a failing check that has not yet tripped)."""
         return self.status == "UP"
 
+    @property
+    def in_transition(self) -> bool:
+        """Between UP and DOWN: ``UP 1/2`` (checks failing) or ``DOWN 1/2`` (checks passing)."""
+        return self.status.startswith(("UP ", "DOWN ")) and "/" in self.status
+
 
 @dataclass(frozen=True)
 class ServerState:

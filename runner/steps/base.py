@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from runner.drivers.docker_engine import PURPOSE_LABEL, RUN_ID_LABEL
 from runner.drivers.ports import Drivers
-from runner.errors import RollbackError
+from runner.errors import RollbackError, RunnerError
 from runner.journal import Journal
 from runner.model import BindMount, NodeConfig
 
@@ -69,6 +69,10 @@ class Step:
 
     kind: ClassVar[StepKind]
     undo_rule: ClassVar[Undo] = Undo.NOTHING
+    # When apply fails, the executor undoes the step before it stops the run.
+    undo_on_failure: ClassVar[bool] = False
+    # For ENDS_WINDOW steps: why nothing before them can be undone once they have started.
+    closes_window_because: ClassVar[str] = ""
 
     id: str
     why: str
@@ -94,6 +98,14 @@ class Step:
     def undo(self, context: RunContext) -> None:
         """Put back what ``apply`` changed (only for ``Undo.REVERSIBLE`` steps)."""
         raise RollbackError(f"step {self.id} ({self.kind}) cannot be undone")
+
+    def after_rollback(self, failure: RunnerError) -> RunnerError:
+        """The error to stop the run with once ``undo`` put back what a failed ``apply`` did."""
+        return failure
+
+    def observe(self, context: RunContext) -> str | None:
+        """What the step's subject looks like now, for a message when a rollback fails."""
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: kind, id, why, skip reason, node, and every parameter."""

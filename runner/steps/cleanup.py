@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from runner.journal import Event
 from runner.model import NodeConfig
-from runner.steps.base import RunContext, Step, StepKind
+from runner.steps.base import RunContext, Step, StepKind, Undo
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -14,6 +14,8 @@ class Cleanup(Step):
     """Remove each node's old copy; skipped at plan time with ``--keep-old``."""
 
     kind = StepKind.CLEANUP
+    undo_rule = Undo.ENDS_WINDOW
+    closes_window_because = "the old nodes kept for rollback were removed"
 
     nodes: tuple[NodeConfig, ...]
     kept_as: tuple[str, ...]  # the old copy of ``nodes[i]`` is ``kept_as[i]``

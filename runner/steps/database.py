@@ -61,7 +61,11 @@ class TrustFunctionCreators(Step):
     def apply(self, context: RunContext) -> None:
         """SET GLOBAL log_bin_trust_function_creators = 1, recording what it was."""
         admin = _admin(context)
-        before = admin.binlog_settings().trust_function_creators
+        # A resumed run finds the value it set itself: what counts is the first one recorded.
+        recorded = context.journal.events_of(self.id, Event.TRUST_SET)
+        before = (
+            bool(recorded[0]["previous"]) if recorded else admin.binlog_settings().trust_function_creators
+        )
         context.journal.intend(
             self.id, Event.TRUST_SET, log_bin_trust_function_creators=1, previous=int(before)
         )

@@ -137,6 +137,7 @@ class Contract(Throwaway, Step):
 
     kind = StepKind.CONTRACT
     undo_rule = Undo.ENDS_WINDOW
+    closes_window_because = "the schema was contracted: the old release needs what contract removes"
 
     release: str | None
     nodes: tuple[NodeConfig, ...]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runner.drivers.ports import NodeRuntime
-from runner.errors import DrainError, HealthError
+from runner.errors import DrainError, HealthError, RunnerError
 from runner.journal import Event
 from runner.model import NodeConfig
 from runner.steps.base import RunContext, Step, StepKind, Undo
@@ -24,6 +24,7 @@ class NodeUpgrade(Step):
 
     kind = StepKind.NODE
     undo_rule = Undo.REVERSIBLE
+    undo_on_failure = True  # a node that fails a gate is rolled back at once, not left out of rotation
 
     node: NodeConfig
     image: str
@@ -53,13 +54,56 @@ class NodeUpgrade(Step):
         self._put_into_rotation(context)
 
     def undo(self, context: RunContext) -> None:
-        """The old node back in its place, on the release it ran, and back into rotation."""
+        """The old node back in its place, on the release it ran, and back into rotation.
+
+        Reads how far ``apply`` got in the journal: a node never stopped only
+        goes back into rotation; a swapped one is taken out (if it was back in),
+        its old container restored, gated on the old release, and put back.
+        """
         runtime = context.drivers.node_runtime(self.node)
-        self._take_out_of_rotation(context)
-        context.journal.intend(self.id, Event.RESTORED_OLD, old_name=self.kept_as)
-        context.journal.event(self.id, Event.RESTORED_OLD, **runtime.restore_old(self.kept_as))
-        self._gate(context, runtime, self.from_release, "its old release")
+        done = self._events_so_far(context)
+        if Event.STOPPED in done:
+            if Event.READY in done:
+                self._take_out_of_rotation(context)
+            context.journal.intend(self.id, Event.RESTORED_OLD, old_name=self.kept_as)
+            context.journal.event(self.id, Event.RESTORED_OLD, **runtime.restore_old(self.kept_as))
+            self._gate(context, runtime, self.from_release, "its old release")
         self._put_into_rotation(context)
+
+    def after_rollback(self, failure: RunnerError) -> RunnerError:
+        """Say what failed, and that the node serves its old release again."""
+        back = f"node {self.node.name} is back in rotation on {self.from_release}"
+        if isinstance(failure, DrainError):
+            return DrainError(
+                failure.what,
+                observed=failure.observed,
+                hint=f"{back}; raise run.drain_timeout_s or find the client holding the session, then run again",
+            )
+        return HealthError(
+            f"node {self.node.name} failed on {self.release} and was rolled back: "
+            f"the cluster is whole on {self.from_release}",
+            observed=failure.render(),
+            hint=f"{back}. The database stays expanded and the old release serves on it, as Keystone "
+            "promises between expand and contract. Fix the target image or configuration and run upgrade again",
+        )
+
+    def observe(self, context: RunContext) -> str:
+        """The node's release and its place in the load balancers now."""
+        try:
+            release = context.drivers.node_runtime(self.node).running_release() or "nothing (not running)"
+            not_up = context.drivers.rotation.not_up(self.node.servers)
+        except RunnerError as exc:
+            return f"node {self.node.name}: cannot be observed ({exc.what})"
+        where = f"not UP on {', '.join(map(str, not_up))}" if not_up else "UP everywhere"
+        return f"node {self.node.name}: runs {release}, {where}; old copy kept as {self.kept_as}"
+
+    def _events_so_far(self, context: RunContext) -> set[str]:
+        """What apply did (an effect merely intended counts: it may have happened)."""
+        record = context.journal.step(self.id)
+        done = {e["event"] for e in record.events}
+        if record.intended is not None:
+            done.add(record.intended["event"])
+        return done
 
     def _take_out_of_rotation(self, context: RunContext) -> None:
         rotation, journal, servers = context.drivers.rotation, context.journal, self.node.servers
@@ -111,7 +155,7 @@ class NodeUpgrade(Step):
             context.drivers.rotation.wait_up(self.node.servers)
         except WaitTimeout as exc:
             raise HealthError(
-                f"HAProxy does not see node {self.node.name} UP after the swap",
+                f"HAProxy does not see node {self.node.name} UP",
                 observed=str(exc),
                 hint="the node answered directly; check the HAProxy health check path and the node's bind address",
             ) from exc

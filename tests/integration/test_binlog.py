@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from contextlib import ExitStack
 
 import pytest
@@ -12,9 +11,8 @@ from runner.drivers.database import MysqlDatabase
 from runner.errors import ExitCode
 from runner.lab.cluster import LabEndpoints
 from runner.model import DatabaseTarget
-from runner.waits import WaitPolicy, WaitTimeout, wait_until
 from tests.integration.conftest import ClusterFactory
-from tests.integration.upgrade_helpers import database, keystone_upgrade, runtime, write_inventory
+from tests.integration.upgrade_helpers import database, hold_a_request_on, keystone_upgrade, write_inventory
 
 pytestmark = pytest.mark.integration
 
@@ -55,38 +53,12 @@ def test_trust_is_set_before_expand_and_put_back_at_the_end(cluster_factory: Clu
     assert not _root(cluster).binlog_settings().trust_function_creators
 
 
-HELD = WaitPolicy("a request held open on keystone-1", timeout_s=30, interval_s=0.2)
-
-
-def _hold_a_request_on(cluster: LabEndpoints, server: str, stack: ExitStack) -> None:
-    """Send requests whose body never finishes until one of them sits on ``server``."""
-    admin = runtime(cluster)
-
-    def sessions() -> int:
-        return sum(s.current_sessions for s in admin.show_stat() if s.server == server)
-
-    for _ in range(12):
-        held = stack.enter_context(
-            socket.create_connection(("127.0.0.1", int(cluster.lb_url.rsplit(":", 1)[1])))
-        )
-        held.sendall(
-            b"POST /v3/auth/tokens HTTP/1.1\r\nHost: lab\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 100\r\n\r\n{"
-        )
-        try:
-            wait_until(HELD.with_timeout(2), sessions, lambda n: n > 0)
-            return
-        except WaitTimeout:
-            continue
-    raise AssertionError(f"no held request landed on {server}")
-
-
 def test_trust_is_put_back_when_the_run_fails(cluster_factory: ClusterFactory) -> None:
     cluster = cluster_factory("28.1.0", db_log_bin=True)
     inventory = write_inventory(cluster, "29.1.0", **{"[run]\n": "[run]\ndrain_timeout_s = 1\n"})
     with ExitStack() as stack:
         # A request that never completes keeps keystone-1 from draining: the run fails there.
-        _hold_a_request_on(cluster, "keystone-1", stack)
+        hold_a_request_on(cluster, "keystone-1", stack)
         result = keystone_upgrade("upgrade", "-i", inventory, "--yes")
     assert result.returncode == ExitCode.DRAIN, result.stdout + result.stderr
     assert "did not drain" in result.stderr

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import socket
 import subprocess
 import sys
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
 
@@ -14,6 +19,7 @@ from runner.drivers.haproxy import RuntimeSocket
 from runner.lab.cluster import LabEndpoints
 from runner.lab.inventory import inventory_toml
 from runner.model import DatabaseTarget, SocketAddress
+from runner.waits import WaitPolicy, WaitTimeout, wait_until
 
 COMMAND_TIMEOUT_S = 900
 
@@ -77,3 +83,63 @@ def snapshot(client: docker.DockerClient, cluster: LabEndpoints) -> Snapshot:
     }
     images = frozenset(image.id for image in client.images.list())
     return Snapshot(containers, haproxy, database(cluster).alembic_heads(), images)
+
+
+HELD = WaitPolicy("a request held open on one node", timeout_s=30, interval_s=0.2)
+
+
+def hold_a_request_on(cluster: LabEndpoints, server: str, stack: ExitStack) -> None:
+    """Send requests whose body never finishes until one of them sits on ``server``."""
+    admin = runtime(cluster)
+
+    def sessions() -> int:
+        return sum(s.current_sessions for s in admin.show_stat() if s.server == server)
+
+    for _ in range(12):
+        held = stack.enter_context(
+            socket.create_connection(("127.0.0.1", int(cluster.lb_url.rsplit(":", 1)[1])))
+        )
+        held.sendall(
+            b"POST /v3/auth/tokens HTTP/1.1\r\nHost: lab\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{"
+        )
+        try:
+            wait_until(HELD.with_timeout(2), sessions, lambda n: n > 0)
+            return
+        except WaitTimeout:
+            continue
+    raise AssertionError(f"no held request landed on {server}")
+
+
+def journal(cluster: LabEndpoints) -> dict[str, Any]:
+    """The last run's journal as the runner wrote it."""
+    return dict(json.loads((cluster.state_dir / "upgrade" / "journal.json").read_text()))
+
+
+def _status(cluster: LabEndpoints, step_id: str) -> str | None:
+    if not (cluster.state_dir / "upgrade" / "journal.json").exists():
+        return None
+    return next((s["status"] for s in journal(cluster)["steps"] if s["id"] == step_id), None)
+
+
+STEP_DONE = WaitPolicy("the journal says the step is done", timeout_s=300, interval_s=0.05)
+
+
+def kill_runner_after(cluster: LabEndpoints, inventory: Path, step_id: str) -> None:
+    """Start ``upgrade``, SIGKILL it as soon as the journal says ``step_id`` is done.
+
+    No chance to clean up: the run stops wherever the next step is (a drain, a
+    swap half-way), as when a machine or a terminal dies.
+    """
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "runner", "upgrade", "-i", str(inventory), "--yes"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(STEP_DONE, lambda: _status(cluster, step_id), lambda status: status == "done")
+    finally:
+        runner.kill()
+        runner.wait(timeout=30)
+    assert runner.returncode == -signal.SIGKILL
+    assert journal(cluster)["status"] == "running"

@@ -161,6 +161,9 @@ class FakeNode:
     target_release: str
     old_release: str
     fail_start: bool = False
+    fail_restore: bool = False
+    # The runner dies (KeyboardInterrupt here) in this call, after it reached the engine.
+    killed_in: str | None = None
     kept: set[str] = field(default_factory=set)
 
     def stop(self) -> EffectData:
@@ -170,6 +173,8 @@ class FakeNode:
     def set_aside(self, kept_as: str) -> EffectData:
         self.calls.append(f"set-aside {self.node.name}")
         self.kept.add(kept_as)
+        if self.killed_in == "set_aside":
+            raise KeyboardInterrupt
         return {"old_name": kept_as, "container_id": f"id-{self.node.name}"}
 
     def start_target(self, image: str, kept_as: str) -> EffectData:
@@ -181,6 +186,8 @@ class FakeNode:
 
     def restore_old(self, kept_as: str) -> EffectData:
         self.calls.append(f"restore-old {self.node.name}")
+        if self.fail_restore:
+            raise DockerError(f"cannot rename {kept_as} to {self.node.container}")
         self.kept.discard(kept_as)
         self.release = self.old_release
         return {"container_id": f"id-{self.node.name}"}

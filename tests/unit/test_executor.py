@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runner.drivers.database import BinlogSettings
-from runner.errors import DockerError, DrainError, ExitCode, MigrationError, RollbackError
+from runner.errors import DrainError, ExitCode, HealthError, MigrationError, RollbackError
 from runner.executor import CLOSED_AFTER_FAILURE, Executor
 from runner.journal import Event, Journal, StepStatus
 from runner.model import Inventory
@@ -139,7 +139,7 @@ def test_the_trust_setting_is_not_touched_when_it_was_never_set(tmp_path: Path) 
     plan = dataclasses.replace(
         plan, steps=tuple(s for s in plan.steps if s.kind is not StepKind.TRUST_FUNCTION_CREATORS)
     )
-    with pytest.raises(DockerError):
+    with pytest.raises(HealthError):
         _run(plan, cluster, journal, tmp_path)
     assert not [c for c in cluster.calls if c.startswith("trust")]
     assert journal.step("restore-trust").status is StepStatus.PENDING
@@ -165,45 +165,81 @@ def test_a_failed_expand_stops_the_run_with_the_containers_last_lines(tmp_path: 
     assert "line 0" in logs[0].read_text()  # the whole output is kept in the run's log
 
 
-def test_a_node_that_does_not_drain_stops_the_run_before_it_is_touched(tmp_path: Path) -> None:
+def test_a_node_that_does_not_drain_goes_back_into_rotation_and_stops_the_run(tmp_path: Path) -> None:
     inventory, plan, cluster, journal = _setup(tmp_path)
     cluster.rotation.stuck = set(inventory.node("k2").servers)
     with pytest.raises(DrainError, match="node k2 did not drain") as raised:
         _run(plan, cluster, journal, tmp_path)
     assert raised.value.exit_code is ExitCode.DRAIN
-    assert "stop k2" not in cluster.calls
+    assert "back in rotation on 28.1.0" in str(raised.value)
+    k2 = [c for c in cluster.calls if c.endswith(" k2")]
+    assert k2 == ["drain k2", "wait-drained k2", "ready k2", "wait-up k2"]  # never stopped, only put back
     assert journal.step("node:k1").status is StepStatus.DONE
     assert journal.step("node:k2").status is StepStatus.FAILED
+    assert journal.rolled_back("node:k2")
     assert journal.step("contract").status is StepStatus.PENDING
 
 
-def test_an_effect_that_fails_leaves_its_intent_in_the_journal(tmp_path: Path) -> None:
+def test_a_node_that_fails_after_its_swap_is_rolled_back_before_the_run_stops(tmp_path: Path) -> None:
     _, plan, cluster, journal = _setup(tmp_path)
-    cluster.nodes["k1"].fail_start = True
-    with pytest.raises(DockerError):
+    cluster.nodes["k2"].fail_start = True
+    with pytest.raises(HealthError, match=r"node k2 failed on 29\.1\.0 and was rolled back") as raised:
         _run(plan, cluster, journal, tmp_path)
+    assert raised.value.exit_code is ExitCode.HEALTH
+    assert "cannot create c-k2" in str(raised.value)  # what failed
+    k2 = [c for c in cluster.calls if c.endswith(" k2")]
+    assert k2[k2.index("start-target k2") :] == [
+        "start-target k2",
+        "restore-old k2",
+        "health k2",
+        "release k2",
+        "ready k2",
+        "wait-up k2",
+    ]
+    assert cluster.nodes["k2"].release == "28.1.0"
+    assert cluster.nodes["k1"].release == "29.1.0"  # the run stops; k1 stays done
+    record = journal.step("node:k2")
+    assert (record.status, record.intended) == (StepStatus.FAILED, None)
+    assert record.events[-1]["event"] == "rolled back"
+    assert journal.step("node:k3").status is StepStatus.PENDING
+
+
+def test_a_rollback_that_fails_says_what_state_each_node_is_in(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path)
+    cluster.nodes["k2"].fail_start = True
+    cluster.nodes["k2"].fail_restore = True
+    with pytest.raises(RollbackError, match="rolling it back failed too") as raised:
+        _run(plan, cluster, journal, tmp_path)
+    assert raised.value.exit_code is ExitCode.ROLLBACK
+    message = str(raised.value)
+    assert "node k1: runs 29.1.0, UP everywhere" in message
+    assert "node k2: runs 28.1.0" in message
+    assert "old copy kept as c-k2-ku-old-run1" in message
+    # The journal on disk keeps the effect that was announced and never recorded as done.
     record = Journal.load(tmp_path)
     assert record is not None
-    intended = record.step("node:k1").intended
+    intended = record.step("node:k2").intended
     assert intended is not None
-    assert (intended["event"], intended["image"]) == ("started", "ks:29")
-    assert [e["event"] for e in record.step("node:k1").events] == NODE_EVENTS[:5]
+    assert (intended["event"], intended["old_name"]) == ("old node restored", "c-k2-ku-old-run1")
+    assert record.step("node:k2").status is StepStatus.FAILED
 
 
 def test_undo_brings_swapped_nodes_back_newest_first(tmp_path: Path) -> None:
     _, plan, cluster, journal = _setup(tmp_path)
-    cluster.nodes["k2"].fail_start = True
-    executor = Executor(plan, RunContext(cluster.drivers(), journal, tmp_path / "runs"))
-    with pytest.raises(DockerError):
-        executor.run()
+    steps = tuple(s for s in plan.steps if s.id not in ("contract", "cleanup"))
+    executor = Executor(
+        dataclasses.replace(plan, steps=steps), RunContext(cluster.drivers(), journal, tmp_path)
+    )
+    executor.run()
     cluster.calls.clear()
-    assert executor.undo() == ["node:k2", "node:k1"]
+    assert executor.undo() == ["node:k3", "node:k2", "node:k1"]
     restored = [c for c in cluster.calls if c.startswith("restore-old")]
-    assert restored == ["restore-old k2", "restore-old k1"]
+    assert restored == ["restore-old k3", "restore-old k2", "restore-old k1"]
+    # Each node leaves rotation (drained) before its old copy comes back.
+    assert cluster.calls[:4] == ["drain k3", "wait-drained k3", "maint k3", "restore-old k3"]
     assert {n.release for n in cluster.nodes.values()} == {"28.1.0"}
     assert journal.step("node:k1").status is StepStatus.UNDONE
     assert journal.step("expand").status is StepStatus.DONE  # kept: the old release serves on it
-    assert [e["event"] for e in journal.step("node:k1").events][-4:] == ["healthy", "version", "ready", "up"]
 
 
 def test_undo_is_refused_once_contract_has_started(tmp_path: Path) -> None:
@@ -212,8 +248,23 @@ def test_undo_is_refused_once_contract_has_started(tmp_path: Path) -> None:
     cluster.calls.clear()
     with pytest.raises(RollbackError, match="schema was contracted") as raised:
         executor.undo()
+    assert "old nodes kept for rollback were removed" in str(raised.value)
     assert raised.value.exit_code is ExitCode.ROLLBACK
     assert cluster.calls == []  # refused before anything changed
+
+
+def test_undo_is_refused_once_cleanup_removed_the_old_nodes(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path)
+    # The schema was already at the target: contract is skipped, cleanup still removes the old nodes.
+    steps = tuple(
+        dataclasses.replace(s, skip_reason="at target") if s.kind is StepKind.CONTRACT else s
+        for s in plan.steps
+    )
+    executor = _run(dataclasses.replace(plan, steps=steps), cluster, journal, tmp_path)
+    cluster.calls.clear()
+    with pytest.raises(RollbackError, match="old nodes kept for rollback were removed"):
+        executor.undo()
+    assert cluster.calls == []
 
 
 def test_the_plan_round_trips_through_json_exactly(tmp_path: Path) -> None:

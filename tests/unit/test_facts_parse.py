@@ -1,8 +1,10 @@
-"""Parsing what the one preflight container of the target image printed."""
+"""Facts: parsing what the one preflight container of the target image printed; HAProxy states settled."""
 
 from __future__ import annotations
 
-from runner.facts import parse_facts_output
+from runner.drivers.haproxy import OperationalState, ServerStat, ServerState
+from runner.facts import parse_facts_output, socket_facts
+from runner.model import SocketAddress
 
 OUTPUT = """\
 EXPAND 742c857f1dfb
@@ -42,3 +44,35 @@ def test_a_line_that_looks_like_a_marker_inside_a_section_stays_in_it() -> None:
     assert facts.expand_head == "a"
     assert facts.check is not None
     assert "EXPAND z" in facts.check.output
+
+
+class _FlappingRuntime:
+    """An HAProxy whose check is caught at "UP 1/2" once, then settles UP."""
+
+    address = SocketAddress(unix_path="/admin.sock")
+
+    def __init__(self) -> None:
+        self.seen = ["UP 1/2", "UP"]
+
+    def show_stat(self) -> list[ServerStat]:
+        status = self.seen.pop(0) if len(self.seen) > 1 else self.seen[0]
+        return [ServerStat("internal", "k1", status, 0, 0)]
+
+    def show_servers_state(self) -> list[ServerState]:
+        return [ServerState("internal", "k1", OperationalState.RUNNING, 0)]
+
+    def set_server_state(self, backend: str, server: str, state: str) -> None:
+        raise AssertionError("facts change nothing")
+
+    def set_server_health_up(self, backend: str, server: str) -> None:
+        raise AssertionError("facts change nothing")
+
+    def access_level(self) -> str:
+        return "admin"
+
+
+def test_preflight_judges_the_state_a_check_settles_on() -> None:
+    facts = socket_facts(_FlappingRuntime())
+    stat = facts.stat("internal", "k1")
+    assert stat is not None
+    assert stat.status == "UP"

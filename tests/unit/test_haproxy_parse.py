@@ -49,19 +49,21 @@ def test_captured_show_stat_gives_each_server_its_displayed_status() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "is_up"),
+    ("status", "is_up", "in_transition"),
     [
-        ("UP", True),
-        ("UP 1/2", False),
-        ("DOWN 1/2", False),
-        ("MAINT (via b/s)", False),
-        ("no check", False),
+        ("UP", True, False),
+        ("UP 1/2", False, True),
+        ("DOWN 1/2", False, True),
+        ("DOWN", False, False),
+        ("MAINT (via b/s)", False, False),
+        ("no check", False, False),
     ],
 )
-def test_only_a_plain_up_counts_as_up(status: str, is_up: bool) -> None:
+def test_only_a_plain_up_counts_as_up(status: str, is_up: bool, in_transition: bool) -> None:
     stats = {s.server: s for s in parse_show_stat(_stat_with_status(status))}
     assert stats["keystone-1"].status == status
     assert stats["keystone-1"].is_up is is_up
+    assert stats["keystone-1"].in_transition is in_transition
 
 
 def test_servers_state_shows_drain_under_a_failing_check() -> None:

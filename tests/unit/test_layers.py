@@ -39,8 +39,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # Pure functions of inventory and facts.
     ("plan", ("runner.preflight", "runner.plan")),
     ("executor", ("runner.executor",)),
+    # The last run, read back from its journal and checked against the cluster.
+    ("history", ("runner.history",)),
     # Wiring real drivers to the plan and the executor.
-    ("commands", ("runner.upgrade", "runner.traffic")),
+    ("commands", ("runner.upgrade", "runner.rollback", "runner.resume", "runner.traffic")),
     ("cli", ("runner.cli", "runner.__main__")),
 ]
 

@@ -1,0 +1,40 @@
+"""``rollback``: every node of the last run back on the release it started from, while that can be done.
+
+The journal holds the plan exactly as it ran (``Plan.from_dict``) and what
+each step did; the executor undoes the steps newest first. Once contract has
+started the old release cannot serve the schema any more: rollback refuses,
+before changing anything, and points to the run's verified backup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import ExitStack
+
+from runner.drivers.ports import Drivers
+from runner.executor import Executor
+from runner.history import last_run
+from runner.journal import Journal
+from runner.model import Inventory
+from runner.plan import Plan
+from runner.steps import RunContext
+from runner.upgrade import hold_run_lock
+
+ROLLED_BACK = "rolled back"
+
+
+def run_rollback(
+    inventory: Inventory, drivers: Drivers, confirm: Callable[[Journal, Plan], bool]
+) -> list[str] | None:
+    """Undo the last run (confirmed, under the lock); the ids undone, None when not confirmed."""
+    journal, plan = last_run(inventory.state_dir)
+    with ExitStack() as stack:
+        hold_run_lock(stack, drivers)
+        if journal.document["status"] == ROLLED_BACK:
+            return []
+        if not confirm(journal, plan):
+            return None
+        context = RunContext(drivers, journal, inventory.state_dir / "runs" / journal.run_id)
+        undone = Executor(plan, context).undo()
+        journal.finish(ROLLED_BACK)
+        return undone
