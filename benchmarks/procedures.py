@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from runner.drivers.docker_engine import PURPOSE_LABEL
+from runner.drivers.containers import PURPOSE_LABEL
 from runner.drivers.ports import Drivers
 from runner.errors import MigrationError
 from runner.journal import Event, Journal

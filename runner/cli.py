@@ -17,6 +17,7 @@ from runner.errors import ExitCode, RunnerError
 from runner.images.base import ensure_base_image
 from runner.images.build import BuildOutcome, build_images
 from runner.images.catalog import DEFAULT_KEYSTONE_VERSIONS, all_images
+from runner.interrupts import ForcedStop
 from runner.journal import Journal
 from runner.lab.commands import lab
 from runner.plan import Plan
@@ -235,6 +236,9 @@ def run() -> None:
         raise
     except RunnerError as exc:
         click.echo(f"error: {exc.render()}", err=True)
+        sys.exit(int(exc.exit_code))
+    except ForcedStop as exc:
+        click.echo(f"stopped: {exc}", err=True)
         sys.exit(int(exc.exit_code))
     except Exception:
         logging.getLogger(__name__).exception("unexpected error")

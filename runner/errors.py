@@ -30,6 +30,7 @@ class ExitCode(IntEnum):
     DATABASE = 14
     HAPROXY = 15
     DOCKER = 16
+    INTERRUPTED = 17  # SIGINT or SIGTERM: stopped between steps (resume goes on), or at once on a second
 
 
 class RunnerError(Exception):

@@ -8,6 +8,8 @@ The rules, all here:
 - a step that ``closes`` another (the trust setting put back) still runs after a
   failure, once the step it closes was done; its own failure is logged, and the
   first error is the one reported;
+- a first SIGINT/SIGTERM lets the step in progress finish and stops before the next
+  (``Interrupted``); a second stops at once (``ForcedStop``) and names what it cut short;
 - ``undo`` walks what was done backwards, and refuses, before changing anything,
   once a step that ends the undo window (contract, cleanup) has started.
 """
@@ -15,8 +17,11 @@ The rules, all here:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from runner.errors import RollbackError, RunnerError
+from runner.interrupts import ForcedStop, Interrupted
 from runner.journal import Event, StepStatus
 from runner.plan import Plan
 from runner.steps import RunContext, Step, Undo
@@ -36,15 +41,13 @@ class Executor:
 
     def run(self) -> None:
         """Every step in order; raises the first RunnerError after journalling it."""
-        try:
+        with self._closing_on_failure():
             for step in self.plan.steps:
+                self._stop_if_asked(step)
                 if step.skipped:
                     self.journal.end(step.id, StepStatus.SKIPPED, step.skip_reason)
                     continue
                 self._apply(step)
-        except BaseException:
-            self._close_after_failure()
-            raise
 
     def resume(self) -> None:
         """Go on with a run from its journal: done steps stay done, a half-done one is made safe first.
@@ -53,11 +56,12 @@ class Executor:
         node killed half-way through its swap) is undone, then applied afresh;
         any other unfinished step is applied again (db_sync phases are safe to repeat).
         """
-        try:
+        with self._closing_on_failure():
             for step in self.plan.steps:
                 status = self.journal.step(step.id).status
                 if status in (StepStatus.DONE, StepStatus.SKIPPED):
                     continue
+                self._stop_if_asked(step)
                 if step.skipped:
                     self.journal.end(step.id, StepStatus.SKIPPED, step.skip_reason)
                     continue
@@ -67,9 +71,43 @@ class Executor:
                 if half_done and step.undo_rule is Undo.REVERSIBLE:
                     self._make_safe(step)
                 self._apply(step)
+
+    @contextmanager
+    def _closing_on_failure(self) -> Iterator[None]:
+        """However the walk ends early, steps that close others run (the trust setting put back)."""
+        try:
+            yield
+        except ForcedStop as exc:
+            self._close_after_failure()
+            raise self._left_behind(exc) from exc
         except BaseException:
             self._close_after_failure()
             raise
+
+    def _stop_if_asked(self, step: Step) -> None:
+        """Between two steps: stop cleanly when a signal asked for it."""
+        if not self.context.stop.requested:
+            return
+        signal = self.context.stop.signal
+        name = signal.name if signal is not None else "a signal"
+        done = [s.id for s in self.plan.steps if self.journal.step(s.id).status is StepStatus.DONE]
+        raise Interrupted(
+            f"stopped on {name} before step {step.id}; the step in progress was finished",
+            observed=f"done: {', '.join(done) or 'nothing'}; every node serves a working release, in rotation",
+            hint="go on with: keystone-upgrade resume -i INVENTORY (or undo it: keystone-upgrade rollback)",
+        )
+
+    def _left_behind(self, stop: ForcedStop) -> ForcedStop:
+        """The second signal's message: which step it cut short and what that step had announced."""
+        cut = [
+            f"{s.id} (may not have finished: {record.intended['event'] if record.intended else 'its last event'})"
+            for s in self.plan.steps
+            if (record := self.journal.step(s.id)).status is StepStatus.RUNNING
+        ]
+        return ForcedStop(
+            f"{stop}; left behind: {', '.join(cut) or 'no step in progress'}. The journal holds the rest: "
+            "keystone-upgrade resume or rollback takes it from there"
+        )
 
     def _make_safe(self, step: Step) -> None:
         log.info("step %s was left half-done; putting it back before it runs again", step.id)

@@ -12,14 +12,8 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from runner.drivers.containers import PURPOSE_LABEL, ContainerFacts, Engine, Finished, ImageFacts
 from runner.drivers.database import BinlogSettings
-from runner.drivers.docker_engine import (
-    PURPOSE_LABEL,
-    ContainerFacts,
-    Engine,
-    Finished,
-    ImageFacts,
-)
 from runner.drivers.haproxy import HaproxyRuntime, ServerStat, ServerState
 from runner.drivers.ports import Database, Http
 from runner.errors import RunnerError

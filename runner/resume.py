@@ -17,11 +17,12 @@ from runner.drivers.ports import Drivers
 from runner.errors import PreflightError
 from runner.executor import Executor
 from runner.history import FINISHED, disagreements, last_run
+from runner.interrupts import ForcedStop, Interrupted, stop_requests
 from runner.model import Inventory
 from runner.plan import Plan
 from runner.report import build_report, write_report
 from runner.steps import RunContext
-from runner.upgrade import gather_facts, hold_run_lock
+from runner.upgrade import INTERRUPTED, gather_facts, hold_run_lock
 
 
 def run_resume(
@@ -40,6 +41,7 @@ def run_resume(
             hint="start a new run with upgrade",
         )
     with ExitStack() as stack:
+        stop = stack.enter_context(stop_requests())
         hold_run_lock(stack, drivers)
         differences = disagreements(plan, journal, gather_facts(inventory, drivers))
         if differences:
@@ -52,11 +54,14 @@ def run_resume(
         if not confirm(plan):
             return None
         journal.reopen()
-        context = RunContext(drivers, journal, inventory.state_dir / "runs" / journal.run_id)
+        context = RunContext(drivers, journal, inventory.state_dir / "runs" / journal.run_id, stop)
         outcome = "failed"
         try:
             Executor(plan, context).resume()
             outcome = "succeeded"
+        except (Interrupted, ForcedStop):
+            outcome = INTERRUPTED
+            raise
         finally:
             journal.finish(outcome)
             report = build_report(journal)

@@ -10,8 +10,9 @@ from typing import Any
 
 from runner.credentials import admin_database_target, database_target
 from runner.drivers.backup import ContainerBackups
+from runner.drivers.containers import RUN_ID_LABEL, Engine
 from runner.drivers.database import MysqlDatabase
-from runner.drivers.docker_engine import RUN_ID_LABEL, DockerEngine, Engine
+from runner.drivers.docker_engine import DockerEngine
 from runner.drivers.docker_node import DockerNode
 from runner.drivers.haproxy import RuntimeSocket
 from runner.drivers.http import RequestsHttp
@@ -21,6 +22,7 @@ from runner.errors import LockedError, PreflightError, RunnerError
 from runner.executor import Executor
 from runner.facts import ClusterFacts, database_facts, node_facts, socket_facts, target_facts
 from runner.history import unfinished
+from runner.interrupts import ForcedStop, Interrupted, stop_requests
 from runner.journal import SCHEMA_VERSION, Journal, new_run_id
 from runner.model import LOCAL_ENGINE, Inventory, NodeConfig
 from runner.plan import Plan, build_plan
@@ -31,6 +33,7 @@ from runner.traffic import start_traffic, traffic_report
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "keystone-upgrade"
+INTERRUPTED = "interrupted"  # the journal status of a run a signal stopped
 
 
 def connect(inventory: Inventory) -> Drivers:
@@ -130,6 +133,7 @@ def run_upgrade(
 ) -> Plan:
     """Preflight, then (confirmed, under the lock) every step of the plan; the report either way."""
     with ExitStack() as stack:
+        stop = stack.enter_context(stop_requests())
         # Traffic starts first, so the report shows preflight's requests too.
         traffic = (
             start_traffic(inventory, drivers.runtimes[0] if drivers.runtimes else None)
@@ -152,11 +156,14 @@ def run_upgrade(
         if not confirm(plan):
             return plan
         journal = Journal.start(inventory.state_dir, plan.to_dict(), str(inventory.path))
-        context = RunContext(drivers, journal, inventory.state_dir / "runs" / journal.run_id)
+        context = RunContext(drivers, journal, inventory.state_dir / "runs" / journal.run_id, stop)
         status = "failed"
         try:
             Executor(plan, context).run()
             status = "succeeded"
+        except (Interrupted, ForcedStop):
+            status = INTERRUPTED
+            raise
         finally:
             journal.finish(status)
             extra = {}

@@ -1,8 +1,10 @@
 """The database backup taken before any schema change: a consistent, compressed, verified dump.
 
 mariadb-dump runs in a throwaway container of the backup client image on host
-networking. Its password reaches it in an option file mounted read-only,
-never on a command line; the file is removed afterwards.
+networking. Its password reaches it through a pipe (the container's stdin)
+and is kept in the container's tmpfs: never on a command line or in an
+environment, never on the host's disk, gone with the container however the
+runner ends (SIGKILL included).
 """
 
 from __future__ import annotations
@@ -10,19 +12,22 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from runner.drivers.containers import PURPOSE_LABEL, Engine
 from runner.drivers.database import MysqlDatabase
-from runner.drivers.docker_engine import PURPOSE_LABEL, Engine
 from runner.errors import BackupError
 from runner.model import BindMount, DatabaseTarget
 
+OPTIONS_FILE = "/run/keystone-upgrade/client.cnf"
+OPTIONS_DIR = "/run/keystone-upgrade"  # a tmpfs of the backup container
 DUMP_SCRIPT = (
-    "set -eo pipefail; "
-    "mariadb-dump --defaults-extra-file=/run/keystone-upgrade/client.cnf --single-transaction --quick "
+    "set -eo pipefail; umask 077; "
+    # The option file arrives on stdin (bounded: 30 s) and stays in the container's memory.
+    f"timeout 30 cat > {OPTIONS_DIR}/client.cnf; "
+    f"mariadb-dump --defaults-extra-file={OPTIONS_DIR}/client.cnf --single-transaction --quick "
     '--routines --triggers --events --databases "$0" | gzip -c > "/backup/$1.partial"; '
     'mv "/backup/$1.partial" "/backup/$1"'
 )
@@ -58,24 +63,16 @@ def take_backup(
     directory.mkdir(parents=True, exist_ok=True)
     started = time.time()
     name = f"{target.database}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(started))}.sql.gz"
-    options = directory / ".client.cnf"
-    options.touch(mode=0o600)
-    os.chmod(options, 0o600)
-    try:
-        options.write_text(_client_options(target))
-        tables = MysqlDatabase(target).table_row_counts()
-        finished = engine.run_once(
-            image,
-            [target.database, name],
-            entrypoint=["bash", "-c", DUMP_SCRIPT],
-            mounts=[
-                BindMount(str(options), "/run/keystone-upgrade/client.cnf", read_only=True),
-                BindMount(str(directory), "/backup", read_only=False),
-            ],
-            labels={**labels, PURPOSE_LABEL: "backup"},
-        )
-    finally:
-        options.unlink(missing_ok=True)
+    tables = MysqlDatabase(target).table_row_counts()
+    finished = engine.run_once(
+        image,
+        [target.database, name],
+        entrypoint=["bash", "-c", DUMP_SCRIPT],
+        mounts=[BindMount(str(directory), "/backup", read_only=False)],
+        labels={**labels, PURPOSE_LABEL: "backup"},
+        stdin_secret=_client_options(target),
+        tmpfs=(OPTIONS_DIR,),
+    )
     dump = directory / name
     if finished.exit_code != 0 or not dump.exists():
         raise BackupError(

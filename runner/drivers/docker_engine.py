@@ -7,14 +7,18 @@ Library errors become RunnerErrors here, at the boundary.
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
+from runner.drivers.containers import (
+    RUNNER_LABEL,
+    ContainerFacts,
+    Finished,
+    ImageFacts,
+)
 from runner.drivers.docker_blueprint import ContainerBlueprint
 from runner.errors import DockerError
 from runner.model import KEYSTONE_VERSION_LABEL, LOCAL_ENGINE, BindMount
@@ -22,75 +26,7 @@ from runner.waits import CONTAINER_EXITED, WaitPolicy, WaitTimeout, wait_until
 
 log = logging.getLogger(__name__)
 
-RUNNER_LABEL = "io.keystone-upgrade.runner"
-RUN_ID_LABEL = "io.keystone-upgrade.run-id"
-PURPOSE_LABEL = "io.keystone-upgrade.purpose"
 THROWAWAY_CPU_SHARES = 256
-
-
-@dataclass(frozen=True)
-class ContainerFacts:
-    """What the runner reads of a node's container."""
-
-    id: str
-    name: str
-    status: str
-    image_id: str
-    image_reference: str
-    keystone_version: str | None  # the image's version label
-    mounts: Mapping[str, str]  # container path -> host path (bind mounts)
-    inspect: Mapping[str, Any] = field(repr=False, compare=False)
-
-
-@dataclass(frozen=True)
-class ImageFacts:
-    """What the runner reads of an image."""
-
-    id: str
-    reference: str
-    keystone_version: str | None
-    inspect: Mapping[str, Any] = field(repr=False, compare=False)
-
-
-@dataclass(frozen=True)
-class Finished:
-    """How a throwaway container ended: its exit code and its output."""
-
-    exit_code: int
-    output: str
-
-    def tail(self, lines: int = 30) -> str:
-        """The last lines of its output, for an error message."""
-        return "\n".join(deque(self.output.splitlines(), maxlen=lines))
-
-
-class Engine(Protocol):
-    """What the runner needs of one Docker engine."""
-
-    endpoint: str
-
-    def ping(self) -> None: ...
-    def container(self, name: str) -> ContainerFacts | None: ...
-    def image(self, reference: str) -> ImageFacts | None: ...
-    def run_once(
-        self,
-        image: str,
-        command: Sequence[str],
-        *,
-        mounts: Sequence[BindMount],
-        labels: Mapping[str, str],
-        environment: Mapping[str, str] | None = None,
-        user: str | None = None,
-        entrypoint: Sequence[str] | None = None,
-        policy: WaitPolicy = CONTAINER_EXITED,
-    ) -> Finished: ...
-    def exec_output(self, container: str, command: Sequence[str]) -> Finished: ...
-    def pull(self, reference: str) -> bool: ...
-    def stop(self, container: str, timeout_s: int) -> None: ...
-    def rename(self, container: str, new_name: str) -> None: ...
-    def create_and_start(self, blueprint: ContainerBlueprint) -> str: ...
-    def start(self, container: str) -> None: ...
-    def remove(self, container: str) -> None: ...
 
 
 def _bind_mounts(inspect: Mapping[str, Any]) -> dict[str, str]:
@@ -195,11 +131,16 @@ class DockerEngine:
         user: str | None = None,
         entrypoint: Sequence[str] | None = None,
         policy: WaitPolicy = CONTAINER_EXITED,
+        stdin_secret: str | None = None,
+        tmpfs: Sequence[str] = (),
     ) -> Finished:
         """Run a throwaway container on host networking until it exits; always remove it.
 
         ``entrypoint`` replaces the image's (for client images whose own
-        entrypoint starts a server).
+        entrypoint starts a server). ``stdin_secret`` goes to the container
+        through a pipe (its stdin, then EOF), so a password never sits in a file
+        on the host, an argument or an environment; ``tmpfs`` directories are
+        where the command may keep it: in memory, gone with the container.
         """
         api = self.client.api
         try:
@@ -210,6 +151,8 @@ class DockerEngine:
                 environment=dict(environment or {}),
                 user=user or "",
                 labels={RUNNER_LABEL: "1", **labels},
+                # StdinOnce: the container's stdin ends when the runner closes its side.
+                stdin_open=stdin_secret is not None,
                 host_config=api.create_host_config(
                     network_mode="host",
                     # A quarter of a serving container's CPU weight: on a busy host the
@@ -218,13 +161,17 @@ class DockerEngine:
                     binds={
                         m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts
                     },
+                    tmpfs=dict.fromkeys(tmpfs, "size=64k,mode=0700"),
                 ),
             )
         except DockerException as exc:
             raise self._fail(f"cannot create a throwaway container of {image}", exc) from exc
         container_id = created["Id"]
+        leave_running = False
         try:
             api.start(container_id)
+            if stdin_secret is not None:
+                self._send_stdin(container_id, stdin_secret)
 
             def status() -> str:
                 return str(api.inspect_container(container_id)["State"]["Status"])
@@ -243,11 +190,35 @@ class DockerEngine:
             return Finished(exit_code, output)
         except DockerException as exc:
             raise self._fail(f"throwaway container of {image} failed", exc) from exc
+        except Exception:
+            raise
+        except BaseException:
+            # Stopped at once (a second signal): a migration is never killed mid-statement.
+            leave_running = True
+            log.warning(
+                "left throwaway container %s (%s) running to finish; remove it once it has exited",
+                container_id[:12],
+                " ".join(command),
+            )
+            raise
         finally:
+            if not leave_running:
+                try:
+                    api.remove_container(container_id, force=True)
+                except DockerException as exc:
+                    log.warning("could not remove throwaway container %s: %s", container_id[:12], exc)
+
+    def _send_stdin(self, container_id: str, text: str) -> None:
+        """Write ``text`` to the container's stdin and close it (the command reads until EOF)."""
+        try:
+            attached = self.client.api.attach_socket(container_id, params={"stdin": 1, "stream": 1})
+            raw = getattr(attached, "_sock", attached)  # the SDK wraps the socket in a SocketIO
             try:
-                api.remove_container(container_id, force=True)
-            except DockerException as exc:
-                log.warning("could not remove throwaway container %s: %s", container_id[:12], exc)
+                raw.sendall(text.encode())
+            finally:
+                raw.close()  # with StdinOnce, the container's stdin ends here
+        except (DockerException, OSError) as exc:
+            raise self._fail("cannot hand the throwaway container its input", exc) from exc
 
     def exec_output(self, container: str, command: Sequence[str]) -> Finished:
         """Run a command inside a running container."""

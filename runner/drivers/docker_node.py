@@ -8,8 +8,8 @@ the same moves in reverse.
 
 from __future__ import annotations
 
+from runner.drivers.containers import ContainerFacts, Engine
 from runner.drivers.docker_blueprint import derive_blueprint
-from runner.drivers.docker_engine import ContainerFacts, Engine
 from runner.drivers.ports import EffectData, Http
 from runner.errors import DockerError
 from runner.model import NodeConfig

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from runner.drivers.backup import BackupManifest
+from runner.drivers.containers import Engine
 from runner.drivers.database import BinlogSettings, IdleTransaction
-from runner.drivers.docker_engine import Engine
 from runner.drivers.haproxy import HaproxyRuntime
 from runner.model import NodeConfig, ServerRef
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import types
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
-from runner.drivers.docker_engine import PURPOSE_LABEL, RUN_ID_LABEL
+from runner.drivers.containers import PURPOSE_LABEL, RUN_ID_LABEL
 from runner.drivers.ports import Drivers
 from runner.errors import RollbackError, RunnerError
+from runner.interrupts import StopRequests
 from runner.journal import Journal
 from runner.model import BindMount, NodeConfig
 
@@ -52,6 +53,8 @@ class RunContext:
     drivers: Drivers
     journal: Journal
     log_dir: Path
+    # Set by a first SIGINT/SIGTERM: the executor stops before the next step.
+    stop: StopRequests = field(default_factory=StopRequests)
 
     @property
     def run_id(self) -> str:

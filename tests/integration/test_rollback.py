@@ -10,21 +10,16 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from runner.drivers.keystone import Credentials
 from runner.errors import ExitCode
 from runner.images.catalog import REPOSITORY
 from runner.lab.cluster import LabEndpoints
 from runner.model import KEYSTONE_VERSION_LABEL
-from runner.probe import Probe, ProbeSettings, summarize
-from runner.waits import WaitPolicy, wait_until
 from tests.integration.conftest import ClusterFactory
 from tests.integration.harness import SESSION_ID, TEST_CONTAINER_LABEL
-from tests.integration.upgrade_helpers import keystone_upgrade, runtime, write_inventory
+from tests.integration.upgrade_helpers import keystone_upgrade, runtime, traffic_around, write_inventory
 
 pytestmark = pytest.mark.integration
 
-TRAFFIC = ProbeSettings(rate_per_s=30, concurrency=6, max_requests=30000, max_seconds=900)
-STEADY_TRAFFIC = WaitPolicy("probe traffic flowing", timeout_s=60, interval_s=0.2)
 # Images that are wrong in the two ways a target can be: built from the project's own.
 BROKEN = {
     # Starts, never answers: the health gate fails.
@@ -72,12 +67,10 @@ def test_a_node_that_fails_its_gates_is_rolled_back_by_itself(
     cluster_factory: ClusterFactory, docker_client: docker.DockerClient, broken_images: dict[str, str]
 ) -> None:
     cluster = cluster_factory("28.1.0")
-    credentials = Credentials(cluster.admin_username, cluster.admin_password, cluster.admin_project)
     # The liar first: its heads are 28.1.0's, so nothing is migrated; then the silent one, after
     # which the database stays expanded to 29.1.0 and 28.1.0 still serves on it.
     faults = (("liar", "does not run the target release"), ("silent", "did not become healthy"))
-    with Probe(cluster.lb_url, credentials, TRAFFIC) as probe:
-        wait_until(STEADY_TRAFFIC, lambda: len(probe.samples), lambda n: n >= 60)
+    with traffic_around(cluster):
         for name, failure in faults:
             inventory = write_inventory(
                 cluster,
@@ -100,9 +93,3 @@ def test_a_node_that_fails_its_gates_is_rolled_back_by_itself(
             assert steps["node:keystone-1"]["intended"] is None
             assert steps["node:keystone-2"]["status"] == "pending"
             _assert_whole_on_28(docker_client, cluster, broken_images[name])
-        after = len(probe.samples)
-        wait_until(STEADY_TRAFFIC, lambda: len(probe.samples), lambda n: n >= after + 60)
-    summary = summarize(probe.samples)
-    reasons = "\n".join(f"{s.operation} via {s.served_by}: {s.error}" for s in summary.failures[:20])
-    assert summary.failed == 0, f"{summary.failed} of {summary.requests} requests failed:\n{reasons}"
-    assert probe.verify_writes().lost == []

@@ -6,13 +6,10 @@ from __future__ import annotations
 import docker
 import pytest
 
-from runner.drivers.keystone import Credentials
 from runner.errors import ExitCode
 from runner.images.catalog import REPOSITORY
 from runner.lab.cluster import LabEndpoints
 from runner.model import KEYSTONE_VERSION_LABEL
-from runner.probe import Probe, ProbeSettings, summarize
-from runner.waits import WaitPolicy, wait_until
 from tests.integration.conftest import ClusterFactory
 from tests.integration.throwaway import migration_head_pair
 from tests.integration.upgrade_helpers import (
@@ -21,13 +18,11 @@ from tests.integration.upgrade_helpers import (
     keystone_upgrade,
     kill_runner_after,
     runtime,
+    traffic_around,
     write_inventory,
 )
 
 pytestmark = pytest.mark.integration
-
-TRAFFIC = ProbeSettings(rate_per_s=30, concurrency=6, max_requests=30000, max_seconds=900)
-STEADY_TRAFFIC = WaitPolicy("probe traffic flowing", timeout_s=60, interval_s=0.2)
 
 
 def _releases(client: docker.DockerClient, cluster: LabEndpoints) -> dict[str, str]:
@@ -44,10 +39,8 @@ def test_rollback_brings_every_node_back_until_contract_and_then_refuses(
     cluster_factory: ClusterFactory, docker_client: docker.DockerClient
 ) -> None:
     cluster = cluster_factory("23.0.2")
-    credentials = Credentials(cluster.admin_username, cluster.admin_password, cluster.admin_project)
     inventory = write_inventory(cluster, "24.1.0")
-    with Probe(cluster.lb_url, credentials, TRAFFIC) as probe:
-        wait_until(STEADY_TRAFFIC, lambda: len(probe.samples), lambda n: n >= 60)
+    with traffic_around(cluster):
         # The runner is killed (SIGKILL: no chance to clean up) once keystone-1 is upgraded,
         # somewhere in keystone-2's drain or swap.
         kill_runner_after(cluster, inventory, "node:keystone-1")
@@ -90,9 +83,3 @@ def test_rollback_brings_every_node_back_until_contract_and_then_refuses(
         assert dumped["dump"] in refused.stderr  # the way back from here: the verified backup
         assert set(_releases(docker_client, cluster).values()) == {"24.1.0"}  # refused before any change
         assert database(cluster).alembic_heads() == {target_expand, target_contract}
-        after = len(probe.samples)
-        wait_until(STEADY_TRAFFIC, lambda: len(probe.samples), lambda n: n >= after + 60)
-    summary = summarize(probe.samples)
-    reasons = "\n".join(f"{s.operation} via {s.served_by}: {s.error}" for s in summary.failures[:20])
-    assert summary.failed == 0, f"{summary.failed} of {summary.requests} requests failed:\n{reasons}"
-    assert probe.verify_writes().lost == []

@@ -7,7 +7,8 @@ import signal
 import socket
 import subprocess
 import sys
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,11 @@ import docker
 
 from runner.drivers.database import MysqlDatabase
 from runner.drivers.haproxy import RuntimeSocket
+from runner.drivers.keystone import Credentials
 from runner.lab.cluster import LabEndpoints
 from runner.lab.inventory import inventory_toml
 from runner.model import DatabaseTarget, SocketAddress
+from runner.probe import Probe, ProbeSettings, summarize
 from runner.waits import WaitPolicy, WaitTimeout, wait_until
 
 COMMAND_TIMEOUT_S = 900
@@ -143,3 +146,25 @@ def kill_runner_after(cluster: LabEndpoints, inventory: Path, step_id: str) -> N
         runner.wait(timeout=30)
     assert runner.returncode == -signal.SIGKILL
     assert journal(cluster)["status"] == "running"
+
+
+TRAFFIC = ProbeSettings(rate_per_s=30, concurrency=6, max_requests=30000, max_seconds=900)
+STEADY_TRAFFIC = WaitPolicy("probe traffic flowing", timeout_s=60, interval_s=0.2)
+
+
+@contextmanager
+def traffic_around(cluster: LabEndpoints) -> Iterator[Probe]:
+    """Bounded traffic through HAProxy, flowing before the block and for a while after it.
+
+    Afterwards no request may have failed and every acknowledged write must read back.
+    """
+    credentials = Credentials(cluster.admin_username, cluster.admin_password, cluster.admin_project)
+    with Probe(cluster.lb_url, credentials, TRAFFIC) as probe:
+        wait_until(STEADY_TRAFFIC, lambda: len(probe.samples), lambda n: n >= 60)
+        yield probe
+        after = len(probe.samples)
+        wait_until(STEADY_TRAFFIC, lambda: len(probe.samples), lambda n: n >= after + 60)
+    summary = summarize(probe.samples)
+    reasons = "\n".join(f"{s.operation} via {s.served_by}: {s.error}" for s in summary.failures[:20])
+    assert summary.failed == 0, f"{summary.failed} of {summary.requests} requests failed:\n{reasons}"
+    assert probe.verify_writes().lost == []

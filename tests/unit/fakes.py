@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.drivers.backup import BackupManifest
+from runner.drivers.containers import ContainerFacts, Finished, ImageFacts
 from runner.drivers.database import BinlogSettings, IdleTransaction
 from runner.drivers.docker_blueprint import ContainerBlueprint
-from runner.drivers.docker_engine import ContainerFacts, Finished, ImageFacts
 from runner.drivers.haproxy import HaproxyRuntime
 from runner.drivers.ports import Drivers, EffectData
 from runner.errors import DockerError
@@ -58,6 +58,8 @@ class FakeEngine:
         user: str | None = None,
         entrypoint: Sequence[str] | None = None,
         policy: WaitPolicy = CONTAINER_EXITED,
+        stdin_secret: str | None = None,
+        tmpfs: Sequence[str] = (),
     ) -> Finished:
         self.commands.append(list(command))
         self.calls.append("run " + " ".join(command))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from runner.drivers.database import BinlogSettings
 from runner.errors import DrainError, ExitCode, HealthError, MigrationError, RollbackError
 from runner.executor import CLOSED_AFTER_FAILURE, Executor
+from runner.interrupts import ForcedStop, Interrupted, StopRequests
 from runner.journal import Event, Journal, StepStatus
 from runner.model import Inventory
 from runner.plan import Plan, build_plan
@@ -282,3 +284,16 @@ def test_step_ids_stay_unique_across_hops() -> None:
     assert "25.0.0/node:k1" in {s.id for s in both.steps}
     with pytest.raises(ValueError, match="unique"):
         dataclasses.replace(first, steps=first.steps + first.steps)
+
+
+def test_a_first_signal_stops_between_steps_and_a_second_stops_at_once(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path)
+    stop = StopRequests()
+    stop._handle(signal.SIGTERM, None)  # as the handler does when the signal arrives
+    context = RunContext(cluster.drivers(), journal, tmp_path, stop)
+    with pytest.raises(Interrupted, match="stopped on SIGTERM before step backup") as raised:
+        Executor(plan, context).run()
+    assert raised.value.exit_code is ExitCode.INTERRUPTED
+    assert cluster.calls == []  # nothing started
+    with pytest.raises(ForcedStop, match="SIGINT again"):
+        stop._handle(signal.SIGINT, None)

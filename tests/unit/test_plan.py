@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from runner.drivers.docker_engine import ContainerFacts, Finished, ImageFacts
+from runner.drivers.containers import ContainerFacts, Finished, ImageFacts
 from runner.drivers.haproxy import OperationalState, ServerStat, ServerState
 from runner.facts import ClusterFacts, DatabaseFacts, NodeFacts, SocketFacts, TargetFacts
 from runner.model import (

@@ -1,0 +1,87 @@
+"""What the runner reads of containers and images, and the ``Engine`` port it reads them through.
+
+Values and a Protocol only: ``docker_engine.DockerEngine`` is the implementation
+on the Docker SDK; unit tests pass fakes.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from runner.drivers.docker_blueprint import ContainerBlueprint
+from runner.model import BindMount
+from runner.waits import CONTAINER_EXITED, WaitPolicy
+
+RUNNER_LABEL = "io.keystone-upgrade.runner"
+RUN_ID_LABEL = "io.keystone-upgrade.run-id"
+PURPOSE_LABEL = "io.keystone-upgrade.purpose"
+
+
+@dataclass(frozen=True)
+class ContainerFacts:
+    """What the runner reads of a node's container."""
+
+    id: str
+    name: str
+    status: str
+    image_id: str
+    image_reference: str
+    keystone_version: str | None  # the image's version label
+    mounts: Mapping[str, str]  # container path -> host path (bind mounts)
+    inspect: Mapping[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the runner reads of an image."""
+
+    id: str
+    reference: str
+    keystone_version: str | None
+    inspect: Mapping[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """How a throwaway container ended: its exit code and its output."""
+
+    exit_code: int
+    output: str
+
+    def tail(self, lines: int = 30) -> str:
+        """The last lines of its output, for an error message."""
+        return "\n".join(deque(self.output.splitlines(), maxlen=lines))
+
+
+class Engine(Protocol):
+    """What the runner needs of one Docker engine."""
+
+    endpoint: str
+
+    def ping(self) -> None: ...
+    def container(self, name: str) -> ContainerFacts | None: ...
+    def image(self, reference: str) -> ImageFacts | None: ...
+    def run_once(
+        self,
+        image: str,
+        command: Sequence[str],
+        *,
+        mounts: Sequence[BindMount],
+        labels: Mapping[str, str],
+        environment: Mapping[str, str] | None = None,
+        user: str | None = None,
+        entrypoint: Sequence[str] | None = None,
+        policy: WaitPolicy = CONTAINER_EXITED,
+        stdin_secret: str | None = None,
+        tmpfs: Sequence[str] = (),
+    ) -> Finished: ...
+    def exec_output(self, container: str, command: Sequence[str]) -> Finished: ...
+    def pull(self, reference: str) -> bool: ...
+    def stop(self, container: str, timeout_s: int) -> None: ...
+    def rename(self, container: str, new_name: str) -> None: ...
+    def create_and_start(self, blueprint: ContainerBlueprint) -> str: ...
+    def start(self, container: str) -> None: ...
+    def remove(self, container: str) -> None: ...
