@@ -157,7 +157,10 @@ class Executor:
 
     def _close_after_failure(self) -> None:
         for step in self.plan.steps:
-            if step.closes is None or self.journal.step(step.id).status is not StepStatus.PENDING:
+            if step.closes is None or self.journal.step(step.id).status not in (
+                StepStatus.PENDING,
+                StepStatus.FAILED,
+            ):
                 continue
             if self.journal.step(step.closes).status is not StepStatus.DONE:
                 continue
@@ -178,7 +181,7 @@ class Executor:
             if self.journal.step(s.id).status in (StepStatus.RUNNING, StepStatus.DONE, StepStatus.FAILED)
             and not self.journal.rolled_back(s.id)
         ]
-        closing = [s for s in started if s.undo_rule is Undo.ENDS_WINDOW]
+        closing = [s for s in started if s.undo_rule is Undo.ENDS_WINDOW and s.closed_window(self.context)]
         if closing:
             dumps = [e["dump"] for s in self.plan.steps for e in self.journal.events_of(s.id, Event.DUMPED)]
             backup = f" ({', '.join(dumps)})" if dumps else ""

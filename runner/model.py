@@ -3,7 +3,7 @@
 This module is the bottom of the house: it imports nothing of the project, so
 drivers, the plan and the CLI can all use it without importing each other.
 Everything here is a frozen value; reading a secret or talking to anything is
-done above it (``config.read_secret``, the drivers).
+done above it (``credentials.read_secret``, the drivers).
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class DatabaseTarget:
 
 @dataclass(frozen=True)
 class SecretSource:
-    """Where a password comes from: an environment variable or a file (read by config.read_secret)."""
+    """Where a password comes from: an environment variable or a file (read by credentials.read_secret)."""
 
     env: str | None
     file: str | None

@@ -135,7 +135,7 @@ def build_plan(
                 id=step_id("backup"),
                 why="a verified dump before the schema changes",
                 image=inventory.backup_image,
-                directory=str(inventory.backup_dir / run_id),
+                directory=str(inventory.backup_dir / run_id / (hop or "")),
             )
         )
     if needs_trust:
@@ -176,7 +176,7 @@ def build_plan(
             image=inventory.target_image,
             release=target_version,
             from_release=version,
-            kept_as=f"{node.config.container}{OLD_CONTAINER_SUFFIX}{run_id}",
+            kept_as=f"{node.config.container}{OLD_CONTAINER_SUFFIX}{run_id}" + (f"-{hop}" if hop else ""),
             drain_timeout_s=inventory.drain_timeout_s,
             health_timeout_s=inventory.health_timeout_s,
         )

@@ -86,6 +86,10 @@ HAPROXY_SOCKET_ANSWERS = WaitPolicy("HAProxy runtime socket answers", timeout_s=
 # A health check caught between UP and DOWN ("UP 1/2") at preflight: let it settle.
 HAPROXY_CHECKS_SETTLED = WaitPolicy("HAProxy health checks settle", timeout_s=15, interval_s=0.25)
 HAPROXY_SERVERS_UP = WaitPolicy("HAProxy reports servers UP", timeout_s=120, interval_s=0.1)
+# Asks every node for its release (a command inside it) on each look: not as often as HAProxy.
+CLUSTER_READY_FOR_CONTRACT = WaitPolicy(
+    "every node on the target release and UP", timeout_s=120, interval_s=0.5
+)
 SERVER_DRAINED = WaitPolicy(
     "HAProxy reports no sessions on the drained servers", timeout_s=120, interval_s=0.1
 )

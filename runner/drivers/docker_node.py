@@ -8,7 +8,7 @@ the same moves in reverse.
 
 from __future__ import annotations
 
-from runner.drivers.containers import ContainerFacts, Engine
+from runner.drivers.containers import ContainerFacts, Engine, ImageFacts
 from runner.drivers.docker_blueprint import derive_blueprint
 from runner.drivers.ports import EffectData, Http
 from runner.errors import DockerError
@@ -36,9 +36,24 @@ class DockerNode:
             )
         return found
 
+    def _old_image(self, old: ContainerFacts) -> ImageFacts:
+        """The image the old container was created from: what its image gave it is told apart by it."""
+        found = self.engine.image(old.image_id)
+        if found is None:
+            raise DockerError(
+                f"node {self.node.name}: the image of {old.name} is gone",
+                hint="look at the engine; the old container cannot be copied without its image",
+            )
+        return found
+
     def stop(self) -> EffectData:
-        """Stop the node's container, waiting its own StopTimeout (SIGKILL after it)."""
+        """Stop the node's container, waiting its own StopTimeout (SIGKILL after it).
+
+        Refuses before stopping anything when the replacement could not be
+        derived from it afterwards (its image is gone).
+        """
         old = self._existing(self.node.container, "container")
+        self._old_image(old)
         stop_timeout = old.inspect["Config"].get("StopTimeout") or DEFAULT_STOP_TIMEOUT_S
         self.engine.stop(old.id, int(stop_timeout))
         return {"container_id": old.id, "version": old.keystone_version}
@@ -52,13 +67,9 @@ class DockerNode:
     def start_target(self, image: str, kept_as: str) -> EffectData:
         """Create and start the replacement on ``image`` with everything the operator gave the old one."""
         old = self._existing(kept_as, "the old container")
-        old_image = self.engine.image(old.image_id)
-        if old_image is None:
-            raise DockerError(
-                f"node {self.node.name}: the image of {kept_as} is gone",
-                hint="look at the engine; the old container cannot be copied without its image",
-            )
-        blueprint = derive_blueprint(old.inspect, old_image.inspect, image, name=self.node.container)
+        blueprint = derive_blueprint(
+            old.inspect, self._old_image(old).inspect, image, name=self.node.container
+        )
         new_id = self.engine.create_and_start(blueprint)
         return {"container_id": new_id, "image": image}
 

@@ -53,7 +53,8 @@ class NodeRuntime(Protocol):
     """One Keystone node's lifecycle: how it is stopped, replaced, brought back and asked.
 
     The old node is *set aside* (kept, not destroyed) until cleanup, so that it
-    can be brought back exactly as it was. Every call is safe to repeat.
+    can be brought back exactly as it was. ``restore_old`` and ``discard_old``
+    are safe to repeat and work from any point of a swap; the others act once.
     """
 
     node: NodeConfig

@@ -102,6 +102,10 @@ class Step:
         """Put back what ``apply`` changed (only for ``Undo.REVERSIBLE`` steps)."""
         raise RollbackError(f"step {self.id} ({self.kind}) cannot be undone")
 
+    def closed_window(self, context: RunContext) -> bool:
+        """For ENDS_WINDOW steps: True once their effect may have begun (journalled, done or intended)."""
+        return False
+
     def after_rollback(self, failure: RunnerError) -> RunnerError:
         """The error to stop the run with once ``undo`` put back what a failed ``apply`` did."""
         return failure

@@ -20,6 +20,11 @@ class Cleanup(Step):
     nodes: tuple[NodeConfig, ...]
     kept_as: tuple[str, ...]  # the old copy of ``nodes[i]`` is ``kept_as[i]``
 
+    def closed_window(self, context: RunContext) -> bool:
+        """Once an old node's removal was announced."""
+        record = context.journal.step(self.id)
+        return bool(context.journal.events_of(self.id, Event.REMOVED)) or record.intended is not None
+
     def apply(self, context: RunContext) -> None:
         """Remove what is there; a node that was not swapped has nothing kept."""
         for node, kept_as in zip(self.nodes, self.kept_as, strict=True):

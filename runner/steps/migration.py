@@ -14,7 +14,7 @@ from runner.journal import Event
 from runner.migrations import IDLE_TRANSACTION_S, LOCK_TIMEOUT
 from runner.model import BindMount, NodeConfig, ServerRef
 from runner.steps.base import RunContext, Step, StepKind, Undo
-from runner.waits import HAPROXY_SERVERS_UP, MIGRATION_LOCK_RETRY, WaitTimeout, wait_until
+from runner.waits import CLUSTER_READY_FOR_CONTRACT, MIGRATION_LOCK_RETRY, WaitTimeout, wait_until
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,7 +143,14 @@ class Contract(Throwaway, Step):
     nodes: tuple[NodeConfig, ...]
     expected_heads: tuple[str, ...]
     # How long a node that flaps DOWN under load is waited for before contract is refused.
-    gate_timeout_s: float = HAPROXY_SERVERS_UP.timeout_s
+    gate_timeout_s: float = CLUSTER_READY_FOR_CONTRACT.timeout_s
+
+    def closed_window(self, context: RunContext) -> bool:
+        """Once db_sync --contract was announced: a contract refused at its gate changed nothing."""
+        record = context.journal.step(self.id)
+        return bool(context.journal.events_of(self.id, Event.DB_SYNC)) or (
+            record.intended is not None and record.intended["event"] == Event.DB_SYNC.value
+        )
 
     def apply(self, context: RunContext) -> None:
         """Gate, contract, check."""
@@ -151,7 +158,7 @@ class Contract(Throwaway, Step):
         context.journal.event(self.id, Event.CLUSTER_ON_TARGET)
         db_sync(context, self.id, self, "--contract")
         exit_code, tail = run_throwaway(
-            context, self, ["keystone-manage", "db_sync", "--check"], "check-after-contract"
+            context, self, ["keystone-manage", "db_sync", "--check"], f"{self.id}-check"
         )
         heads = frozenset(context.drivers.database.alembic_heads())
         context.journal.event(self.id, Event.CHECKED, exit_code=exit_code, heads=sorted(heads))
@@ -168,7 +175,7 @@ class Contract(Throwaway, Step):
         # bounded, for the whole cluster to be on the target and UP before refusing.
         try:
             wait_until(
-                HAPROXY_SERVERS_UP.with_timeout(self.gate_timeout_s),
+                CLUSTER_READY_FOR_CONTRACT.with_timeout(self.gate_timeout_s),
                 lambda: self._not_ready(context),
                 lambda lists: not any(lists),
             )

@@ -50,7 +50,14 @@ class NodeUpgrade(Step):
         journal.event(self.id, Event.RENAMED, **runtime.set_aside(self.kept_as))
         journal.intend(self.id, Event.STARTED, image=self.image)
         journal.event(self.id, Event.STARTED, **runtime.start_target(self.image, self.kept_as))
-        self._gate(context, runtime, self.release, "the target release")
+        self._gate(
+            context,
+            runtime,
+            self.release,
+            "the target release",
+            f"read the new container's log (docker logs {self.node.container}) and check the image "
+            f"{self.image}; the old node is kept as {self.kept_as}",
+        )
         self._put_into_rotation(context)
 
     def undo(self, context: RunContext) -> None:
@@ -67,7 +74,13 @@ class NodeUpgrade(Step):
                 self._take_out_of_rotation(context)
             context.journal.intend(self.id, Event.RESTORED_OLD, old_name=self.kept_as)
             context.journal.event(self.id, Event.RESTORED_OLD, **runtime.restore_old(self.kept_as))
-            self._gate(context, runtime, self.from_release, "its old release")
+            self._gate(
+                context,
+                runtime,
+                self.from_release,
+                "its old release",
+                f"read the restored container's log (docker logs {self.node.container})",
+            )
         self._put_into_rotation(context)
 
     def after_rollback(self, failure: RunnerError) -> RunnerError:
@@ -125,7 +138,9 @@ class NodeUpgrade(Step):
         rotation.maint(servers)
         journal.event(self.id, Event.MAINT)
 
-    def _gate(self, context: RunContext, runtime: NodeRuntime, release: str | None, which: str) -> None:
+    def _gate(
+        self, context: RunContext, runtime: NodeRuntime, release: str | None, which: str, hint: str
+    ) -> None:
         try:
             wait_until(
                 NODE_HEALTHY.with_timeout(self.health_timeout_s), runtime.health, lambda status: status == 200
@@ -134,15 +149,16 @@ class NodeUpgrade(Step):
             raise HealthError(
                 f"node {self.node.name} did not become healthy on {which}",
                 observed=str(exc),
-                hint="read the new container's log (docker logs); the node stays in MAINT",
+                hint=f"{hint}; the node stays in MAINT",
             ) from exc
         context.journal.event(self.id, Event.HEALTHY)
         running = runtime.running_release()
-        if running != release:
+        # An old release nobody could name (an image without the label) is not gated on.
+        if release is not None and running != release:
             raise HealthError(
                 f"node {self.node.name} does not run {which}",
                 observed=f"the node says it runs {running}, expected {release}",
-                hint=f"check the image {self.image}; the old node is kept as {self.kept_as}",
+                hint=hint,
             )
         context.journal.event(self.id, Event.VERSION, version=running)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from contextlib import ExitStack
 
 import pytest
 
@@ -12,7 +11,12 @@ from runner.errors import ExitCode
 from runner.lab.cluster import LabEndpoints
 from runner.model import DatabaseTarget
 from tests.integration.conftest import ClusterFactory
-from tests.integration.upgrade_helpers import database, hold_a_request_on, keystone_upgrade, write_inventory
+from tests.integration.upgrade_helpers import (
+    database,
+    holding_a_request_on,
+    keystone_upgrade,
+    write_inventory,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -56,9 +60,8 @@ def test_trust_is_set_before_expand_and_put_back_at_the_end(cluster_factory: Clu
 def test_trust_is_put_back_when_the_run_fails(cluster_factory: ClusterFactory) -> None:
     cluster = cluster_factory("28.1.0", db_log_bin=True)
     inventory = write_inventory(cluster, "29.1.0", **{"[run]\n": "[run]\ndrain_timeout_s = 1\n"})
-    with ExitStack() as stack:
-        # A request that never completes keeps keystone-1 from draining: the run fails there.
-        hold_a_request_on(cluster, "keystone-1", stack)
+    # A request that never completes keeps keystone-1 from draining: the run fails there.
+    with holding_a_request_on(cluster, "keystone-1"):
         result = keystone_upgrade("upgrade", "-i", inventory, "--yes")
     assert result.returncode == ExitCode.DRAIN, result.stdout + result.stderr
     assert "did not drain" in result.stderr

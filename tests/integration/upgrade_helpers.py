@@ -7,8 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,29 +91,71 @@ def snapshot(client: docker.DockerClient, cluster: LabEndpoints) -> Snapshot:
 
 
 HELD = WaitPolicy("a request held open on one node", timeout_s=30, interval_s=0.2)
+# HAProxy's `timeout server` (15 s in the lab) ends a held request, and a run may take longer than
+# that to reach its first drain: the hold is renewed this often until the node leaves rotation,
+# so the request left holding it is never older than this when the drain starts.
+HOLD_RENEWAL_S = 4.0
+HOLD_AT_MOST_S = 600.0
 
 
-def hold_a_request_on(cluster: LabEndpoints, server: str, stack: ExitStack) -> None:
-    """Send requests whose body never finishes until one of them sits on ``server``."""
+def _hold_one(cluster: LabEndpoints, server: str) -> socket.socket:
+    """A request whose body never finishes, sitting on ``server``; misses are closed at once."""
     admin = runtime(cluster)
+    port = int(cluster.lb_url.rsplit(":", 1)[1])
 
     def sessions() -> int:
         return sum(s.current_sessions for s in admin.show_stat() if s.server == server)
 
+    before = sessions()
     for _ in range(12):
-        held = stack.enter_context(
-            socket.create_connection(("127.0.0.1", int(cluster.lb_url.rsplit(":", 1)[1])))
-        )
+        held = socket.create_connection(("127.0.0.1", port))
         held.sendall(
             b"POST /v3/auth/tokens HTTP/1.1\r\nHost: lab\r\nContent-Type: application/json\r\n"
             b"Content-Length: 100\r\n\r\n{"
         )
         try:
-            wait_until(HELD.with_timeout(2), sessions, lambda n: n > 0)
-            return
+            wait_until(HELD.with_timeout(2), sessions, lambda n: n > before)
+            return held
         except WaitTimeout:
-            continue
+            held.close()
     raise AssertionError(f"no held request landed on {server}")
+
+
+@contextmanager
+def holding_a_request_on(cluster: LabEndpoints, server: str) -> Iterator[None]:
+    """Keep a request that never completes on ``server`` until HAProxy starts draining it.
+
+    A newer request replaces the older one every HOLD_RENEWAL_S while the server is in rotation;
+    once it is drained or in maintenance the newest stays, and everything closes on exit.
+    """
+    admin = runtime(cluster)
+    held = [_hold_one(cluster, server)]
+    stop = threading.Event()
+
+    def out_of_rotation() -> bool:
+        return any(s.server == server and not s.ready for s in admin.show_servers_state())
+
+    def renew() -> None:
+        deadline = time.monotonic() + HOLD_AT_MOST_S
+        while not stop.wait(HOLD_RENEWAL_S) and time.monotonic() < deadline:
+            if out_of_rotation():
+                return
+            try:
+                newer = _hold_one(cluster, server)
+            except AssertionError:
+                continue  # the node left rotation meanwhile: the older request still holds it
+            held.append(newer)
+            held.pop(0).close()
+
+    renewer = threading.Thread(target=renew, name=f"hold-{server}", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join(timeout=30)
+        for connection in held:
+            connection.close()
 
 
 def journal(cluster: LabEndpoints) -> dict[str, Any]:

@@ -9,15 +9,17 @@ from pathlib import Path
 
 import pytest
 
+from runner.drivers.containers import ContainerFacts
 from runner.drivers.database import BinlogSettings
-from runner.errors import DrainError, ExitCode, HealthError, MigrationError, RollbackError
+from runner.drivers.docker_node import DockerNode
+from runner.errors import DockerError, DrainError, ExitCode, HealthError, MigrationError, RollbackError
 from runner.executor import CLOSED_AFTER_FAILURE, Executor
 from runner.interrupts import ForcedStop, Interrupted, StopRequests
 from runner.journal import Event, Journal, StepStatus
 from runner.model import Inventory
 from runner.plan import Plan, build_plan
-from runner.steps import Contract, RunContext, StepKind
-from tests.unit.fakes import FakeCluster, fake_cluster
+from runner.steps import Contract, NodeUpgrade, RunContext, StepKind
+from tests.unit.fakes import FakeCluster, FakeEngine, FakeHttp, fake_cluster
 from tests.unit.test_plan import NEW_HEADS, OLD_HEADS, _facts, _inventory
 
 EXPANDED = frozenset({"e-new", "c-old"})
@@ -100,6 +102,12 @@ def test_contract_is_refused_while_a_node_runs_the_old_release(tmp_path: Path) -
     assert "not on target: ['k3']" in str(raised.value)
     assert "run keystone-manage db_sync --contract" not in cluster.calls
     assert journal.step("contract").status is StepStatus.FAILED
+    # Refused at its gate, contract changed nothing: the run can still be rolled back.
+    executor = Executor(
+        dataclasses.replace(plan, steps=steps), RunContext(cluster.drivers(), journal, tmp_path)
+    )
+    assert executor.undo() == ["node:k2", "node:k1"]
+    assert {n.release for n in cluster.nodes.values()} == {"28.1.0"}
 
 
 def test_keep_old_is_decided_in_the_plan_and_keeps_every_old_node(tmp_path: Path) -> None:
@@ -297,3 +305,33 @@ def test_a_first_signal_stops_between_steps_and_a_second_stops_at_once(tmp_path:
     assert cluster.calls == []  # nothing started
     with pytest.raises(ForcedStop, match="SIGINT again"):
         stop._handle(signal.SIGINT, None)
+
+
+def test_a_node_whose_old_release_was_unknown_is_rolled_back_on_its_health_alone(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path)
+    # Images without the version label: the plan could not name the release the nodes ran.
+    steps = tuple(
+        dataclasses.replace(s, from_release=None) if isinstance(s, NodeUpgrade) else s for s in plan.steps
+    )
+    cluster.nodes["k1"].fail_start = True
+    with pytest.raises(HealthError, match="was rolled back"):
+        _run(dataclasses.replace(plan, steps=steps), cluster, journal, tmp_path)
+    assert journal.rolled_back("node:k1")
+
+
+class _EngineWithoutTheOldImage(FakeEngine):
+    """A node's container whose image was removed from the engine."""
+
+    def container(self, name: str) -> ContainerFacts | None:
+        return ContainerFacts("id-k1", name, "running", "sha256:gone", "ks:28", "28.1.0", {}, {"Config": {}})
+
+    def stop(self, container: str, timeout_s: int) -> None:
+        self.calls.append(f"engine-stop {container}")
+
+
+def test_a_node_whose_replacement_cannot_be_derived_is_not_stopped() -> None:
+    engine = _EngineWithoutTheOldImage([])
+    node = _inventory().nodes[0]
+    with pytest.raises(DockerError, match="the image of c-k1 is gone"):
+        DockerNode(node, engine, FakeHttp()).stop()
+    assert engine.calls == []
