@@ -12,6 +12,7 @@ import click
 import docker
 
 from runner.config import load_inventory
+from runner.credentials import require_secrets
 from runner.engine import ensure_engine
 from runner.errors import ExitCode, RunnerError
 from runner.images.base import ensure_base_image
@@ -109,6 +110,9 @@ def render_plan(plan: Plan) -> str:
     for number, step in enumerate(plan.steps, start=1):
         verdict = f"skip: {step.skip_reason}" if step.skipped else step.why
         lines.append(f"  {number:2}. {step.id:<22} {verdict}")
+    if plan.notices:
+        lines.append("notices:")
+        lines += [f"  - {notice}" for notice in plan.notices]
     if plan.findings:
         lines.append("preflight findings:")
         lines += ["  " + finding.render().replace("\n", "\n  ") for finding in plan.findings]
@@ -121,6 +125,7 @@ def render_plan(plan: Plan) -> str:
 def plan_command(inventory_path: Path, as_json: bool) -> None:
     """Gather facts read-only and print the steps an upgrade would take. Changes nothing."""
     inventory = load_inventory(inventory_path)
+    require_secrets(inventory)
     plan = make_plan(inventory, connect(inventory))
     click.echo(json.dumps(plan.to_dict(), indent=2) if as_json else render_plan(plan))
     if plan.refused:
@@ -140,6 +145,7 @@ def plan_command(inventory_path: Path, as_json: bool) -> None:
 def upgrade_command(inventory_path: Path, yes: bool, keep_old: bool, with_probe: bool) -> None:
     """Print the plan, ask, then upgrade node by node with zero failed requests."""
     inventory = load_inventory(inventory_path)
+    require_secrets(inventory)
 
     def confirm(plan: Plan) -> bool:
         click.echo(render_plan(plan))
@@ -182,7 +188,7 @@ def rollback_command(inventory_path: Path, yes: bool) -> None:
         click.echo(f"roll back run {journal.run_id}: every node back to {', '.join(plan.source_versions)}")
         return yes or click.confirm("roll back?", default=False)
 
-    undone = run_rollback(inventory, connect(inventory), confirm)
+    undone = run_rollback(inventory, connect(inventory, token_gate=False), confirm)
     if undone is None:
         return
     click.echo(f"rolled back: {', '.join(undone)}" if undone else "nothing to roll back: already rolled back")
@@ -200,7 +206,7 @@ def rollback_command(inventory_path: Path, yes: bool) -> None:
 def probe_command(inventory_path: Path, seconds: float) -> None:
     """Send the inventory's [probe] traffic for a bounded time, then report it (changes nothing else)."""
     inventory = load_inventory(inventory_path)
-    runtimes = connect(inventory).runtimes
+    runtimes = connect(inventory, token_gate=False).runtimes
     traffic = start_traffic(replace_probe_seconds(inventory, seconds), runtimes[0] if runtimes else None)
     # The probe stops itself after --seconds; this waits for it without polling.
     traffic.probe.join()
@@ -215,7 +221,7 @@ def probe_command(inventory_path: Path, seconds: float) -> None:
 def status_command(inventory_path: Path) -> None:
     """The cluster's facts and the journal's last state."""
     inventory = load_inventory(inventory_path)
-    plan = make_plan(inventory, connect(inventory))
+    plan = make_plan(inventory, connect(inventory, token_gate=False))
     click.echo(render_plan(plan))
     journal = Journal.load(inventory.state_dir)
     if journal is None:

@@ -31,6 +31,7 @@ class ExitCode(IntEnum):
     HAPROXY = 15
     DOCKER = 16
     INTERRUPTED = 17  # SIGINT or SIGTERM: stopped between steps (resume goes on), or at once on a second
+    KEYS = 18  # the key repositories do not hold the same keys on every node and throwaway
 
 
 class RunnerError(Exception):
@@ -136,3 +137,9 @@ class DockerError(RunnerError):
     """A Docker engine (a node's, or the local one) refused or failed an operation."""
 
     exit_code = ExitCode.DOCKER
+
+
+class KeysError(RunnerError):
+    """The key repositories differ between nodes (or the throwaway containers): tokens would fail."""
+
+    exit_code = ExitCode.KEYS

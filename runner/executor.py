@@ -156,6 +156,19 @@ class Executor:
         return step.after_rollback(failure)
 
     def _close_after_failure(self) -> None:
+        cut_short = [
+            s.id
+            for s in self.plan.steps
+            if (intent := self.journal.step(s.id).intended) is not None
+            and intent["event"] == Event.DB_SYNC.value
+        ]
+        if cut_short:
+            # A migration left running may still need what a closing step would take back
+            # (triggers need the trust setting): resume closes them once it has finished.
+            log.warning(
+                "%s may still be migrating: steps that close others wait for resume", ", ".join(cut_short)
+            )
+            return
         for step in self.plan.steps:
             if step.closes is None or self.journal.step(step.id).status not in (
                 StepStatus.PENDING,

@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from runner.drivers.containers import PURPOSE_LABEL, ContainerFacts, Engine, Finished, ImageFacts
 from runner.drivers.database import BinlogSettings
 from runner.drivers.haproxy import HaproxyRuntime, ServerStat, ServerState
-from runner.drivers.ports import Database, Http
+from runner.drivers.key_digests import DIGEST_FUNCTION, parse_key_digests, read_key_digests
+from runner.drivers.ports import Database, Http, Tokens
 from runner.errors import RunnerError
 from runner.model import Inventory, NodeConfig
 from runner.waits import HAPROXY_CHECKS_SETTLED, WaitTimeout, wait_until
@@ -25,7 +27,9 @@ log = logging.getLogger(__name__)
 # One throwaway container answers everything preflight asks of the target image:
 # its migration heads, what it sees in the key repositories, and (when the
 # database answers) `db_sync --check` and `doctor`, each framed by markers.
-FACTS_SCRIPT = """\
+FACTS_SCRIPT = (
+    DIGEST_FUNCTION
+    + """\
 import pathlib, subprocess, sys, keystone
 versions = pathlib.Path(keystone.__file__).parent / 'common/sql/migrations/versions'
 print('EXPAND', (versions / 'EXPAND_HEAD').read_text().strip())
@@ -34,6 +38,7 @@ with_database, repositories = sys.argv[1] == 'with-database', sys.argv[2:]
 for repository in repositories:
     path = pathlib.Path(repository)
     print('KEYS', repository, len(list(path.iterdir())) if path.is_dir() else -1)
+    print('KEYDIGEST', repository, *key_digest(repository))
 if with_database:
     for name, argv in (('check', ['db_sync', '--check']), ('doctor', ['doctor'])):
         done = subprocess.run(['keystone-manage', *argv], capture_output=True, text=True)
@@ -41,6 +46,7 @@ if with_database:
         print(done.stdout + done.stderr)
         print(f'END {name} {done.returncode}')
 """
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,11 @@ class NodeFacts:
     engine_error: str | None
     health_status: int | None  # HTTP status of GET health_url, None when it did not answer
     health_error: str | None
+    # Key repository -> digest of its content, read inside the running container (None: not read).
+    key_digests: Mapping[str, str] | None = None
+    key_error: str | None = None
+    # Whether the node's engine has the target image (None: the engine did not answer).
+    target_image_present: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,7 @@ class TargetFacts:
     expand_head: str | None = None
     contract_head: str | None = None
     key_files: Mapping[str, int] = field(default_factory=dict)  # repository -> entries (-1: missing)
+    key_digests: Mapping[str, str] = field(default_factory=dict)  # repository -> digest of its content
     check: Finished | None = None
     doctor: Finished | None = None
     error: str | None = None
@@ -100,6 +112,37 @@ class TargetFacts:
         return frozenset(h for h in (self.expand_head, self.contract_head) if h)
 
 
+def keeps_states_across_reloads(config_text: str) -> bool:
+    """Whether a haproxy.cfg saves runtime states to a file and loads them back on a reload."""
+    words = [line.split("#", 1)[0].split() for line in config_text.splitlines()]
+    return any(w[:1] == ["server-state-file"] for w in words) and any(
+        w[:1] == ["load-server-state-from-file"] and w[1:2] != ["none"] for w in words
+    )
+
+
+def probe_login_error(tokens: Tokens | None, url: str | None) -> str | None:
+    """Whether the probe's credentials get a token (the token gate and the probe use them)."""
+    if tokens is None or url is None:
+        return None
+    try:
+        tokens.issue(url.rstrip("/").removesuffix("/v3"))
+    except OSError as exc:  # refused (PermissionError) or no answer
+        return str(exc)
+    return None
+
+
+def haproxy_configs_losing_states(paths: tuple[str, ...]) -> tuple[str, ...]:
+    """The given haproxy.cfg files after whose reload DRAIN and MAINT would be forgotten."""
+    losing = []
+    for path in paths:
+        try:
+            if not keeps_states_across_reloads(Path(path).read_text(errors="replace")):
+                losing.append(path)
+        except OSError:
+            losing.append(path)  # unreadable now: nothing says it keeps them
+    return tuple(losing)
+
+
 @dataclass(frozen=True)
 class ClusterFacts:
     """Everything preflight and the plan need, observed at one time."""
@@ -108,6 +151,12 @@ class ClusterFacts:
     sockets: tuple[SocketFacts, ...]
     database: DatabaseFacts
     target: TargetFacts
+    # Throwaway containers of earlier runs still running (a migration left to finish), per engine.
+    throwaways_running: tuple[str, ...] = ()
+    # Given haproxy.cfg files without server-state-file / load-server-state-from-file.
+    haproxy_configs_losing_states: tuple[str, ...] = ()
+    # The probe's login through the load balancer failed (None: it worked, or no probe is given).
+    probe_login_error: str | None = None
 
     def node(self, name: str) -> NodeFacts:
         """The facts of the node named ``name``."""
@@ -117,12 +166,27 @@ class ClusterFacts:
 HEALTH_REQUEST_TIMEOUT_S = 5
 
 
-def node_facts(node: NodeConfig, engine: Engine, http: Http) -> NodeFacts:
-    """Container and health of one node."""
-    container, engine_error = None, None
+def node_facts(
+    node: NodeConfig,
+    engine: Engine,
+    http: Http,
+    target_image: str,
+    key_repositories: tuple[str, ...] = (),
+    *,
+    pull_missing: bool = False,
+) -> NodeFacts:
+    """Container and health of one node, and whether its engine has the target image.
+
+    Only an upgrade pulls a missing target image (``pull_missing``): ``plan``
+    leaves every engine's images as they are.
+    """
+    container, engine_error, present = None, None, None
     try:
         engine.ping()
         container = engine.container(node.container)
+        present = engine.image(target_image) is not None
+        if not present and pull_missing:
+            present = engine.pull(target_image) and engine.image(target_image) is not None
     except RunnerError as exc:
         engine_error = exc.render()
     health_status, health_error = None, None
@@ -130,7 +194,33 @@ def node_facts(node: NodeConfig, engine: Engine, http: Http) -> NodeFacts:
         health_status = http.get_status(node.health_url, HEALTH_REQUEST_TIMEOUT_S)
     except OSError as exc:  # requests' errors are OSErrors
         health_error = str(exc)
-    return NodeFacts(node, container, engine_error, health_status, health_error)
+    digests, key_error = None, None
+    if container is not None and container.status == "running" and key_repositories:
+        try:
+            digests = read_key_digests(engine, node.container, key_repositories)
+        except RunnerError as exc:
+            key_error = exc.render()
+    return NodeFacts(
+        node,
+        container,
+        engine_error,
+        health_status,
+        health_error,
+        key_digests=digests,
+        key_error=key_error,
+        target_image_present=present,
+    )
+
+
+def throwaways_running(engines: Mapping[str, Engine]) -> tuple[str, ...]:
+    """Every engine's throwaway containers of earlier runs that still run (engines that fail: skipped)."""
+    running: list[str] = []
+    for endpoint, engine in sorted(engines.items()):
+        try:
+            running += [f"{description} on {endpoint}" for description in engine.running_throwaways()]
+        except RunnerError:
+            continue  # an engine that does not answer is a node finding of its own
+    return tuple(running)
 
 
 def _settled_stats(runtime: HaproxyRuntime) -> list[ServerStat]:
@@ -235,5 +325,11 @@ def parse_facts_output(output: str) -> TargetFacts:
         elif parts[:1] == ["BEGIN"] and len(parts) == 2:
             current = parts[1]
     return TargetFacts(
-        None, expand_head, contract_head, key_files, sections.get("check"), sections.get("doctor")
+        None,
+        expand_head,
+        contract_head,
+        key_files,
+        parse_key_digests(output),
+        sections.get("check"),
+        sections.get("doctor"),
     )

@@ -6,11 +6,16 @@ earlier run was left unfinished.
 
 from __future__ import annotations
 
+import types
+import typing
+from dataclasses import fields, is_dataclass
 from pathlib import Path
+from typing import Any
 
 from runner.errors import RollbackError
 from runner.facts import ClusterFacts
-from runner.journal import SCHEMA_VERSION, Journal, StepStatus
+from runner.journal import Journal, StepStatus
+from runner.journal_shape import damaged_journal
 from runner.plan import Plan
 from runner.steps import NodeUpgrade, StepKind
 
@@ -18,7 +23,11 @@ FINISHED = ("succeeded", "rolled back")
 
 
 def last_run(state_dir: Path) -> tuple[Journal, Plan]:
-    """The journal of the last run and its plan exactly as it ran; RollbackError when there is none."""
+    """The journal of the last run and its plan exactly as it ran.
+
+    RollbackError when there is none; ConfigError (exit 3) when the journal is
+    damaged or was written by another version (``Journal.load``, ``journal_plan``).
+    """
     journal = Journal.load(state_dir)
     if journal is None:
         raise RollbackError(
@@ -26,14 +35,68 @@ def last_run(state_dir: Path) -> tuple[Journal, Plan]:
             observed=f"no journal in {state_dir}",
             hint="resume and rollback act on the last run recorded in the inventory's state directory",
         )
-    schema = journal.document.get("schema")
-    if schema != SCHEMA_VERSION:
-        raise RollbackError(
-            "the last run's journal was written by another version of keystone-upgrade",
-            observed=f"journal schema {schema}; this version reads schema {SCHEMA_VERSION}",
-            hint="resume or roll back with the version that made the run, or by hand from the journal's events",
-        )
-    return journal, Plan.from_dict(journal.document["plan"])
+    return journal, journal_plan(journal)
+
+
+def journal_plan(journal: Journal) -> Plan:
+    """The plan the journal holds, read back with every field of every step of the type it must have.
+
+    ConfigError (exit 3) when it cannot be: a step of an unknown kind, a missing
+    or extra parameter, a parameter of the wrong type.
+    """
+    try:
+        plan = Plan.from_dict(journal.document["plan"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise damaged_journal(
+            journal.path, [f"plan: cannot be read back ({type(exc).__name__}: {exc})"]
+        ) from exc
+    problems = _mismatches(plan, "plan")
+    for step in plan.steps:
+        problems += _mismatches(step, f"plan step {step.id}")
+    if problems:
+        raise damaged_journal(journal.path, problems)
+    return plan
+
+
+def _mismatches(record: Any, where: str) -> list[str]:
+    """The fields of a dataclass whose value is not of the field's declared type (steps checked apart)."""
+    try:
+        hints = typing.get_type_hints(type(record))
+    except NameError:  # an annotation only a type checker can resolve: nothing to check against
+        return []
+    found = []
+    for field in fields(record):
+        value = getattr(record, field.name)
+        if field.name != "steps" and not _fits(value, hints[field.name]):
+            found.append(
+                f"{where}: {field.name} is {type(value).__name__} {value!r:.60}, not {hints[field.name]}"
+            )
+    return found
+
+
+def _fits(value: Any, hint: Any) -> bool:  # noqa: PLR0911 - one answer per kind of hint
+    """Whether ``value`` is of the type ``hint`` names (a bool is no number; an int is a float)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, option) for option in typing.get_args(hint))
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(item, args[0]) for item in value)
+        return len(args) == len(value) and all(_fits(v, a) for v, a in zip(value, args, strict=True))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (str, bool):
+        return isinstance(value, hint)
+    if isinstance(hint, type) and is_dataclass(hint):
+        return isinstance(value, hint) and not _mismatches(value, "")
+    return True  # a type the journal's JSON does not carry as such (a Path, an enum): left to the step
 
 
 def unfinished(journal: Journal, plan: Plan) -> list[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ConfigError
+from runner.journal_shape import damaged_journal, document_problems, has_type, no_constant
 
 JOURNAL_FILE = "journal.json"
 SCHEMA_VERSION = 2  # 2: the plan carries every step's parameters; steps record intents
@@ -47,8 +48,11 @@ class Event(StrEnum):
     STARTED = "started"
     HEALTHY = "healthy"
     VERSION = "version"
+    TOKENS = "tokens accepted both ways"  # issued on the swapped node, validated on a peer, and back
     READY = "ready"
     UP = "up"
+    # HAProxy forgot a state the runner set (a reload or restart without saved states): set again.
+    REAPPLIED = "state set again"
     # Bringing a node's old release back (a step's undo).
     RESTORED_OLD = "old node restored"
     # A failed step the executor undid at once: what it changed is put back.
@@ -61,6 +65,8 @@ class Event(StrEnum):
     DB_SYNC = "db_sync"
     CLUSTER_ON_TARGET = "every node on target and UP"
     CHECKED = "checked"
+    # Every node's and a throwaway's key repositories compared (short digests).
+    KEYS_COMPARED = "keys compared"
     # Cleanup.
     REMOVED = "removed"
 
@@ -128,20 +134,39 @@ class Journal:
 
     @classmethod
     def load(cls, state_dir: Path) -> Journal | None:
-        """The last run's journal, or None when there is none."""
+        """The last run's journal, or None when there is none; one ConfigError (exit 3) when it is damaged.
+
+        Every reader (status, resume, rollback, an upgrade asking about the last
+        run) comes through here, so a journal that passes has the shape each of
+        them reads: a damaged one never reaches them to end in a traceback.
+        """
         path = state_dir / JOURNAL_FILE
-        if not path.exists():
+        if not os.path.lexists(path):
             return None
         try:
-            document = json.loads(path.read_text())
-            return cls._from_document(path, document)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(
-                f"the journal {path} cannot be read",
-                observed=f"{type(exc).__name__}: {exc}",
-                hint="it is written atomically, so it was changed by hand or by another tool; "
-                "restore it from a copy, or move it aside to start afresh (status and rollback read it)",
+            document = json.loads(path.read_bytes().decode("utf-8"), parse_constant=no_constant)
+        except (OSError, ValueError, RecursionError) as exc:  # ValueError: not UTF-8, not JSON, NaN
+            found = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise damaged_journal(
+                path, [f"it is not a readable JSON document ({found or type(exc).__name__})"]
             ) from exc
+        schema = document.get("schema") if isinstance(document, dict) else None
+        if schema is not None and (not has_type(schema, int) or schema != SCHEMA_VERSION):
+            raise ConfigError(
+                f"the journal {path} was written by another version of keystone-upgrade; nothing was changed",
+                observed=f"journal schema {schema!r}; this version reads schema {SCHEMA_VERSION}",
+                hint="finish or roll back that run with the version that wrote it, "
+                "or move the journal aside to start afresh",
+            )
+        problems = document_problems(
+            document,
+            schema=SCHEMA_VERSION,
+            statuses=tuple(s.value for s in StepStatus),
+            payloads=EVENT_PAYLOADS,
+        )
+        if problems:
+            raise damaged_journal(path, problems)
+        return cls._from_document(path, document)
 
     @classmethod
     def _from_document(cls, path: Path, document: dict[str, Any]) -> Journal:
@@ -254,3 +279,12 @@ class Journal:
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
+
+
+# -- reading a journal back: its shape is checked (runner.journal_shape) against this vocabulary -----
+
+# Data the readers take from an event's payload, by event name.
+EVENT_PAYLOADS: dict[str, tuple[tuple[str, type], ...]] = {
+    Event.TRUST_SET.value: (("previous", int),),
+    Event.DUMPED.value: (("dump", str),),
+}

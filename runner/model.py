@@ -119,6 +119,18 @@ class DatabaseTarget:
     user: str
     database: str
     password: str = field(repr=False)
+    # TLS the inventory asks for ([database.tls]); None: no TLS required, and no clear-text password.
+    tls: DatabaseTls | None = None
+
+
+@dataclass(frozen=True)
+class DatabaseTls:
+    """TLS for the database connections ([database.tls]): required whenever it is given."""
+
+    # A PEM bundle of the CAs the server's certificate must chain to (None: the system's).
+    ca_file: str | None = None
+    # Check the server's certificate and host name; false encrypts without knowing who answers.
+    verify: bool = True
 
 
 @dataclass(frozen=True)
@@ -142,6 +154,7 @@ class DatabaseConfig:
     # binary logging is on and Keystone's user lacks SUPER ([database.admin]).
     admin_user: str | None = None
     admin_password: SecretSource | None = None
+    tls: DatabaseTls | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +188,10 @@ class Inventory:
     drain_timeout_s: float = 120.0
     health_timeout_s: float = 180.0
     probe: ProbeConfig | None = None
+    # How long one db_sync phase may run before the run gives up on it ([run] migration_timeout_s).
+    migration_timeout_s: float = 3600.0
+    # The haproxy.cfg files given beside the sockets: preflight reads whether states survive a reload.
+    haproxy_configs: tuple[str, ...] = ()
 
     def node(self, name: str) -> NodeConfig:
         """The node named ``name``."""

@@ -7,18 +7,19 @@ resumed run reads back exactly (``Plan.to_dict`` / ``Plan.from_dict``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runner.facts import ClusterFacts
 from runner.migrations import migration_environment
-from runner.model import Inventory
-from runner.preflight import Finding, preflight_findings
+from runner.model import Inventory, NodeConfig
+from runner.preflight import Finding, preflight_findings, preflight_notices
 from runner.steps import (
     Backup,
     Cleanup,
     Contract,
     Expand,
+    KeysAgree,
     Migrate,
     NodeUpgrade,
     RestoreTrust,
@@ -46,6 +47,8 @@ class Plan:
     findings: tuple[Finding, ...]
     steps: tuple[Step, ...] = field(default=())
     keep_old: bool = False
+    # What the operator should know that does not stop the run (each says what to do).
+    notices: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         ids = [step.id for step in self.steps]
@@ -67,6 +70,7 @@ class Plan:
         return {
             "run_id": self.run_id,
             "keep_old": self.keep_old,
+            "notices": list(self.notices),
             "target_image": self.target_image,
             "target_version": self.target_version,
             "source_versions": list(self.source_versions),
@@ -93,7 +97,34 @@ class Plan:
             doctor_findings=data["doctor_findings"],
             findings=tuple(Finding(**f) for f in data["findings"]),
             steps=tuple(step_from_dict(s) for s in data["steps"]),
+            notices=tuple(data.get("notices", ())),
         )
+
+
+def with_current_timeouts(plan: Plan, inventory: Inventory) -> Plan:
+    """The plan with the inventory's timeouts as they are now: what a resume or rollback may change.
+
+    Everything else comes from the journal exactly; a timeout that proved too short
+    (a long migration, a slow drain) is raised in the inventory and taken from there.
+    """
+
+    def retimed(step: Step) -> Step:
+        if isinstance(step, Expand | Migrate | Contract):
+            return replace(step, timeout_s=inventory.migration_timeout_s)
+        if isinstance(step, NodeUpgrade):
+            return replace(
+                step, drain_timeout_s=inventory.drain_timeout_s, health_timeout_s=inventory.health_timeout_s
+            )
+        return step
+
+    return replace(plan, steps=tuple(retimed(s) for s in plan.steps))
+
+
+def _peers(nodes: tuple[NodeConfig, ...], node: NodeConfig) -> tuple[NodeConfig, ...]:
+    """The other nodes, those swapped after ``node`` first: its token gate checks against an old node
+    while there is one, and against the node swapped before it at the end."""
+    at = nodes.index(node)
+    return nodes[at + 1 :] + tuple(reversed(nodes[:at]))
 
 
 def build_plan(
@@ -127,6 +158,7 @@ def build_plan(
         "mounts": inventory.mounts,
         "environment": tuple(sorted(migration_environment(inventory).items())),
         "database_user": inventory.database.user,
+        "timeout_s": inventory.migration_timeout_s,
     }
     steps: list[Step] = []
     if not at_target:
@@ -164,7 +196,8 @@ def build_plan(
             **shared,
         )
     )
-    swapped = []
+    swapped: list[NodeUpgrade] = []
+    node_steps: list[NodeUpgrade] = []
     for node in facts.nodes:
         version = node.container.keystone_version if node.container else None
         on_target = version is not None and version == target_version
@@ -179,10 +212,32 @@ def build_plan(
             kept_as=f"{node.config.container}{OLD_CONTAINER_SUFFIX}{run_id}" + (f"-{hop}" if hop else ""),
             drain_timeout_s=inventory.drain_timeout_s,
             health_timeout_s=inventory.health_timeout_s,
+            peers=_peers(inventory.nodes, node.config),
         )
-        steps.append(step)
+        node_steps.append(step)
         if not step.skipped:
             swapped.append(step)
+    nothing_to_swap = "every node already runs the target" if not swapped else None
+    keys: dict[str, Any] = {
+        "nodes": inventory.nodes,
+        "repositories": inventory.key_repositories,
+        "image": inventory.target_image,
+        "mounts": inventory.mounts,
+        "skip_reason": nothing_to_swap,
+    }
+    steps.append(
+        KeysAgree(
+            id=step_id("keys-before"),
+            why="every node and the throwaway container hold the same keys, before the first node",
+            **keys,
+        )
+    )
+    steps += node_steps
+    steps.append(
+        KeysAgree(
+            id=step_id("keys-after"), why="the same keys everywhere once every node runs the target", **keys
+        )
+    )
     steps.append(
         Contract(
             id=step_id("contract"),
@@ -225,4 +280,5 @@ def build_plan(
         doctor_findings=target.doctor.tail(20) if target.doctor else None,
         findings=tuple(findings),
         steps=tuple(steps),
+        notices=preflight_notices(facts),
     )

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from runner.drivers.key_digests import key_differences
 from runner.facts import ClusterFacts, NodeFacts, SocketFacts
-from runner.model import Inventory
+from runner.model import LOCAL_ENGINE, Inventory
 
 # db_sync --check: 0 up to date, 2 expand needed, 3 migrate needed, 4 contract needed; others are errors.
 CHECK_EXIT_CODES = frozenset({0, 2, 3, 4})
@@ -86,6 +87,17 @@ def _node_findings(inventory: Inventory, node: NodeFacts) -> list[Finding]:
                 "start it, or take the node out of the inventory",
             )
         )
+    # The local engine's copy is the target-image finding's; a remote engine needs its own.
+    if node.target_image_present is False and node.config.engine != LOCAL_ENGINE:
+        findings.append(
+            Finding(
+                "target-image",
+                f"node {name}: the target image {inventory.target_image} is not on its engine {node.config.engine}",
+                "docker image inspect found nothing there, and no registry gave it",
+                "load the image on that engine (docker save | docker -H ENGINE load) or push it to a registry "
+                "the engine can pull from, then run again",
+            )
+        )
     if node.health_status != 200:
         findings.append(
             Finding(
@@ -95,19 +107,36 @@ def _node_findings(inventory: Inventory, node: NodeFacts) -> list[Finding]:
                 "make the node healthy before upgrading",
             )
         )
-    for repository in inventory.key_repositories:
-        node_source = node.container.mounts.get(repository)
-        ours = next((m.source for m in inventory.mounts if m.target == repository), None)
-        if node_source != ours:
-            findings.append(
-                Finding(
-                    "keys",
-                    f"node {name} mounts {repository} from {node_source}, the inventory from {ours}",
-                    "the throwaway containers would see other keys than the nodes",
-                    "give [target] mounts the same host directories the nodes mount",
-                )
+    if node.key_error:
+        findings.append(
+            Finding(
+                "keys",
+                f"node {name}: its key repositories cannot be read inside the container",
+                node.key_error,
+                "the node's image needs python3 and its user must read its keys",
             )
+        )
     return findings
+
+
+def _key_findings(facts: ClusterFacts) -> list[Finding]:
+    """The keys themselves, by content: every node and the throwaway container must hold the same."""
+    seen = {f"node {n.config.name}": n.key_digests for n in facts.nodes if n.key_digests is not None}
+    if facts.target.key_digests:
+        seen["the throwaway container"] = facts.target.key_digests
+    repositories = tuple(sorted({r for digests in seen.values() for r in digests}))
+    differences = key_differences(seen, repositories)
+    if not differences:
+        return []
+    return [
+        Finding(
+            "keys",
+            "the key repositories do not hold the same keys everywhere: a token one node issues would "
+            "fail on another, and the throwaway containers would see other keys than the nodes",
+            "; ".join(differences),
+            "give every node and [target] mounts the same keys (sync the repositories), then run again",
+        )
+    ]
 
 
 def _release_findings(facts: ClusterFacts) -> list[Finding]:
@@ -176,8 +205,27 @@ def preflight_findings(inventory: Inventory, facts: ClusterFacts) -> list[Findin
     for node in facts.nodes:
         findings += _node_findings(inventory, node)
     findings += _release_findings(facts)
+    findings += _key_findings(facts)
     for socket in facts.sockets:
         findings += _socket_findings(socket, facts)
+    if facts.probe_login_error:
+        findings.append(
+            Finding(
+                "probe",
+                "the probe's credentials do not get a token through the load balancer",
+                facts.probe_login_error,
+                "fix [probe] (url, username, project, password): the token gate of every node uses them",
+            )
+        )
+    if facts.throwaways_running:
+        findings.append(
+            Finding(
+                "throwaway",
+                "a throwaway container of an earlier run is still running (a migration is never killed)",
+                "; ".join(facts.throwaways_running),
+                "wait until it has exited (docker logs -f ID), read its output, remove it, then run again",
+            )
+        )
     binlog = facts.database.binlog
     if binlog is not None and binlog.needs_trust and inventory.database.admin_user is None:
         findings.append(
@@ -219,3 +267,13 @@ def preflight_findings(inventory: Inventory, facts: ClusterFacts) -> list[Findin
                 )
             )
     return findings
+
+
+def preflight_notices(facts: ClusterFacts) -> tuple[str, ...]:
+    """What does not stop the run but should be known, each with what to do."""
+    return tuple(
+        f"HAProxy's {path} has no server-state-file / load-server-state-from-file: a reload during the "
+        "run forgets DRAIN and MAINT. The runner sets them again when it sees them lost; to keep them "
+        "across reloads, add both and save the states (show servers state) before each reload"
+        for path in facts.haproxy_configs_losing_states
+    )

@@ -16,10 +16,11 @@ from typing import Any
 from runner.drivers.ports import Drivers
 from runner.errors import PreflightError
 from runner.executor import Executor
+from runner.facts import throwaways_running
 from runner.history import FINISHED, disagreements, last_run
 from runner.interrupts import ForcedStop, Interrupted, stop_requests
 from runner.model import Inventory
-from runner.plan import Plan
+from runner.plan import Plan, with_current_timeouts
 from runner.report import build_report, write_report
 from runner.steps import RunContext
 from runner.upgrade import INTERRUPTED, gather_facts, hold_run_lock
@@ -32,7 +33,8 @@ def run_resume(
     on_report: Callable[[dict[str, Any], Path], None],
 ) -> Plan | None:
     """Check the journal against the cluster, then (confirmed, under the lock) the steps not yet done."""
-    journal, plan = last_run(inventory.state_dir)
+    journal, planned = last_run(inventory.state_dir)
+    plan = with_current_timeouts(planned, inventory)
     status = journal.document["status"]
     if status in FINISHED:
         raise PreflightError(
@@ -43,7 +45,14 @@ def run_resume(
     with ExitStack() as stack:
         stop = stack.enter_context(stop_requests())
         hold_run_lock(stack, drivers)
-        differences = disagreements(plan, journal, gather_facts(inventory, drivers))
+        # A migration left running must end before anything goes on, even facts: their own
+        # throwaway container would queue behind its locks.
+        differences = [
+            f"a throwaway container is still running: {running}"
+            for running in throwaways_running(drivers.engines)
+        ]
+        if not differences:
+            differences = disagreements(plan, journal, gather_facts(inventory, drivers))
         if differences:
             raise PreflightError(
                 f"the cluster is not where run {journal.run_id} left it; nothing was changed",

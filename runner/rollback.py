@@ -16,7 +16,7 @@ from runner.executor import Executor
 from runner.history import last_run
 from runner.journal import Journal
 from runner.model import Inventory
-from runner.plan import Plan
+from runner.plan import Plan, with_current_timeouts
 from runner.steps import RunContext
 from runner.upgrade import hold_run_lock
 
@@ -27,7 +27,8 @@ def run_rollback(
     inventory: Inventory, drivers: Drivers, confirm: Callable[[Journal, Plan], bool]
 ) -> list[str] | None:
     """Undo the last run (confirmed, under the lock); the ids undone, None when not confirmed."""
-    journal, plan = last_run(inventory.state_dir)
+    journal, planned = last_run(inventory.state_dir)
+    plan = with_current_timeouts(planned, inventory)
     with ExitStack() as stack:
         hold_run_lock(stack, drivers)
         if journal.document["status"] == ROLLED_BACK:

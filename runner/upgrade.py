@@ -8,7 +8,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from runner.credentials import admin_database_target, database_target
+from runner.credentials import admin_database_target, database_target, read_secret
 from runner.drivers.backup import ContainerBackups
 from runner.drivers.containers import RUN_ID_LABEL, Engine
 from runner.drivers.database import MysqlDatabase
@@ -16,19 +16,30 @@ from runner.drivers.docker_engine import DockerEngine
 from runner.drivers.docker_node import DockerNode
 from runner.drivers.haproxy import RuntimeSocket
 from runner.drivers.http import RequestsHttp
+from runner.drivers.keystone import Credentials, KeystoneTokens
 from runner.drivers.ports import Drivers
 from runner.drivers.rotation import HaproxyRotation
 from runner.errors import LockedError, PreflightError, RunnerError
 from runner.executor import Executor
-from runner.facts import ClusterFacts, database_facts, node_facts, socket_facts, target_facts
-from runner.history import unfinished
+from runner.facts import (
+    ClusterFacts,
+    database_facts,
+    haproxy_configs_losing_states,
+    node_facts,
+    probe_login_error,
+    socket_facts,
+    target_facts,
+    throwaways_running,
+)
+from runner.history import journal_plan, unfinished
 from runner.interrupts import ForcedStop, Interrupted, stop_requests
-from runner.journal import SCHEMA_VERSION, Journal, new_run_id
-from runner.model import LOCAL_ENGINE, Inventory, NodeConfig
+from runner.journal import Journal, new_run_id
+from runner.model import LOCAL_ENGINE, Inventory, NodeConfig, ProbeConfig
 from runner.plan import Plan, build_plan
 from runner.report import build_report, write_report
 from runner.steps import RunContext
 from runner.traffic import start_traffic, traffic_report
+from runner.waits import HAPROXY_RECONNECT
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +47,7 @@ LOCK_NAME = "keystone-upgrade"
 INTERRUPTED = "interrupted"  # the journal status of a run a signal stopped
 
 
-def connect(inventory: Inventory) -> Drivers:
+def connect(inventory: Inventory, *, token_gate: bool = True) -> Drivers:
     """The real drivers for an inventory: Docker nodes, HAProxy sockets, MariaDB (no side effects yet).
 
     Every password is read here, before anything changes: a missing one is a
@@ -55,18 +66,41 @@ def connect(inventory: Inventory) -> Drivers:
     return Drivers(
         engines=engines,
         runtimes=runtimes,
-        rotation=HaproxyRotation(runtimes),
+        # The run's own connections ride out HAProxy being restarted or reloaded under it.
+        rotation=HaproxyRotation(
+            tuple(RuntimeSocket(a, reconnect=HAPROXY_RECONNECT) for a in inventory.haproxy_sockets)
+        ),
         database=MysqlDatabase(target),
         admin_database=MysqlDatabase(admin) if admin is not None else None,
         http=http,
         node_runtime=node_runtime,
         backups=ContainerBackups(engines[LOCAL_ENGINE], target),
+        tokens=_tokens(inventory.probe) if token_gate else None,
     )
+
+
+def _tokens(probe: ProbeConfig | None) -> KeystoneTokens | None:
+    """The token gate's client, with the probe's credentials (none given: no token gate)."""
+    if probe is None:
+        return None
+    password = read_secret(probe.password, "probe password", "probe")
+    return KeystoneTokens(Credentials(probe.username, password, probe.project, probe.domain))
 
 
 def gather_facts(inventory: Inventory, drivers: Drivers, *, pull_missing: bool = False) -> ClusterFacts:
     """Read the cluster; change nothing (an upgrade may pull a missing target image)."""
-    nodes = tuple(node_facts(node, drivers.engine(node.engine), drivers.http) for node in inventory.nodes)
+    nodes = tuple(
+        node_facts(
+            node,
+            drivers.engine(node.engine),
+            drivers.http,
+            inventory.target_image,
+            inventory.key_repositories,
+            pull_missing=pull_missing,
+        )
+        for node in inventory.nodes
+    )
+    leftovers = throwaways_running(drivers.engines)
     sockets = tuple(socket_facts(runtime) for runtime in drivers.runtimes)
     database = database_facts(drivers.database)
     target = target_facts(
@@ -76,7 +110,15 @@ def gather_facts(inventory: Inventory, drivers: Drivers, *, pull_missing: bool =
         database_ok=database.error is None,
         pull_missing=pull_missing,
     )
-    return ClusterFacts(nodes, sockets, database, target)
+    return ClusterFacts(
+        nodes,
+        sockets,
+        database,
+        target,
+        leftovers,
+        haproxy_configs_losing_states(inventory.haproxy_configs),
+        probe_login_error(drivers.tokens, inventory.probe.url if inventory.probe else None),
+    )
 
 
 def make_plan(
@@ -99,9 +141,9 @@ def refuse(plan: Plan) -> PreflightError:
 def refuse_when_unfinished(inventory: Inventory) -> None:
     """PreflightError when the last run stopped half-way: it is resumed or rolled back, not started over."""
     journal = Journal.load(inventory.state_dir)
-    if journal is None or journal.document.get("schema") != SCHEMA_VERSION:
+    if journal is None:
         return
-    left = unfinished(journal, Plan.from_dict(journal.document["plan"]))
+    left = unfinished(journal, journal_plan(journal))
     if left:
         raise PreflightError(
             f"run {journal.run_id} did not finish; nothing was changed",

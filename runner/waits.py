@@ -82,7 +82,13 @@ def wait_until(policy: WaitPolicy, probe: Callable[[], T], done: Callable[[T], b
 ENGINE_ANSWERS = WaitPolicy("docker engine answers", timeout_s=60, interval_s=0.5)
 CONTAINER_HEALTHY = WaitPolicy("container reports healthy", timeout_s=240, interval_s=0.25)
 CONTAINER_EXITED = WaitPolicy("one-shot container exits", timeout_s=600, interval_s=0.1)
+# A schema migration: the inventory's run.migration_timeout_s bounds it; past it the container is
+# reported and left running (never killed mid-statement).
+MIGRATION_FINISHES = WaitPolicy("the migration container exits", timeout_s=3600, interval_s=0.2)
 HAPROXY_SOCKET_ANSWERS = WaitPolicy("HAProxy runtime socket answers", timeout_s=60, interval_s=0.5)
+# During a run, a socket that stops answering is most likely HAProxy being restarted or
+# reloaded: its commands are tried again for this long before the run gives up.
+HAPROXY_RECONNECT = WaitPolicy("HAProxy runtime socket answers again", timeout_s=30, interval_s=0.2)
 # A health check caught between UP and DOWN ("UP 1/2") at preflight: let it settle.
 HAPROXY_CHECKS_SETTLED = WaitPolicy("HAProxy health checks settle", timeout_s=15, interval_s=0.25)
 HAPROXY_SERVERS_UP = WaitPolicy("HAProxy reports servers UP", timeout_s=120, interval_s=0.1)
@@ -94,6 +100,8 @@ SERVER_DRAINED = WaitPolicy(
     "HAProxy reports no sessions on the drained servers", timeout_s=120, interval_s=0.1
 )
 NODE_HEALTHY = WaitPolicy("the new node answers its health URL", timeout_s=180, interval_s=0.1)
+# The token gate tries again through a node's or the database's hiccup (a 5xx, no answer).
+TOKENS_ACCEPTED = WaitPolicy("a node and a peer accept each other's tokens", timeout_s=60, interval_s=1)
 # A migration that timed out waiting for a metadata lock is tried again (after idle
 # transactions are ended), for up to this long.
 MIGRATION_LOCK_RETRY = WaitPolicy("migration gets its metadata locks", timeout_s=60, interval_s=1)

@@ -46,10 +46,29 @@ class BackupManifest:
     finished_at: float
 
 
+# Where the CA bundle of [database.tls] appears inside the backup container.
+CA_IN_CONTAINER = "/etc/keystone-upgrade/database-ca.pem"
+
+
 def _client_options(target: DatabaseTarget) -> str:
     # Option files read backslash escapes inside quotes; escape what needs it.
     password = target.password.replace("\\", "\\\\").replace('"', '\\"')
-    return f'[client]\nhost={target.host}\nport={target.port}\nuser={target.user}\npassword="{password}"\n'
+    options = f'[client]\nhost={target.host}\nport={target.port}\nuser={target.user}\npassword="{password}"\n'
+    if target.tls is not None:
+        # The dump travels as the runner's own connections do: encrypted, verified unless told not to.
+        options += "ssl\n"
+        if target.tls.ca_file is not None:
+            options += f"ssl-ca={CA_IN_CONTAINER}\n"
+        if target.tls.verify:
+            options += "ssl-verify-server-cert\n"
+    return options
+
+
+def _mounts(directory: Path, target: DatabaseTarget) -> list[BindMount]:
+    mounts = [BindMount(str(directory), "/backup", read_only=False)]
+    if target.tls is not None and target.tls.ca_file is not None:
+        mounts.append(BindMount(target.tls.ca_file, CA_IN_CONTAINER, read_only=True))
+    return mounts
 
 
 def take_backup(
@@ -68,7 +87,7 @@ def take_backup(
         image,
         [target.database, name],
         entrypoint=["bash", "-c", DUMP_SCRIPT],
-        mounts=[BindMount(str(directory), "/backup", read_only=False)],
+        mounts=_mounts(directory, target),
         labels={**labels, PURPOSE_LABEL: "backup"},
         stdin_secret=_client_options(target),
         tmpfs=(OPTIONS_DIR,),

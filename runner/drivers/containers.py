@@ -12,12 +12,21 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from runner.drivers.docker_blueprint import ContainerBlueprint
+from runner.errors import DockerError
 from runner.model import BindMount
 from runner.waits import CONTAINER_EXITED, WaitPolicy
 
 RUNNER_LABEL = "io.keystone-upgrade.runner"
 RUN_ID_LABEL = "io.keystone-upgrade.run-id"
 PURPOSE_LABEL = "io.keystone-upgrade.purpose"
+
+
+class StillRunning(DockerError):
+    """A throwaway container outlived its wait; it was left running, never killed."""
+
+    def __init__(self, what: str, *, observed: str, hint: str, container_id: str):
+        self.container_id = container_id
+        super().__init__(what, observed=observed, hint=hint)
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,9 @@ class Engine(Protocol):
         policy: WaitPolicy = CONTAINER_EXITED,
         stdin_secret: str | None = None,
         tmpfs: Sequence[str] = (),
+        keep_on_timeout: bool = False,
     ) -> Finished: ...
+    def running_throwaways(self) -> list[str]: ...
     def exec_output(self, container: str, command: Sequence[str]) -> Finished: ...
     def pull(self, reference: str) -> bool: ...
     def stop(self, container: str, timeout_s: int) -> None: ...

@@ -2,14 +2,91 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import logging
+import ssl
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import pymysql
 
 from runner.errors import DatabaseError
-from runner.model import DatabaseTarget
+from runner.model import DatabaseTarget, DatabaseTls
+
+log = logging.getLogger(__name__)
+
+# PyMySQL's client error code for an authentication plugin that failed (CR_AUTH_PLUGIN_ERR).
+AUTH_PLUGIN_ERROR = 2061
+
+
+def tls_context(tls: DatabaseTls) -> ssl.SSLContext:
+    """The TLS context [database.tls] asks for: the given CA (or the system's), certificate and host checked."""
+    context = ssl.create_default_context(cafile=tls.ca_file)
+    if not tls.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class ClearTextRefused(pymysql.err.OperationalError):
+    """The server asked for the password in clear text on a connection the inventory did not encrypt."""
+
+
+class _ClearTextPlugin:
+    """A PyMySQL auth plugin handler for the plugins that send the password as it is.
+
+    PyMySQL answers ``mysql_clear_password`` (and MariaDB's PAM ``dialog``) with
+    the password in clear, whatever the connection. This handler lets that
+    happen only over TLS the inventory asked for ([database.tls]) and actually
+    in use; otherwise it ends the handshake before the password is written.
+    """
+
+    plugin: ClassVar[bytes]
+    tls_required: ClassVar[bool] = False
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    def authenticate(self, packet: Any) -> Any:
+        """Hand the exchange to PyMySQL's own code over required TLS; refuse it otherwise."""
+        if self.tls_required and getattr(self.connection, "_secure", False):
+            # PyMySQL's own exchange, exactly as it runs when no handler is registered.
+            return self.connection._process_auth(self.plugin, packet)
+        raise ClearTextRefused(
+            AUTH_PLUGIN_ERROR,
+            f"the server asked for the {self.plugin.decode()} authentication plugin, which sends the "
+            "password in clear text, and this connection is not encrypted with the TLS the inventory "
+            "asks for; the password was not sent",
+        )
+
+
+class _ClearPassword(_ClearTextPlugin):
+    plugin = b"mysql_clear_password"
+
+
+class _Dialog(_ClearTextPlugin):
+    plugin = b"dialog"  # MariaDB's PAM: answers the "Password: " prompt in clear
+
+
+class _ClearPasswordOverTls(_ClearPassword):
+    tls_required = True
+
+
+class _DialogOverTls(_Dialog):
+    tls_required = True
+
+
+def auth_plugin_map(tls: DatabaseTls | None) -> dict[str, Callable[[Any], _ClearTextPlugin]]:
+    """PyMySQL's ``auth_plugin_map``: the clear-text plugins, allowed over required TLS only."""
+    plugins: dict[str, Callable[[Any], _ClearTextPlugin]] = {
+        "mysql_clear_password": _ClearPassword,
+        "dialog": _Dialog,
+    }
+    if tls is not None:
+        plugins = {"mysql_clear_password": _ClearPasswordOverTls, "dialog": _DialogOverTls}
+    return plugins
 
 
 @dataclass(frozen=True)
@@ -44,22 +121,56 @@ class MysqlDatabase:
 
     def _connect(self) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
         target = self.target
+        where = f"database {target.database} at {target.host}:{target.port} as {target.user}"
         try:
-            return pymysql.connect(
+            # With [database.tls] the connection is encrypted or not made (PyMySQL refuses a server
+            # without TLS when given a context); without it, PyMySQL's default applies.
+            context = tls_context(target.tls) if target.tls is not None else None
+        except (ssl.SSLError, OSError) as exc:
+            raise DatabaseError(
+                f"cannot set up TLS for {where}",
+                observed=str(exc),
+                hint="check [database.tls] ca_file: a readable PEM file of the CA that signed the server's certificate",
+            ) from exc
+        try:
+            connection = pymysql.connect(
                 host=target.host,
                 port=target.port,
                 user=target.user,
                 password=target.password,
                 database=target.database,
                 connect_timeout=self.connect_timeout_s,
+                ssl=context,
+                auth_plugin_map=auth_plugin_map(target.tls),
             )
-        except pymysql.MySQLError as exc:
+        except ClearTextRefused as exc:
             raise DatabaseError(
-                f"cannot connect to database {target.database} at {target.host}:{target.port} "
-                f"as {target.user}",
-                observed=str(exc),
-                hint="check the database address, user and password the inventory names",
+                f"refused to send the password in clear text to {where}",
+                observed=str(exc.args[1]) if len(exc.args) > 1 else str(exc),
+                hint="add [database.tls] (ca_file, verify) so the connection is encrypted, or give the "
+                "account a plugin that does not send the password (mysql_native_password, ed25519, "
+                "caching_sha2_password)",
             ) from exc
+        except pymysql.MySQLError as exc:
+            tls_failed = isinstance(getattr(exc, "original_exception", None), ssl.SSLError)
+            raise DatabaseError(
+                f"cannot connect to {where}" + (": the TLS handshake failed" if tls_failed else ""),
+                observed=str(exc),
+                hint="check that the server's certificate is signed by [database.tls] ca_file and names "
+                "the host the inventory gives"
+                if tls_failed
+                else "check the database address, user and password the inventory names"
+                + (", and that the server offers TLS ([database.tls])" if target.tls is not None else ""),
+            ) from exc
+        if target.tls is not None and not getattr(connection, "_secure", False):
+            # Older PyMySQL carries on in clear text when the server offers no TLS.
+            connection.close()
+            raise DatabaseError(
+                f"the connection to {where} is not encrypted",
+                observed="the server did not take up TLS",
+                hint="enable TLS on the server, or remove [database.tls] from the inventory",
+            )
+        return connection
 
     @contextmanager
     def _cursor(self, what: str) -> Iterator[pymysql.cursors.Cursor]:
@@ -155,7 +266,12 @@ class MysqlDatabase:
             acquired = bool(row and row[0] == 1)
             yield acquired
             if acquired:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT RELEASE_LOCK(%s)", (name,))
+                try:
+                    with connection.cursor() as cursor:
+                        cursor.execute("SELECT RELEASE_LOCK(%s)", (name,))
+                except pymysql.MySQLError as exc:
+                    # The connection ended under the run (the database restarted): the lock went with it.
+                    log.warning("the lock %s was already gone with its connection: %s", name, exc)
         finally:
-            connection.close()
+            with contextlib.suppress(pymysql.MySQLError, OSError):
+                connection.close()

@@ -7,6 +7,7 @@ Library errors become RunnerErrors here, at the boundary.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,10 +15,13 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from runner.drivers.containers import (
+    PURPOSE_LABEL,
+    RUN_ID_LABEL,
     RUNNER_LABEL,
     ContainerFacts,
     Finished,
     ImageFacts,
+    StillRunning,
 )
 from runner.drivers.docker_blueprint import ContainerBlueprint
 from runner.errors import DockerError
@@ -133,14 +137,17 @@ class DockerEngine:
         policy: WaitPolicy = CONTAINER_EXITED,
         stdin_secret: str | None = None,
         tmpfs: Sequence[str] = (),
+        keep_on_timeout: bool = False,
     ) -> Finished:
-        """Run a throwaway container on host networking until it exits; always remove it.
+        """Run a throwaway container on host networking until it exits, then remove it.
 
         ``entrypoint`` replaces the image's (for client images whose own
         entrypoint starts a server). ``stdin_secret`` goes to the container
         through a pipe (its stdin, then EOF), so a password never sits in a file
         on the host, an argument or an environment; ``tmpfs`` directories are
         where the command may keep it: in memory, gone with the container.
+        ``keep_on_timeout`` (migrations): a container that outlives ``policy``
+        is left running and reported (StillRunning), not removed.
         """
         api = self.client.api
         try:
@@ -180,10 +187,21 @@ class DockerEngine:
                 wait_until(policy, status, lambda s: s in ("exited", "dead"))
             except WaitTimeout as exc:
                 output = bytes(api.logs(container_id)).decode(errors="replace")
-                raise DockerError(
-                    f"throwaway container of {image} ({' '.join(command)}) did not finish",
-                    observed=f"{exc}\n{Finished(-1, output).tail()}",
-                    hint="look at the database and the run's log; the container was removed",
+                if not keep_on_timeout:
+                    raise DockerError(
+                        f"throwaway container of {image} ({' '.join(command)}) did not finish",
+                        observed=f"{exc}\n{Finished(-1, output).tail()}",
+                        hint="look at the run's log; the container was removed",
+                    ) from exc
+                # Never killed: a migration stopped mid-statement can leave the schema half-changed.
+                leave_running = True
+                raise StillRunning(
+                    f"throwaway container {container_id[:12]} of {image} ({' '.join(command)}) "
+                    f"is still running after {policy.timeout_s:.0f}s; it was left running to finish",
+                    observed=f"last lines:\n{Finished(-1, output).tail()}",
+                    hint=f"follow it with 'docker logs -f {container_id[:12]}'; once it has exited, "
+                    f"read its output and remove it with 'docker rm {container_id[:12]}'",
+                    container_id=container_id,
                 ) from exc
             exit_code = int(api.inspect_container(container_id)["State"]["ExitCode"])
             output = bytes(api.logs(container_id)).decode(errors="replace")
@@ -215,10 +233,28 @@ class DockerEngine:
             raw = getattr(attached, "_sock", attached)  # the SDK wraps the socket in a SocketIO
             try:
                 raw.sendall(text.encode())
+                # EOF now: close() alone ends nothing while the SDK's SocketIO still holds the
+                # socket (until the garbage collector gets to it), and the command waits for EOF.
+                raw.shutdown(socket.SHUT_WR)
             finally:
-                raw.close()  # with StdinOnce, the container's stdin ends here
+                raw.close()
+                attached.close()
         except (DockerException, OSError) as exc:
             raise self._fail("cannot hand the throwaway container its input", exc) from exc
+
+    def running_throwaways(self) -> list[str]:
+        """Throwaway containers of this runner still alive (running or paused): "ID (purpose, image, run RUN)"."""
+        try:
+            running = self.client.containers.list(
+                filters={"label": RUNNER_LABEL, "status": ["running", "paused"]}
+            )
+        except DockerException as exc:
+            raise self._fail("cannot list containers", exc) from exc
+        return [
+            f"{c.id[:12]} ({c.labels.get(PURPOSE_LABEL, '?')}, {c.attrs['Config']['Image']}, "
+            f"run {c.labels.get(RUN_ID_LABEL, '?')})"
+            for c in running
+        ]
 
     def exec_output(self, container: str, command: Sequence[str]) -> Finished:
         """Run a command inside a running container."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from runner.drivers.containers import ContainerFacts, Engine, ImageFacts
 from runner.drivers.docker_blueprint import derive_blueprint
+from runner.drivers.key_digests import read_key_digests
 from runner.drivers.ports import EffectData, Http
 from runner.errors import DockerError
 from runner.model import NodeConfig
@@ -116,3 +117,7 @@ class DockerNode:
     def health(self) -> int:
         """GET the node's health URL directly (not through HAProxy)."""
         return self.http.get_status(self.node.health_url, HEALTH_REQUEST_TIMEOUT_S)
+
+    def key_digests(self, repositories: tuple[str, ...]) -> dict[str, str]:
+        """Each key repository's digest, computed inside the container by its own user."""
+        return read_key_digests(self.engine, self.node.container, repositories)

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from runner.errors import HaproxyError
 from runner.model import SocketAddress
+from runner.waits import WaitPolicy, WaitTimeout, wait_until
 
 RECV_BYTES = 65536
 
@@ -93,6 +94,27 @@ class ServerState:
         return self.admin_flags == 0
 
 
+@dataclass(frozen=True)
+class ProcessInfo:
+    """Which HAProxy process answers a socket (``show info``): a reload or a restart changes it."""
+
+    pid: int
+    uptime_s: int
+
+    def is_succeeded_by(self, later: ProcessInfo) -> bool:
+        """Whether ``later`` (read after this) comes from another process: a new pid, or a younger one."""
+        return later.pid != self.pid or later.uptime_s < self.uptime_s
+
+
+def parse_show_info(text: str) -> ProcessInfo:
+    """``show info``: ``Name: value`` lines; the worker's pid and its uptime."""
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    try:
+        return ProcessInfo(pid=int(fields["Pid"]), uptime_s=int(fields["Uptime_sec"]))
+    except (KeyError, ValueError) as exc:
+        raise HaproxyError("unexpected answer to 'show info'", observed=text[:300]) from exc
+
+
 def parse_show_stat(text: str) -> list[ServerStat]:
     """Server rows of ``show stat`` (the CSV whose header starts with ``# ``)."""
     lines = [line for line in text.splitlines() if line.strip()]
@@ -145,6 +167,8 @@ class HaproxyRuntime(Protocol):
 
     def show_stat(self) -> list[ServerStat]: ...
 
+    def show_info(self) -> ProcessInfo: ...
+
     def show_servers_state(self) -> list[ServerState]: ...
 
     def set_server_state(self, backend: str, server: str, state: str) -> None: ...
@@ -155,14 +179,36 @@ class HaproxyRuntime(Protocol):
 
 
 class RuntimeSocket:
-    """The runtime API of one HAProxy, one connection per command."""
+    """The runtime API of one HAProxy, one connection per command.
 
-    def __init__(self, address: SocketAddress, timeout_s: float = 5.0):
+    With ``reconnect``, a socket that does not answer is tried again under that
+    policy before the command fails: during a run, HAProxy being restarted or
+    reloaded must not stop it. Preflight looks once.
+    """
+
+    def __init__(self, address: SocketAddress, timeout_s: float = 5.0, reconnect: WaitPolicy | None = None):
         self.address = address
         self.timeout_s = timeout_s
+        self.reconnect = reconnect
 
     def command(self, line: str) -> str:
         """Send one command and return the whole answer (HAProxy closes after it)."""
+        if self.reconnect is None:
+            return self._exchange(line)
+        try:
+            return wait_until(self.reconnect, lambda: self._exchange(line, raw=True), lambda _: True)
+        except WaitTimeout as exc:
+            raise self._unanswered(line, exc.last_observed) from exc
+
+    def _unanswered(self, line: str, observed: object) -> HaproxyError:
+        return HaproxyError(
+            f"HAProxy runtime API at {self.address} did not answer {line.split(maxsplit=1)[0]!r}",
+            observed=str(observed),
+            hint="check that HAProxy runs and that its 'stats socket' is where the inventory says",
+        )
+
+    def _exchange(self, line: str, *, raw: bool = False) -> str:
+        """One connection, one command; OSError as it is (``raw``) or as a HaproxyError."""
         try:
             if self.address.unix_path is not None:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -180,12 +226,14 @@ class RuntimeSocket:
                 while chunk := sock.recv(RECV_BYTES):
                     chunks.append(chunk)
         except OSError as exc:
-            raise HaproxyError(
-                f"HAProxy runtime API at {self.address} did not answer {line.split(maxsplit=1)[0]!r}",
-                observed=str(exc),
-                hint="check that HAProxy runs and that its 'stats socket' is where the inventory says",
-            ) from exc
+            if raw:
+                raise
+            raise self._unanswered(line, exc) from exc
         return b"".join(chunks).decode(errors="replace")
+
+    def show_info(self) -> ProcessInfo:
+        """The process answering: its pid and uptime."""
+        return parse_show_info(self.command("show info"))
 
     def show_stat(self) -> list[ServerStat]:
         """Every server's displayed status and its current and queued sessions."""

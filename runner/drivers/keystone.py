@@ -66,3 +66,34 @@ class KeystoneClient:
             headers={"X-Auth-Token": auth_token, "X-Subject-Token": subject_token},
             timeout=self.timeout_s,
         )
+
+
+class KeystoneTokens:
+    """The ``Tokens`` port: a password login per issue, each node asked at its own URL."""
+
+    def __init__(self, credentials: Credentials, timeout_s: float = 10.0):
+        self.credentials = credentials
+        self.session = requests.Session()
+        self.timeout_s = timeout_s
+
+    def issue(self, base_url: str) -> str:
+        """A new token from the node at ``base_url``.
+
+        PermissionError when the credentials are refused (401, 403): that is an
+        answer, not a hiccup; other failures are requests' errors (OSErrors).
+        """
+        try:
+            return KeystoneClient(base_url, self.session, self.timeout_s).issue_token(self.credentials).token
+        except requests.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else None
+            if status in (401, 403):
+                raise PermissionError(f"{base_url} refused the probe's credentials (HTTP {status})") from exc
+            raise
+
+    def validate(self, base_url: str, auth_token: str, subject_token: str) -> int:
+        """The status the node at ``base_url`` answers when asked whether ``subject_token`` is valid."""
+        return (
+            KeystoneClient(base_url, self.session, self.timeout_s)
+            .validate_token(auth_token, subject_token)
+            .status_code
+        )

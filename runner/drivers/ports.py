@@ -87,17 +87,36 @@ class NodeRuntime(Protocol):
         """The HTTP status of the node's health URL (raises OSError when it does not answer)."""
         ...
 
+    def key_digests(self, repositories: tuple[str, ...]) -> dict[str, str]:
+        """Each key repository's content digest, read inside the running node (the keys stay there)."""
+        ...
+
+
+class Tokens(Protocol):
+    """Keystone tokens asked of one node directly (its base URL), with the probe's credentials.
+
+    Requests' errors (network, HTTP status) are OSErrors and are raised as they are;
+    credentials refused on ``issue`` are a PermissionError.
+    """
+
+    def issue(self, base_url: str) -> str: ...
+    def validate(self, base_url: str, auth_token: str, subject_token: str) -> int: ...
+
 
 class Rotation(Protocol):
     """A node's place in the load balancers: every HAProxy, every backend/server pair of the node.
 
     Waits raise ``runner.waits.WaitTimeout`` with what they last saw; the step
-    that waited says what that means.
+    that waited says what that means. A state HAProxy forgot (a reload without
+    saved server states) is found by ``lost`` and set again by ``keep``, which
+    say where, for the journal.
     """
 
     def drain(self, servers: tuple[ServerRef, ...]) -> None: ...
-    def wait_drained(self, servers: tuple[ServerRef, ...], timeout_s: float) -> None: ...
+    def wait_drained(self, servers: tuple[ServerRef, ...], timeout_s: float) -> list[str]: ...
     def maint(self, servers: tuple[ServerRef, ...]) -> None: ...
+    def lost(self, servers: tuple[ServerRef, ...], state: str) -> list[str]: ...
+    def keep(self, servers: tuple[ServerRef, ...], state: str) -> list[str]: ...
     def ready(self, servers: tuple[ServerRef, ...]) -> None: ...
     def wait_up(self, servers: tuple[ServerRef, ...]) -> None: ...
     def not_up(self, servers: tuple[ServerRef, ...]) -> list[ServerRef]: ...
@@ -116,6 +135,8 @@ class Drivers:
     http: Http
     node_runtime: Callable[[NodeConfig], NodeRuntime]
     backups: Backups
+    # Only when the inventory gives probe credentials: the token gate of each node.
+    tokens: Tokens | None = None
 
     def engine(self, endpoint: str) -> Engine:
         """The engine of a node (or "local" for throwaway containers)."""

@@ -7,12 +7,23 @@ from typing import Any
 from runner.steps.base import RunContext, Step, StepKind, Undo, decode_step
 from runner.steps.cleanup import Cleanup
 from runner.steps.database import Backup, RestoreTrust, TrustFunctionCreators
+from runner.steps.keys import KeysAgree
 from runner.steps.migration import Contract, Expand, Migrate, Throwaway
 from runner.steps.node import NodeUpgrade
 
 STEP_TYPES: dict[StepKind, type[Step]] = {
     cls.kind: cls
-    for cls in (Backup, TrustFunctionCreators, RestoreTrust, Expand, Migrate, NodeUpgrade, Contract, Cleanup)
+    for cls in (
+        Backup,
+        TrustFunctionCreators,
+        RestoreTrust,
+        Expand,
+        Migrate,
+        KeysAgree,
+        NodeUpgrade,
+        Contract,
+        Cleanup,
+    )
 }
 
 
@@ -26,6 +37,7 @@ __all__ = [
     "Cleanup",
     "Contract",
     "Expand",
+    "KeysAgree",
     "Migrate",
     "NodeUpgrade",
     "RestoreTrust",

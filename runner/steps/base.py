@@ -32,6 +32,7 @@ class StepKind(StrEnum):
     RESTORE_TRUST = "restore-trust"
     EXPAND = "expand"
     MIGRATE = "migrate"
+    KEYS = "keys"
     NODE = "node"
     CONTRACT = "contract"
     CLEANUP = "cleanup"

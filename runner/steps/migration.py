@@ -9,12 +9,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from runner.drivers.containers import StillRunning
 from runner.errors import MigrationError, RunnerError
 from runner.journal import Event
 from runner.migrations import IDLE_TRANSACTION_S, LOCK_TIMEOUT
 from runner.model import BindMount, NodeConfig, ServerRef
 from runner.steps.base import RunContext, Step, StepKind, Undo
-from runner.waits import CLUSTER_READY_FOR_CONTRACT, MIGRATION_LOCK_RETRY, WaitTimeout, wait_until
+from runner.waits import (
+    CLUSTER_READY_FOR_CONTRACT,
+    MIGRATION_FINISHES,
+    MIGRATION_LOCK_RETRY,
+    WaitTimeout,
+    wait_until,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,6 +32,8 @@ class Throwaway:
     mounts: tuple[BindMount, ...]
     environment: tuple[tuple[str, str], ...]  # oslo.config overrides (the bounded lock wait)
     database_user: str  # Keystone's account: its idle transactions are ended before a schema change
+    # How long a db_sync is waited for; past it the container is reported and left to finish.
+    timeout_s: float = MIGRATION_FINISHES.timeout_s
 
 
 def run_throwaway(
@@ -35,9 +44,23 @@ def run_throwaway(
     environment: Mapping[str, str] | None = None,
 ) -> tuple[int, str]:
     """Run ``command`` in a throwaway container; keep its whole output in the run's log directory."""
-    finished = context.drivers.engine("local").run_once(
-        spec.image, command, mounts=spec.mounts, labels=context.labels(purpose), environment=environment
-    )
+    try:
+        finished = context.drivers.engine("local").run_once(
+            spec.image,
+            command,
+            mounts=spec.mounts,
+            labels=context.labels(purpose),
+            environment=environment,
+            policy=MIGRATION_FINISHES.with_timeout(spec.timeout_s),
+            keep_on_timeout=True,
+        )
+    except StillRunning as exc:
+        raise MigrationError(
+            f"{' '.join(command[1:])} did not finish within run.migration_timeout_s ({spec.timeout_s:.0f}s)",
+            observed=f"{exc.what}\n{exc.observed}",
+            hint=f"{exc.hint}. Then run 'keystone-upgrade resume' (it refuses while the container runs); "
+            "raise run.migration_timeout_s for a database this large",
+        ) from exc
     context.log_dir.mkdir(parents=True, exist_ok=True)
     (context.log_dir / f"{log_name(purpose)}.log").write_text(finished.output)
     return finished.exit_code, finished.tail()

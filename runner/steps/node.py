@@ -8,14 +8,23 @@ back); the health gate, the release gate; ready, wait until UP everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from runner.drivers.ports import NodeRuntime
 from runner.errors import DrainError, HealthError, RunnerError
 from runner.journal import Event
 from runner.model import NodeConfig
 from runner.steps.base import RunContext, Step, StepKind, Undo
+from runner.steps.tokens import accepted_both_ways, base_url
 from runner.waits import NODE_HEALTHY, WaitTimeout, wait_until
+
+T = TypeVar("T")
+
+
+# A node whose MAINT is lost again each time it is set (HAProxy reloaded in a loop) fails its drain.
+OUT_OF_ROTATION_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +42,9 @@ class NodeUpgrade(Step):
     kept_as: str  # the old node's name while it is kept for rollback
     drain_timeout_s: float
     health_timeout_s: float
+    # The other nodes, the next to be swapped first: a token issued on this node must validate on
+    # peers[0] and one issued there on this node before it goes back into rotation.
+    peers: tuple[NodeConfig, ...] = ()
 
     @property
     def node_name(self) -> str:
@@ -43,13 +55,16 @@ class NodeUpgrade(Step):
         """Drain, swap to the target, gate on health and release, back into rotation."""
         runtime = context.drivers.node_runtime(self.node)
         self._take_out_of_rotation(context)
+        self._verify_out_of_rotation(context)
         journal = context.journal
         journal.intend(self.id, Event.STOPPED)
         journal.event(self.id, Event.STOPPED, **runtime.stop())
+        self._keep_out(context)  # a reload while it stopped: no traffic to a node that is not there
         journal.intend(self.id, Event.RENAMED, old_name=self.kept_as)
         journal.event(self.id, Event.RENAMED, **runtime.set_aside(self.kept_as))
         journal.intend(self.id, Event.STARTED, image=self.image)
         journal.event(self.id, Event.STARTED, **runtime.start_target(self.image, self.kept_as))
+        self._keep_out(context)
         self._gate(
             context,
             runtime,
@@ -58,6 +73,8 @@ class NodeUpgrade(Step):
             f"read the new container's log (docker logs {self.node.container}) and check the image "
             f"{self.image}; the old node is kept as {self.kept_as}",
         )
+        self._tokens_accepted_both_ways(context)
+        self._keep_out(context)
         self._put_into_rotation(context)
 
     def undo(self, context: RunContext) -> None:
@@ -72,6 +89,9 @@ class NodeUpgrade(Step):
         if Event.STOPPED in done:
             if Event.READY in done:
                 self._take_out_of_rotation(context)
+            else:
+                # Never put back by the run; a reload may have done it: drained again where so.
+                self._verify_out_of_rotation(context)
             context.journal.intend(self.id, Event.RESTORED_OLD, old_name=self.kept_as)
             context.journal.event(self.id, Event.RESTORED_OLD, **runtime.restore_old(self.kept_as))
             self._gate(
@@ -90,7 +110,7 @@ class NodeUpgrade(Step):
             return DrainError(
                 failure.what,
                 observed=failure.observed,
-                hint=f"{back}; raise run.drain_timeout_s or find the client holding the session, then run again",
+                hint=f"{back}; {failure.hint}, then run again",
             )
         return HealthError(
             f"node {self.node.name} failed on {self.release} and was rolled back: "
@@ -125,25 +145,63 @@ class NodeUpgrade(Step):
         rotation.drain(servers)
         journal.event(self.id, Event.DRAIN, servers=names)
         try:
-            rotation.wait_drained(servers, self.drain_timeout_s)
+            if reapplied := rotation.wait_drained(servers, self.drain_timeout_s):
+                journal.event(self.id, Event.REAPPLIED, where=reapplied)
         except WaitTimeout as exc:
             raise DrainError(
                 f"node {self.node.name} did not drain",
                 observed=str(exc),
-                hint="long-lived sessions hold it; raise run.drain_timeout_s or find the client. "
-                "The node is still in DRAIN: set it ready again with the runtime API if you stop here",
+                hint="long-lived sessions hold it: raise run.drain_timeout_s or find the client holding the session",
             ) from exc
         journal.event(self.id, Event.DRAINED)
         journal.intend(self.id, Event.MAINT, servers=names)
         rotation.maint(servers)
         journal.event(self.id, Event.MAINT)
 
+    def _verify_out_of_rotation(self, context: RunContext) -> None:
+        """Before the container stops: MAINT on every socket, or drained again where it was lost.
+
+        A reload between MAINT and here may have put the node back into rotation
+        with requests on it: those must finish before the container stops.
+        """
+        lost = context.drivers.rotation.lost(self.node.servers, "maint")
+        for _ in range(OUT_OF_ROTATION_ATTEMPTS):
+            if not lost:
+                return
+            context.journal.event(self.id, Event.REAPPLIED, where=lost)
+            self._take_out_of_rotation(context)
+            lost = context.drivers.rotation.lost(self.node.servers, "maint")
+        if not lost:
+            return
+        raise DrainError(
+            f"node {self.node.name} keeps coming back into rotation",
+            observed="; ".join(lost),
+            hint="HAProxy forgets the runtime states on every reload: stop reloading it during the "
+            "run, or keep the states across reloads (server-state-file, load-server-state-from-file)",
+        )
+
+    def _keep_out(self, context: RunContext) -> None:
+        """MAINT set again wherever HAProxy forgot it (a reload or restart), journalled."""
+        if reapplied := context.drivers.rotation.keep(self.node.servers, "maint"):
+            context.journal.event(self.id, Event.REAPPLIED, where=reapplied)
+
+    def _keep_out_while(self, context: RunContext, look: Callable[[], T]) -> Callable[[], T]:
+        """``look``, after setting MAINT again wherever HAProxy forgot it (the node is not serving)."""
+
+        def looked() -> T:
+            self._keep_out(context)
+            return look()
+
+        return looked
+
     def _gate(
         self, context: RunContext, runtime: NodeRuntime, release: str | None, which: str, hint: str
     ) -> None:
         try:
             wait_until(
-                NODE_HEALTHY.with_timeout(self.health_timeout_s), runtime.health, lambda status: status == 200
+                NODE_HEALTHY.with_timeout(self.health_timeout_s),
+                self._keep_out_while(context, runtime.health),
+                lambda status: status == 200,
             )
         except WaitTimeout as exc:
             raise HealthError(
@@ -161,6 +219,24 @@ class NodeUpgrade(Step):
                 hint=hint,
             )
         context.journal.event(self.id, Event.VERSION, version=running)
+
+    def _tokens_accepted_both_ways(self, context: RunContext) -> None:
+        """A token from this node validates on a peer, and a peer's on this node (``GET /v3`` proves neither).
+
+        Skipped without probe credentials or peers.
+        """
+        tokens = context.drivers.tokens
+        if tokens is None or not self.peers:
+            return
+        peer = self.peers[0]
+        accepted_both_ways(
+            tokens,
+            (self.node.name, base_url(self.node.health_url)),
+            (peer.name, base_url(peer.health_url)),
+            hint=f"compare the node's key repositories and [token]/[fernet_tokens] configuration with "
+            f"node {peer.name}'s; the old node is kept as {self.kept_as}",
+        )
+        context.journal.event(self.id, Event.TOKENS, peer=peer.name)
 
     def _put_into_rotation(self, context: RunContext) -> None:
         names = [str(s) for s in self.node.servers]

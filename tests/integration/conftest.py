@@ -13,6 +13,7 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 import docker
 import pytest
 
+from runner.drivers.containers import RUNNER_LABEL
 from runner.lab.cluster import LabEndpoints
 from tests.integration.harness import lab_cluster, leftovers
 
@@ -36,9 +37,21 @@ def cluster_factory(docker_client: docker.DockerClient) -> Iterator[ClusterFacto
 
         def make(version: str, **options: bool) -> LabEndpoints:
             manager: AbstractContextManager[LabEndpoints] = lab_cluster(docker_client, version, **options)
-            return stack.enter_context(manager)
+            endpoints = stack.enter_context(manager)
+            # Runs before the cluster goes (last in, first out): what its runs left behind.
+            stack.callback(_remove_throwaways_since, docker_client, endpoints)
+            return endpoints
 
         yield make
+
+
+def _remove_throwaways_since(client: docker.DockerClient, cluster: LabEndpoints) -> None:
+    """Remove the runner's throwaway containers created since ``cluster`` was (a migration a test
+    left running, a key check a killed runner left behind): tests run one at a time, so they are
+    this test's."""
+    first = next(iter(cluster.node_containers.values()))
+    for container in client.containers.list(all=True, filters={"label": RUNNER_LABEL, "since": first}):
+        container.remove(force=True)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

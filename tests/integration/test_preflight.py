@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import pytest
 
-from runner.drivers.docker_blueprint import derive_blueprint
+from runner.drivers.docker_blueprint import ContainerBlueprint, derive_blueprint
 from runner.drivers.docker_engine import DockerEngine
 from runner.errors import ExitCode
 from runner.images.catalog import REPOSITORY
@@ -59,7 +63,8 @@ def test_plan_changes_nothing(docker_client: docker.DockerClient, cluster: LabEn
     assert isinstance(plan["doctor_findings"], str)  # doctor ran in the target image; what it said is shown
     assert "keystone-manage doctor (target image):" in shown.stdout
     assert [s["id"] for s in plan["steps"]] == [
-        "backup", "expand", "migrate", "node:keystone-1", "node:keystone-2", "node:keystone-3", "contract", "cleanup",
+        "backup", "expand", "migrate", "keys-before", "node:keystone-1", "node:keystone-2", "node:keystone-3",
+        "keys-after", "contract", "cleanup",
     ]  # fmt: skip
     assert not (cluster.state_dir / "upgrade" / "journal.json").exists()
 
@@ -131,7 +136,7 @@ def test_an_invalid_inventory_lists_every_problem(cluster: LabEndpoints, tmp_pat
     result = keystone_upgrade("plan", "-i", inventory)
     assert result.returncode == ExitCode.CONFIG
     for problem in (
-        "'port' must be a int",
+        "'port' must be a whole number from 1 to 65535; found string 'x'",
         "'password' is not accepted",
         "[target]",
         "[[nodes]]",
@@ -172,22 +177,75 @@ def test_an_empty_key_repository_and_keys_other_than_the_nodes_are_refused(
     assert "the throwaway containers would see other keys than the nodes" in stderr
 
 
+def _blueprint_of(engine: DockerEngine, name: str, image: str | None = None) -> ContainerBlueprint:
+    """The container ``name`` as it is, on ``image`` (its own image when None)."""
+    old = engine.container(name)
+    assert old is not None
+    old_image = engine.image(old.image_id)
+    assert old_image is not None
+    return derive_blueprint(old.inspect, old_image.inspect, image or old.image_reference)
+
+
+def _recreate(engine: DockerEngine, name: str, blueprint: ContainerBlueprint, cluster: LabEndpoints) -> None:
+    engine.remove(name)
+    engine.create_and_start(blueprint)
+    wait_until(
+        HAPROXY_SERVERS_UP,
+        runtime(cluster).show_stat,
+        lambda stats: len(stats) == 6 and all(s.is_up for s in stats),
+    )
+
+
+def test_keys_that_differ_on_one_node_are_refused(
+    docker_client: docker.DockerClient, cluster: LabEndpoints
+) -> None:
+    """keystone-3 gets its own copy of the fernet keys with one more (a new primary) in it."""
+    engine = DockerEngine()
+    name = cluster.node_containers["keystone-3"]
+    original = _blueprint_of(engine, name)
+    fernet = cluster.state_dir / "fernet-keys"
+    other = cluster.state_dir / "fernet-keys-keystone-3"
+    shutil.copytree(fernet, other)
+    (other / "9").write_bytes(base64.urlsafe_b64encode(os.urandom(32)))
+    owner = fernet.stat()
+    for path in (other, *other.iterdir()):
+        os.chown(path, owner.st_uid, owner.st_gid)
+    (other / "9").chmod(0o600)
+    host_config = dict(original.host_config)
+    host_config["Binds"] = [b.replace(f"{fernet}:", f"{other}:") for b in host_config.get("Binds") or []]
+    host_config["Mounts"] = [
+        {**m, "Source": str(other)} if m.get("Source") == str(fernet) else m
+        for m in host_config.get("Mounts") or []
+    ]
+    assert host_config["Binds"] != original.host_config.get("Binds") or host_config["Mounts"] != (
+        original.host_config.get("Mounts")
+    )
+    try:
+        _recreate(engine, name, dataclasses.replace(original, host_config=host_config), cluster)
+        stderr = _refused(
+            docker_client,
+            cluster,
+            write_inventory(cluster, "29.1.0"),
+            ExitCode.PREFLIGHT,
+            "the key repositories do not hold the same keys everywhere",
+        )
+        assert "/etc/keystone/fernet-keys:" in stderr
+        assert "on node keystone-3" in stderr
+        assert (
+            "/etc/keystone/credential-keys" not in stderr.split("keys everywhere")[1].split("what to do")[0]
+        )
+    finally:
+        _recreate(engine, name, original, cluster)
+        shutil.rmtree(other)
+
+
 def test_one_node_on_another_release_is_refused(
     docker_client: docker.DockerClient, cluster: LabEndpoints
 ) -> None:
     """Last in this module: it leaves keystone-3 on 29.1.0."""
     engine = DockerEngine()
     name = cluster.node_containers["keystone-3"]
-    old = engine.container(name)
-    assert old is not None
-    old_image = engine.image(old.image_id)
-    assert old_image is not None
-    engine.remove(name)
-    engine.create_and_start(derive_blueprint(old.inspect, old_image.inspect, f"{REPOSITORY}/keystone:29.1.0"))
-    admin = runtime(cluster)
-    wait_until(
-        HAPROXY_SERVERS_UP, admin.show_stat, lambda stats: len(stats) == 6 and all(s.is_up for s in stats)
-    )
+    _recreate(engine, name, _blueprint_of(engine, name, f"{REPOSITORY}/keystone:29.1.0"), cluster)
     stderr = _refused(
         docker_client,
         cluster,

@@ -20,12 +20,15 @@ from tests.integration.upgrade_helpers import keystone_upgrade, runtime, traffic
 
 pytestmark = pytest.mark.integration
 
-# Images that are wrong in the two ways a target can be: built from the project's own.
+# Images that are wrong in the ways a target can be: built from the project's own.
 BROKEN = {
     # Starts, never answers: the health gate fails.
     "silent": f'FROM {REPOSITORY}/keystone:29.1.0\nCMD ["sleep", "3600"]\n',
     # Answers, but runs 28.1.0 while its label says 29.1.0: the release gate fails.
     "liar": f'FROM {REPOSITORY}/keystone:28.1.0\nLABEL {KEYSTONE_VERSION_LABEL}="29.1.0"\n',
+    # Healthy and on the right release, but refuses password logins (oslo.config reads
+    # OS_<GROUP>__<OPTION> from the environment): GET /v3 cannot tell, only the token gate sees it.
+    "lockout": f"FROM {REPOSITORY}/keystone:29.1.0\nENV OS_AUTH__METHODS=token\n",
 }
 
 
@@ -67,9 +70,13 @@ def test_a_node_that_fails_its_gates_is_rolled_back_by_itself(
     cluster_factory: ClusterFactory, docker_client: docker.DockerClient, broken_images: dict[str, str]
 ) -> None:
     cluster = cluster_factory("28.1.0")
-    # The liar first: its heads are 28.1.0's, so nothing is migrated; then the silent one, after
-    # which the database stays expanded to 29.1.0 and 28.1.0 still serves on it.
-    faults = (("liar", "does not run the target release"), ("silent", "did not become healthy"))
+    # The liar first: its heads are 28.1.0's, so nothing is migrated; then the lockout and the silent
+    # one, after which the database stays expanded to 29.1.0 and 28.1.0 still serves on it.
+    faults = (
+        ("liar", "does not run the target release"),
+        ("lockout", "refused the probe's credentials"),
+        ("silent", "did not become healthy"),
+    )
     with traffic_around(cluster):
         for name, failure in faults:
             inventory = write_inventory(

@@ -34,6 +34,7 @@ NODE_EVENTS = [
     "started",
     "healthy",
     "version",
+    "tokens accepted both ways",
     "ready",
     "up",
 ]

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import Any
 
 import docker
 
+from runner.drivers.containers import RUN_ID_LABEL, RUNNER_LABEL
 from runner.drivers.database import MysqlDatabase
 from runner.drivers.haproxy import RuntimeSocket
 from runner.drivers.keystone import Credentials
@@ -163,33 +164,75 @@ def journal(cluster: LabEndpoints) -> dict[str, Any]:
     return dict(json.loads((cluster.state_dir / "upgrade" / "journal.json").read_text()))
 
 
-def _status(cluster: LabEndpoints, step_id: str) -> str | None:
+def step(cluster: LabEndpoints, step_id: str) -> dict[str, Any]:
+    """One step's record in the last run's journal (empty before the journal or the step exists)."""
     if not (cluster.state_dir / "upgrade" / "journal.json").exists():
-        return None
-    return next((s["status"] for s in journal(cluster)["steps"] if s["id"] == step_id), None)
+        return {}
+    return next((s for s in journal(cluster)["steps"] if s["id"] == step_id), {})
 
 
-STEP_DONE = WaitPolicy("the journal says the step is done", timeout_s=300, interval_s=0.05)
+def step_done(step: dict[str, Any]) -> bool:
+    """The journal says the step is done."""
+    return step.get("status") == "done"
 
 
-def kill_runner_after(cluster: LabEndpoints, inventory: Path, step_id: str) -> None:
-    """Start ``upgrade``, SIGKILL it as soon as the journal says ``step_id`` is done.
+def step_has(event: str, more_than: int = 0) -> Callable[[dict[str, Any]], bool]:
+    """The journal shows ``event`` among the step's events (more than ``more_than`` times)."""
+    return lambda step: [e["event"] for e in step.get("events", [])].count(event) > more_than
+
+
+def event_count(cluster: LabEndpoints, step_id: str, event: str) -> int:
+    """How often the journal shows ``event`` in the step so far."""
+    return [e["event"] for e in step(cluster, step_id).get("events", [])].count(event)
+
+
+STEP_REACHED = WaitPolicy("the journal shows the step where the kill goes", timeout_s=300, interval_s=0.05)
+
+
+def kill_runner_after(
+    cluster: LabEndpoints,
+    inventory: Path,
+    step_id: str,
+    reached: Callable[[dict[str, Any]], bool] = step_done,
+    command: str = "upgrade",
+) -> None:
+    """Start ``command``, SIGKILL it as soon as the journal's ``step_id`` has ``reached`` (default: done).
 
     No chance to clean up: the run stops wherever the next step is (a drain, a
     swap half-way), as when a machine or a terminal dies.
     """
     runner = subprocess.Popen(
-        [sys.executable, "-m", "runner", "upgrade", "-i", str(inventory), "--yes"],
+        [sys.executable, "-m", "runner", command, "-i", str(inventory), "--yes"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_until(STEP_DONE, lambda: _status(cluster, step_id), lambda status: status == "done")
+        wait_until(STEP_REACHED, lambda: step(cluster, step_id), reached)
     finally:
         runner.kill()
         runner.wait(timeout=30)
     assert runner.returncode == -signal.SIGKILL
     assert journal(cluster)["status"] == "running"
+    remove_orphans(cluster)
+
+
+ORPHANS_EXIT_S = 300
+
+
+def remove_orphans(cluster: LabEndpoints) -> None:
+    """What a killed runner had started (a migration, a key check): wait until it exits, remove it.
+
+    As an operator would after a kill: resume refuses while one of them runs.
+    """
+    client = docker.from_env()
+    try:
+        labels = [RUNNER_LABEL, f"{RUN_ID_LABEL}={journal(cluster)['run_id']}"]
+        for container in client.containers.list(all=True, filters={"label": labels}):
+            if container.status in ("running", "paused", "restarting"):
+                container.wait(timeout=ORPHANS_EXIT_S)
+            container.remove(force=True)
+    finally:
+        client.close()
 
 
 TRAFFIC = ProbeSettings(rate_per_s=30, concurrency=6, max_requests=30000, max_seconds=900)

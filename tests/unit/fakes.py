@@ -12,16 +12,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.drivers.backup import BackupManifest
-from runner.drivers.containers import ContainerFacts, Finished, ImageFacts
+from runner.drivers.containers import ContainerFacts, Finished, ImageFacts, StillRunning
 from runner.drivers.database import BinlogSettings, IdleTransaction
 from runner.drivers.docker_blueprint import ContainerBlueprint
 from runner.drivers.haproxy import HaproxyRuntime
+from runner.drivers.key_digests import KEY_DIGEST_SCRIPT
 from runner.drivers.ports import Drivers, EffectData
 from runner.errors import DockerError
 from runner.model import BindMount, NodeConfig, ServerRef
 from runner.waits import CONTAINER_EXITED, WaitPolicy, WaitTimeout
 
 Calls = list[str]
+
+
+SAME_KEYS = "a1" * 32  # the digest every node and throwaway shares unless a test says otherwise
 
 
 class FakeEngine:
@@ -37,6 +41,9 @@ class FakeEngine:
         # What a successful db_sync phase does to the heads of ``database``.
         self.database: FakeDatabase | None = None
         self.moves: dict[str, frozenset[str]] = {}
+        # Throwaway containers outlive their wait (a migration longer than its timeout).
+        self.outlived = False
+        self.running: list[str] = []
 
     def ping(self) -> None:
         return None
@@ -60,12 +67,27 @@ class FakeEngine:
         policy: WaitPolicy = CONTAINER_EXITED,
         stdin_secret: str | None = None,
         tmpfs: Sequence[str] = (),
+        keep_on_timeout: bool = False,
     ) -> Finished:
         self.commands.append(list(command))
         self.calls.append("run " + " ".join(command))
+        if self.outlived and keep_on_timeout:
+            self.running.append(f"c-{len(self.commands)}")
+            raise StillRunning(
+                f"throwaway container c-{len(self.commands)} is still running after {policy.timeout_s:.0f}s",
+                observed="last lines: ...",
+                hint="follow it",
+                container_id=f"c-{len(self.commands)}",
+            )
+        if KEY_DIGEST_SCRIPT in command:  # a key check: the throwaway sees everyone's keys
+            lines = [f"KEYDIGEST {r} 2 {SAME_KEYS}" for r in command[command.index(KEY_DIGEST_SCRIPT) + 1 :]]
+            return Finished(0, "\n".join(lines))
         if self.exit_code == 0 and self.database is not None and command[-1] in self.moves:
             self.database.heads = self.moves[command[-1]]
         return Finished(self.exit_code, self.output)
+
+    def running_throwaways(self) -> list[str]:
+        return list(self.running)
 
     def exec_output(self, container: str, command: Sequence[str]) -> Finished:
         return Finished(1, "")
@@ -128,6 +150,9 @@ class FakeRotation:
         self.calls = calls
         self.stuck: set[ServerRef] = set()
         self.down: set[ServerRef] = set()
+        # HAProxy reloaded without saved states this many times, each right after a maint.
+        self.reloads_after_maint = 0
+        self.forgotten: set[ServerRef] = set()
 
     def _names(self, servers: tuple[ServerRef, ...]) -> str:
         return ",".join(sorted({s.server for s in servers}))
@@ -135,13 +160,28 @@ class FakeRotation:
     def drain(self, servers: tuple[ServerRef, ...]) -> None:
         self.calls.append(f"drain {self._names(servers)}")
 
-    def wait_drained(self, servers: tuple[ServerRef, ...], timeout_s: float) -> None:
+    def wait_drained(self, servers: tuple[ServerRef, ...], timeout_s: float) -> list[str]:
         self.calls.append(f"wait-drained {self._names(servers)}")
         if self.stuck & set(servers):
             raise WaitTimeout(WaitPolicy("drained", timeout_s, 0.1), "1 session")
+        return []
 
     def maint(self, servers: tuple[ServerRef, ...]) -> None:
         self.calls.append(f"maint {self._names(servers)}")
+        self.forgotten -= set(servers)
+        if self.reloads_after_maint > 0:
+            self.reloads_after_maint -= 1
+            self.forgotten |= set(servers)
+
+    def lost(self, servers: tuple[ServerRef, ...], state: str) -> list[str]:
+        return [f"{s} is not in {state}" for s in servers if s in self.forgotten]
+
+    def keep(self, servers: tuple[ServerRef, ...], state: str) -> list[str]:
+        notes = self.lost(servers, state)
+        if notes:
+            self.calls.append(f"keep-{state} {self._names(servers)}")
+            self.forgotten -= set(servers)
+        return notes
 
     def ready(self, servers: tuple[ServerRef, ...]) -> None:
         self.calls.append(f"ready {self._names(servers)}")
@@ -166,6 +206,8 @@ class FakeNode:
     fail_restore: bool = False
     # The runner dies (KeyboardInterrupt here) in this call, after it reached the engine.
     killed_in: str | None = None
+    # Key repository -> digest where this node's keys differ from everyone's ("same").
+    keys: dict[str, str] = field(default_factory=dict)
     kept: set[str] = field(default_factory=set)
 
     def stop(self) -> EffectData:
@@ -208,6 +250,9 @@ class FakeNode:
         self.calls.append(f"health {self.node.name}")
         return 200
 
+    def key_digests(self, repositories: tuple[str, ...]) -> dict[str, str]:
+        return {r: self.keys.get(r, SAME_KEYS) for r in repositories}
+
 
 class FakeHttp:
     def get_status(self, url: str, timeout_s: float) -> int:
@@ -223,6 +268,23 @@ class FakeBackups:
         return BackupManifest(str(directory / "dump.sql.gz"), "0" * 64, 10, "keystone", {"user": 1}, 0.0, 1.0)
 
 
+class FakeTokens:
+    """Tokens as nodes share them; a node in ``foreign`` signs with keys nobody else has."""
+
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+        self.foreign: set[str] = set()  # base URLs
+
+    def issue(self, base_url: str) -> str:
+        self.calls.append(f"{base_url} issues a token")
+        return f"token@{base_url}"
+
+    def validate(self, base_url: str, auth_token: str, subject_token: str) -> int:
+        self.calls.append(f"{base_url} validates a token")
+        issuer = subject_token.removeprefix("token@")
+        return 404 if issuer != base_url and {issuer, base_url} & self.foreign else 200
+
+
 @dataclass
 class FakeCluster:
     """Every fake, wired into ``Drivers`` as ``upgrade.connect`` wires the real ones."""
@@ -233,6 +295,7 @@ class FakeCluster:
     database: FakeDatabase
     admin: FakeDatabase
     rotation: FakeRotation
+    tokens: FakeTokens
 
     def drivers(self) -> Drivers:
         runtimes: tuple[HaproxyRuntime, ...] = ()
@@ -245,6 +308,7 @@ class FakeCluster:
             http=FakeHttp(),
             node_runtime=lambda node: self.nodes[node.name],
             backups=FakeBackups(self.calls),
+            tokens=self.tokens,
         )
 
 
@@ -266,4 +330,5 @@ def fake_cluster(
         database=database,
         admin=FakeDatabase(calls, heads),
         rotation=FakeRotation(calls),
+        tokens=FakeTokens(calls),
     )

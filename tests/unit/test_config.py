@@ -84,7 +84,7 @@ def test_every_problem_is_reported_at_once_with_the_config_exit_code(tmp_path: P
     message = str(raised.value)
     assert raised.value.exit_code is ExitCode.CONFIG
     for problem in (
-        "'port' must be a int",
+        "'port' must be a whole number from 1 to 65535; found string '3306'",
         "'password' is not accepted",
         "give exactly one of password_env and password_file",
         "both paths must be absolute",
@@ -107,3 +107,53 @@ def test_a_missing_password_source_is_a_config_error(tmp_path: Path, monkeypatch
 def test_not_toml_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_inventory(_write(tmp_path, "[database\n"))
+
+
+def test_relative_paths_are_taken_from_the_inventory_directory_not_the_working_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "site").mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    text = (
+        GOOD.replace('password_env = "KU_TEST_DB_PASSWORD"', 'password_file = "secrets/db-password"')
+        + '\n[run]\nstate_dir = "state"\nbackup_dir = "../dumps"\n'
+    )
+    _write(tmp_path / "site", text)
+    inventory = load_inventory(Path("../site/inventory.toml"))
+    assert inventory.state_dir == tmp_path / "site" / "state"
+    assert inventory.backup_dir == tmp_path / "site" / ".." / "dumps"
+    assert inventory.database.password.file is not None
+    assert inventory.database.password.file == str(tmp_path / "site" / "secrets" / "db-password")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["elsewhere", "inventory.toml", "site"]
+
+
+def test_the_run_defaults_and_the_migration_timeout(tmp_path: Path) -> None:
+    inventory = load_inventory(_write(tmp_path, GOOD))
+    assert inventory.state_dir == tmp_path / "keystone-upgrade-state"
+    assert inventory.backup_dir == tmp_path / "keystone-upgrade-state" / "backups"
+    assert (inventory.drain_timeout_s, inventory.health_timeout_s, inventory.migration_timeout_s) == (
+        120.0,
+        180.0,
+        3600.0,
+    )
+    longer = load_inventory(_write(tmp_path, GOOD + "\n[run]\nmigration_timeout_s = 604800\n"))
+    assert longer.migration_timeout_s == 604800.0
+    assert isinstance(longer.migration_timeout_s, float)
+
+
+def test_an_haproxy_configuration_beside_its_socket_is_read_from_the_inventory_directory(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "haproxy.cfg").write_text("global\n")
+    given = GOOD.replace(
+        'socket = "/run/haproxy/admin.sock"\n',
+        'socket = "/run/haproxy/admin.sock"\nconfig = "haproxy.cfg"\n',
+        1,
+    )
+    assert given != GOOD
+    assert load_inventory(_write(tmp_path, given)).haproxy_configs == (str(tmp_path / "haproxy.cfg"),)
+    missing = given.replace('config = "haproxy.cfg"', 'config = "elsewhere.cfg"')
+    with pytest.raises(ConfigError, match="'config' is not a readable file"):
+        load_inventory(_write(tmp_path, missing))

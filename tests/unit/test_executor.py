@@ -12,7 +12,15 @@ import pytest
 from runner.drivers.containers import ContainerFacts
 from runner.drivers.database import BinlogSettings
 from runner.drivers.docker_node import DockerNode
-from runner.errors import DockerError, DrainError, ExitCode, HealthError, MigrationError, RollbackError
+from runner.errors import (
+    DockerError,
+    DrainError,
+    ExitCode,
+    HealthError,
+    KeysError,
+    MigrationError,
+    RollbackError,
+)
 from runner.executor import CLOSED_AFTER_FAILURE, Executor
 from runner.interrupts import ForcedStop, Interrupted, StopRequests
 from runner.journal import Event, Journal, StepStatus
@@ -35,6 +43,7 @@ NODE_EVENTS = [
         Event.STARTED,
         Event.HEALTHY,
         Event.VERSION,
+        Event.TOKENS,
         Event.READY,
         Event.UP,
     )
@@ -188,6 +197,108 @@ def test_a_node_that_does_not_drain_goes_back_into_rotation_and_stops_the_run(tm
     assert journal.step("node:k2").status is StepStatus.FAILED
     assert journal.rolled_back("node:k2")
     assert journal.step("contract").status is StepStatus.PENDING
+
+
+def test_a_migration_that_outlives_its_timeout_is_reported_and_left_running(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path)
+    cluster.engine.outlived = True
+    with pytest.raises(
+        MigrationError, match=r"db_sync --expand did not finish within run\.migration_timeout_s"
+    ) as raised:
+        _run(plan, cluster, journal, tmp_path)
+    assert "resume" in str(raised.value)
+    assert cluster.engine.running_throwaways() == ["c-1"]  # reported, never removed or killed
+    assert journal.step("expand").status is StepStatus.FAILED
+    assert not [c for c in cluster.calls if c.startswith(("drain", "stop"))]
+
+
+def test_keys_that_differ_on_one_node_stop_the_run_before_any_node_is_touched(tmp_path: Path) -> None:
+    inventory, plan, cluster, journal = _setup(tmp_path)
+    repository = inventory.key_repositories[0]
+    cluster.nodes["k2"].keys = {repository: "b2" * 32}
+    with pytest.raises(KeysError, match="do not hold the same keys on every node") as raised:
+        _run(plan, cluster, journal, tmp_path)
+    assert raised.value.exit_code is ExitCode.KEYS
+    assert (
+        f"{repository}: a1a1a1a1a1a1 on node k1, node k3, the throwaway container; b2b2b2b2b2b2 on node k2"
+        in str(raised.value)
+    )
+    assert not [c for c in cluster.calls if c.startswith(("drain", "stop"))]
+    (compared,) = journal.events_of("keys-before", Event.KEYS_COMPARED)
+    assert compared["digests"]["node k2"][repository] == "b2" * 6  # short digests only
+
+
+def test_keys_are_compared_before_the_first_node_and_after_the_last(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path)
+    _run(plan, cluster, journal, tmp_path)
+    order = [s.id for s in plan.steps]
+    assert order.index("keys-before") == order.index("node:k1") - 1
+    assert order.index("keys-after") == order.index("node:k3") + 1
+    assert journal.events_of("keys-after", Event.KEYS_COMPARED)
+
+
+def test_a_swapped_node_goes_back_only_once_tokens_are_accepted_both_ways(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path)
+    _run(plan, cluster, journal, tmp_path)
+    peers = [e["peer"] for n in ("k1", "k2", "k3") for e in journal.events_of(f"node:{n}", Event.TOKENS)]
+    assert peers == ["k2", "k3", "k2"]  # the next old node while there is one, then the one before
+    k1 = cluster.calls.index("ready k1")
+    assert "http://k1 issues a token" in cluster.calls[:k1]
+    assert "http://k2 validates a token" in cluster.calls[:k1]
+    assert "http://k1 validates a token" in cluster.calls[:k1]
+
+
+def test_a_node_whose_tokens_a_peer_rejects_is_rolled_back(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path)
+    cluster.tokens.foreign = {"http://k1"}
+    with pytest.raises(HealthError, match=r"node k1 failed on 29\.1\.0 and was rolled back") as raised:
+        _run(plan, cluster, journal, tmp_path)
+    assert "node k2 rejects a token node k1 issued" in str(raised.value)
+    k1 = [c for c in cluster.calls if c.endswith(" k1")]
+    # Never back into rotation on the target: restored to the old release first.
+    assert k1.index("restore-old k1") < k1.index("ready k1")
+    assert k1.count("ready k1") == 1
+    assert journal.rolled_back("node:k1")
+
+
+def test_the_trust_setting_stays_while_a_migration_left_running_may_need_it(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path, trust=True)
+    cluster.engine.outlived = True
+    with pytest.raises(MigrationError, match="did not finish within"):
+        _run(plan, cluster, journal, tmp_path)
+    assert journal.step("expand").intended is not None  # the db_sync may still be running
+    assert journal.step("restore-trust").status is StepStatus.PENDING
+    assert "trust 0" not in cluster.calls
+    assert "trust 1" in cluster.calls
+
+
+def test_maint_lost_to_a_reload_before_the_stop_means_draining_again(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path)
+    cluster.rotation.reloads_after_maint = 1  # the first MAINT of k1 is forgotten
+    _run(plan, cluster, journal, tmp_path)
+    k1 = [c for c in cluster.calls if c.endswith(" k1")]
+    assert k1[:7] == [
+        "drain k1",
+        "wait-drained k1",
+        "maint k1",
+        "drain k1",
+        "wait-drained k1",
+        "maint k1",
+        "stop k1",
+    ]
+    events = [e["event"] for e in journal.step("node:k1").events]
+    assert events.count(Event.REAPPLIED) == 1
+    assert journal.step("node:k1").status is StepStatus.DONE
+
+
+def test_a_node_that_keeps_coming_back_into_rotation_is_never_stopped(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path)
+    cluster.rotation.reloads_after_maint = 99
+    with pytest.raises(DrainError, match="node k1 keeps coming back into rotation") as raised:
+        _run(plan, cluster, journal, tmp_path)
+    assert "server-state-file" in str(raised.value)
+    assert not [c for c in cluster.calls if c.startswith("stop ")]
+    assert journal.rolled_back("node:k1")
 
 
 def test_a_node_that_fails_after_its_swap_is_rolled_back_before_the_run_stops(tmp_path: Path) -> None:

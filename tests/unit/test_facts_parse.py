@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.drivers.haproxy import OperationalState, ServerStat, ServerState
+from runner.drivers.haproxy import OperationalState, ProcessInfo, ServerStat, ServerState
 from runner.facts import parse_facts_output, socket_facts
 from runner.model import SocketAddress
 
@@ -60,6 +60,9 @@ class _FlappingRuntime:
 
     def show_servers_state(self) -> list[ServerState]:
         return [ServerState("internal", "k1", OperationalState.RUNNING, 0)]
+
+    def show_info(self) -> ProcessInfo:
+        return ProcessInfo(pid=8, uptime_s=60)
 
     def set_server_state(self, backend: str, server: str, state: str) -> None:
         raise AssertionError("facts change nothing")

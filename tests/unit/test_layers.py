@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "runner.config",
             "runner.credentials",
             "runner.journal",
+            "runner.journal_shape",  # a prefix covers only its own dotted names
             "runner.migrations",
             "runner.probe",
             "runner.watch",

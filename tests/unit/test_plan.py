@@ -17,9 +17,9 @@ from runner.model import (
     ServerRef,
     SocketAddress,
 )
-from runner.plan import build_plan
+from runner.plan import build_plan, with_current_timeouts
 from runner.preflight import preflight_findings
-from runner.steps import StepKind
+from runner.steps import Contract, Expand, Migrate, NodeUpgrade, StepKind
 
 BACKENDS = ("internal", "external")
 KEYS = ("/etc/keystone/fernet-keys", "/etc/keystone/credential-keys")
@@ -94,7 +94,8 @@ def test_a_healthy_old_cluster_gets_every_step_in_order() -> None:
     plan = build_plan(inventory, _facts(inventory), run_id="r")
     assert not plan.refused
     assert [s.id for s in plan.steps] == [
-        "backup", "expand", "migrate", "node:k1", "node:k2", "node:k3", "contract", "cleanup",
+        "backup", "expand", "migrate", "keys-before", "node:k1", "node:k2", "node:k3", "keys-after",
+        "contract", "cleanup",
     ]  # fmt: skip
     assert not any(s.skipped for s in plan.steps)
     assert plan.source_versions == ("28.1.0",)
@@ -158,15 +159,31 @@ def test_operator_level_missing_image_mixed_releases_and_database_each_refuse() 
     assert _checks(inventory, _facts(inventory, database=DatabaseFacts("Access denied"))) == ["database"]
 
 
-def test_keys_the_throwaway_container_would_not_share_refuse() -> None:
+def test_keys_that_differ_by_content_refuse_and_host_paths_do_not_matter() -> None:
     inventory = _inventory()
+    same = dict.fromkeys(KEYS, "d" * 64)
+    # Another host directory with the same keys (another host, a Kolla volume): no finding.
     node = _node(inventory.nodes[0])
     assert node.container is not None
-    other = replace(
-        node, container=replace(node.container, mounts={KEYS[0]: "/elsewhere", KEYS[1]: f"/host{KEYS[1]}"})
+    elsewhere = replace(
+        node, container=replace(node.container, mounts={KEYS[0]: "/elsewhere"}), key_digests=same
     )
-    facts = _facts(inventory, nodes=(other, *(_node(n) for n in inventory.nodes[1:])))
+    others = tuple(replace(_node(n), key_digests=same) for n in inventory.nodes[1:])
+    target = replace(_facts(inventory).target, key_digests=same)
+    assert _checks(inventory, _facts(inventory, nodes=(elsewhere, *others), target=target)) == []
+    # One node with one more key: refused, naming who holds what.
+    extra = replace(elsewhere, key_digests={**same, KEYS[0]: "e" * 64})
+    facts = _facts(inventory, nodes=(extra, *others), target=target)
     assert _checks(inventory, facts) == ["keys"]
+    (finding,) = build_plan(inventory, facts, run_id="r").findings
+    assert (
+        f"{KEYS[0]}: dddddddddddd on node k2, node k3, the throwaway container; eeeeeeeeeeee on node k1"
+        in (finding.observed)
+    )
+    assert KEYS[1] not in finding.observed
+    # A node whose keys cannot be read is a finding of its own.
+    unread = replace(_node(inventory.nodes[0]), key_error="exit code 126")
+    assert _checks(inventory, _facts(inventory, nodes=(unread, *others))) == ["keys"]
     empty = replace(_facts(inventory).target, key_files={KEYS[0]: 0, KEYS[1]: 2})
     assert _checks(inventory, _facts(inventory, target=empty)) == ["keys"]
 
@@ -189,3 +206,48 @@ def test_a_check_that_errors_instead_of_answering_refuses() -> None:
     findings = preflight_findings(inventory, _facts(inventory, target=broken))
     assert [f.check for f in findings] == ["migrations"]
     assert "Access denied" in findings[0].observed
+
+
+def test_a_remote_engine_without_the_target_image_is_a_finding_before_anything_drains() -> None:
+    inventory = _inventory()
+    remote = replace(inventory.nodes[1], engine="ssh://root@k2")
+    inventory = replace(inventory, nodes=(inventory.nodes[0], remote, inventory.nodes[2]))
+    facts = _facts(inventory)
+    facts = replace(
+        facts,
+        nodes=(
+            facts.nodes[0],
+            replace(_node(remote), target_image_present=False),
+            replace(facts.nodes[2], target_image_present=True),
+        ),
+    )
+    plan = build_plan(inventory, facts, run_id="r")
+    assert [f.check for f in plan.findings] == ["target-image"]
+    assert "node k2: the target image ks:29 is not on its engine ssh://root@k2" in plan.findings[0].what
+
+
+def test_a_throwaway_container_still_running_from_an_earlier_run_is_a_finding() -> None:
+    inventory = _inventory()
+    leftover = "0123456789ab (expand, ks:29, run r0) on local"
+    plan = build_plan(inventory, _facts(inventory, throwaways_running=(leftover,)), run_id="r")
+    assert [f.check for f in plan.findings] == ["throwaway"]
+    assert leftover in plan.findings[0].observed
+
+
+def test_a_resumed_plan_takes_the_inventorys_timeouts_and_nothing_else() -> None:
+    inventory = _inventory()
+    plan = build_plan(inventory, _facts(inventory), run_id="r")
+    raised = replace(inventory, migration_timeout_s=7200.0, drain_timeout_s=300.0, health_timeout_s=400.0)
+    resumed = with_current_timeouts(plan, raised)
+    assert [s.id for s in resumed.steps] == [s.id for s in plan.steps]
+    assert {s.timeout_s for s in resumed.steps if isinstance(s, Expand | Migrate | Contract)} == {7200.0}
+    nodes = [s for s in resumed.steps if isinstance(s, NodeUpgrade)]
+    assert {(s.drain_timeout_s, s.health_timeout_s) for s in nodes} == {(300.0, 400.0)}
+    back = [
+        replace(s, timeout_s=3600.0) if isinstance(s, Expand | Migrate | Contract) else s
+        for s in resumed.steps
+    ]
+    assert [
+        replace(s, drain_timeout_s=120.0, health_timeout_s=180.0) if isinstance(s, NodeUpgrade) else s
+        for s in back
+    ] == list(plan.steps)

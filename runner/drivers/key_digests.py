@@ -1,0 +1,83 @@
+"""What a key repository holds, as a digest read inside a container: nodes and throwaways compared by content.
+
+Host paths say nothing across hosts (and a Kolla volume has none); the keys
+themselves are what every node must share, or a token one node issues fails
+on the next. Each repository's digest is a SHA-256 over its file names and
+the SHA-256 of each file's content, so no key ever leaves the container.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from runner.drivers.containers import Engine
+from runner.errors import DockerError
+
+# Python's standard library only: it runs in node images and the target image alike.
+# One line per repository: KEYDIGEST <repository> <files> <digest>; files is -1 when missing.
+DIGEST_FUNCTION = """\
+import hashlib, pathlib
+def key_digest(repository):
+    path = pathlib.Path(repository)
+    if not path.is_dir():
+        return -1, '-'
+    total = hashlib.sha256()
+    files = sorted(p for p in path.iterdir() if p.is_file())
+    for file in files:
+        total.update(file.name.encode() + b'\\0' + hashlib.sha256(file.read_bytes()).hexdigest().encode() + b'\\n')
+    return len(files), total.hexdigest()
+"""
+KEY_DIGEST_SCRIPT = (
+    DIGEST_FUNCTION
+    + """\
+import sys
+for repository in sys.argv[1:]:
+    print('KEYDIGEST', repository, *key_digest(repository))
+"""
+)
+MISSING = "missing"
+EMPTY = "empty"  # a repository with no key in it: nothing could be issued or validated
+
+
+def parse_key_digests(output: str) -> dict[str, str]:
+    """Repository -> digest (``MISSING`` for a repository that is not there) from KEYDIGEST lines."""
+    digests = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if parts[:1] == ["KEYDIGEST"] and len(parts) == 4:
+            digests[parts[1]] = {"-1": MISSING, "0": EMPTY}.get(parts[2], parts[3])
+    return digests
+
+
+def read_key_digests(engine: Engine, container: str, repositories: tuple[str, ...]) -> dict[str, str]:
+    """The digests of ``repositories`` inside a running container (as the container's own user)."""
+    finished = engine.exec_output(container, ["python3", "-c", KEY_DIGEST_SCRIPT, *repositories])
+    digests = parse_key_digests(finished.output)
+    if finished.exit_code != 0 or set(digests) != set(repositories):
+        raise DockerError(
+            f"cannot read the key repositories inside {container}",
+            observed=f"exit code {finished.exit_code}: {finished.tail(5)}",
+            hint="the node's image needs python3, and its user must be able to read its keys",
+        )
+    return digests
+
+
+def key_differences(seen: Mapping[str, Mapping[str, str]], repositories: tuple[str, ...]) -> list[str]:
+    """Each repository not the same everywhere, or missing or empty anywhere: who holds which."""
+    differences = []
+    for repository in repositories:
+        by_holder = {holder: digests.get(repository, "unread") for holder, digests in seen.items()}
+        if len(set(by_holder.values())) > 1 or {MISSING, EMPTY} & set(by_holder.values()):
+            groups: dict[str, list[str]] = {}
+            for holder, digest in by_holder.items():
+                groups.setdefault(digest, []).append(holder)
+            described = "; ".join(
+                f"{digest[:12]} on {', '.join(holders)}" for digest, holders in sorted(groups.items())
+            )
+            differences.append(f"{repository}: {described}")
+    return differences
+
+
+def short(digests: Mapping[str, str]) -> dict[str, str]:
+    """Digests cut to 12 characters, for the journal and messages."""
+    return {repository: digest[:12] for repository, digest in digests.items()}

@@ -1,0 +1,64 @@
+"""Key safety: the key repositories hold the same keys on every node and in the target's throwaway container.
+
+Checked by content (a digest read inside each container), right before the first
+node is swapped and right after the last: a node that kept other keys would
+issue tokens no other node accepts. (Preflight compared them before expand and
+migrate, whose throwaway containers use the same mounts.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runner.drivers.key_digests import KEY_DIGEST_SCRIPT, key_differences, parse_key_digests, short
+from runner.errors import DockerError, KeysError
+from runner.journal import Event
+from runner.model import LOCAL_ENGINE, BindMount, NodeConfig
+from runner.steps.base import RunContext, Step, StepKind, Undo
+
+THROWAWAY = "the throwaway container"
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeysAgree(Step):
+    """Compare every node's key repositories with each other and with a throwaway container's."""
+
+    kind = StepKind.KEYS
+    undo_rule = Undo.NOTHING
+
+    nodes: tuple[NodeConfig, ...]
+    repositories: tuple[str, ...]
+    image: str  # the target: its throwaway container sees the keys through ``mounts``
+    mounts: tuple[BindMount, ...]
+
+    def apply(self, context: RunContext) -> None:
+        """Read, journal (short digests only), refuse on any difference."""
+        seen = {
+            f"node {node.name}": context.drivers.node_runtime(node).key_digests(self.repositories)
+            for node in self.nodes
+        }
+        finished = context.drivers.engine(LOCAL_ENGINE).run_once(
+            self.image,
+            ["python3", "-c", KEY_DIGEST_SCRIPT, *self.repositories],
+            mounts=self.mounts,
+            labels=context.labels(self.id),
+            user="root",  # key repositories are 0700 keystone: root reads them in any image
+        )
+        seen[THROWAWAY] = parse_key_digests(finished.output)
+        if finished.exit_code != 0 or set(seen[THROWAWAY]) != set(self.repositories):
+            raise DockerError(
+                f"the throwaway container of {self.image} could not read the key repositories",
+                observed=f"exit code {finished.exit_code}: {finished.tail(5)}",
+                hint="check [target] mounts and that the image has python3",
+            )
+        context.journal.event(
+            self.id, Event.KEYS_COMPARED, digests={holder: short(d) for holder, d in seen.items()}
+        )
+        differences = key_differences(seen, self.repositories)
+        if differences:
+            raise KeysError(
+                "the key repositories do not hold the same keys on every node",
+                observed="; ".join(differences),
+                hint="a token one node issues would fail on another: sync the key repositories "
+                "(every node and [target] mounts) and run resume; nothing was stopped for this",
+            )

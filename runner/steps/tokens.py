@@ -1,0 +1,58 @@
+"""The token gate: a swapped node and a peer accept each other's tokens before the node serves.
+
+``GET /v3`` touches neither the database nor the keys; a token issued on one
+node and validated on another touches the database and the login, and is what
+clients do. (With a memcached the nodes share, Keystone caches a token's
+validation as it issues it, so keys that differ are not seen here: the key
+check by content catches those.)
+"""
+
+from __future__ import annotations
+
+from runner.drivers.ports import Tokens
+from runner.errors import HealthError
+from runner.waits import TOKENS_ACCEPTED, WaitTimeout, wait_until
+
+# (node name, base URL)
+Endpoint = tuple[str, str]
+
+
+def base_url(health_url: str) -> str:
+    """Keystone's base URL from a node's health URL (``http://h:5000/v3`` -> ``http://h:5000``)."""
+    return health_url.rstrip("/").removesuffix("/v3")
+
+
+def _rejection(tokens: Tokens, node: Endpoint, peer: Endpoint) -> tuple[str, int] | None:
+    """One round, both ways: None when both accept, else who rejected and the status."""
+    for (issuer, issuer_url), (checker, checker_url) in ((node, peer), (peer, node)):
+        try:
+            subject = tokens.issue(issuer_url)
+            auth = tokens.issue(checker_url)
+        except PermissionError as exc:  # an answer: retrying a refused login changes nothing
+            return f"{exc}; preflight got a token with them, so look at that node's [auth] (or [probe])", 401
+        status = tokens.validate(checker_url, auth, subject)
+        if status != 200:
+            return f"node {checker} rejects a token node {issuer} issued", status
+    return None
+
+
+def accepted_both_ways(tokens: Tokens, node: Endpoint, peer: Endpoint, hint: str) -> None:
+    """HealthError unless ``node`` and ``peer`` accept each other's tokens.
+
+    A node that does not answer, a 5xx (the database restarting) or a refused
+    login is tried again, bounded by TOKENS_ACCEPTED; a token rejected with a
+    4xx is an answer, not a hiccup.
+    """
+    try:
+        rejected = wait_until(
+            TOKENS_ACCEPTED, lambda: _rejection(tokens, node, peer), lambda r: r is None or r[1] < 500
+        )
+    except WaitTimeout as exc:
+        raise HealthError(
+            f"tokens could not be checked between node {node[0]} and node {peer[0]}",
+            observed=str(exc),
+            hint=hint,
+        ) from exc
+    if rejected is not None:
+        what, status = rejected
+        raise HealthError(what, observed=f"GET /v3/auth/tokens answered {status}", hint=hint)

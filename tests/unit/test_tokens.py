@@ -1,0 +1,80 @@
+"""The token gate: what is retried and what is an answer."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from runner.errors import HealthError
+from runner.facts import probe_login_error
+from runner.plan import build_plan
+from runner.steps.tokens import accepted_both_ways, base_url
+from tests.unit.test_plan import _facts, _inventory
+
+
+class Flaky:
+    """Tokens whose first ``failures`` validations answer ``status``; then every node accepts."""
+
+    def __init__(self, failures: int, status: int) -> None:
+        self.failures, self.status = failures, status
+        self.validations = 0
+
+    def issue(self, base_url: str) -> str:
+        return f"token@{base_url}"
+
+    def validate(self, base_url: str, auth_token: str, subject_token: str) -> int:
+        self.validations += 1
+        return self.status if self.validations <= self.failures else 200
+
+
+def test_a_database_hiccup_is_tried_again_and_then_passes() -> None:
+    tokens = Flaky(failures=1, status=503)
+    accepted_both_ways(tokens, ("k1", "http://k1"), ("k2", "http://k2"), hint="h")
+    assert tokens.validations == 3  # one failed round, then both ways
+
+
+def test_a_rejected_token_is_an_answer_at_once() -> None:
+    tokens = Flaky(failures=99, status=404)
+    with pytest.raises(HealthError, match="node k2 rejects a token node k1 issued"):
+        accepted_both_ways(tokens, ("k1", "http://k1"), ("k2", "http://k2"), hint="h")
+    assert tokens.validations == 1
+
+
+@pytest.mark.parametrize(
+    ("health_url", "base"),
+    [
+        ("http://h:5000/v3", "http://h:5000"),
+        ("https://h/identity/v3/", "https://h/identity"),
+        ("http://h:1/", "http://h:1"),
+    ],
+)
+def test_the_base_url_comes_from_the_health_url(health_url: str, base: str) -> None:
+    assert base_url(health_url) == base
+
+
+class Refusing(Flaky):
+    """Every login refused, as with a wrong probe password."""
+
+    def issue(self, base_url: str) -> str:
+        raise PermissionError(f"{base_url} refused the probe's credentials (HTTP 401)")
+
+
+def test_refused_credentials_are_an_answer_at_once_not_a_node_to_wait_for() -> None:
+    tokens = Refusing(failures=0, status=200)
+    with pytest.raises(
+        HealthError, match=r"http://k1 refused the probe's credentials \(HTTP 401\); preflight got a token"
+    ):
+        accepted_both_ways(tokens, ("k1", "http://k1"), ("k2", "http://k2"), hint="h")
+    assert tokens.validations == 0
+
+
+def test_preflight_refuses_probe_credentials_that_get_no_token() -> None:
+    assert probe_login_error(Refusing(0, 200), "http://lb:5000/v3") == (
+        "http://lb:5000 refused the probe's credentials (HTTP 401)"
+    )
+    assert probe_login_error(Flaky(0, 200), "http://lb:5000/v3") is None
+    assert probe_login_error(None, None) is None
+    inventory = _inventory()
+    plan = build_plan(inventory, replace(_facts(inventory), probe_login_error="HTTP 401"), run_id="r")
+    assert [f.check for f in plan.findings] == ["probe"]
