@@ -78,7 +78,7 @@ class Executor:
         try:
             yield
         except ForcedStop as exc:
-            self._close_after_failure()
+            self._close_after_failure(forced=True)
             raise self._left_behind(exc) from exc
         except BaseException:
             self._close_after_failure()
@@ -155,13 +155,16 @@ class Executor:
         self.journal.end(step.id, StepStatus.FAILED, failure.render())
         return step.after_rollback(failure)
 
-    def _close_after_failure(self) -> None:
-        cut_short = [
-            s.id
-            for s in self.plan.steps
-            if (intent := self.journal.step(s.id).intended) is not None
-            and intent["event"] == Event.DB_SYNC.value
-        ]
+    def _migration_may_run(self, step_id: str, *, forced: bool) -> bool:
+        """The step's last db_sync was left running past its timeout, or cut short by a forced stop."""
+        record = self.journal.step(step_id)
+        marks = [e["event"] for e in record.events if e["event"] in (Event.DB_SYNC, Event.LEFT_RUNNING)]
+        if marks and marks[-1] == Event.LEFT_RUNNING:
+            return True
+        return forced and record.intended is not None and record.intended["event"] == Event.DB_SYNC
+
+    def _close_after_failure(self, *, forced: bool = False) -> None:
+        cut_short = [s.id for s in self.plan.steps if self._migration_may_run(s.id, forced=forced)]
         if cut_short:
             # A migration left running may still need what a closing step would take back
             # (triggers need the trust setting): resume closes them once it has finished.

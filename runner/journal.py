@@ -63,6 +63,7 @@ class Event(StrEnum):
     TRUST_RESTORED = "restored"
     IDLE_TRANSACTIONS_ENDED = "ended idle transactions"
     DB_SYNC = "db_sync"
+    LEFT_RUNNING = "left running"  # a migration past its timeout: reported, not killed
     CLUSTER_ON_TARGET = "every node on target and UP"
     CHECKED = "checked"
     # Every node's and a throwaway's key repositories compared (short digests).

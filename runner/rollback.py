@@ -12,7 +12,9 @@ from collections.abc import Callable
 from contextlib import ExitStack
 
 from runner.drivers.ports import Drivers
+from runner.errors import PreflightError
 from runner.executor import Executor
+from runner.facts import throwaways_running
 from runner.history import last_run
 from runner.journal import Journal
 from runner.model import Inventory
@@ -31,6 +33,13 @@ def run_rollback(
     plan = with_current_timeouts(planned, inventory)
     with ExitStack() as stack:
         hold_run_lock(stack, drivers)
+        if running := throwaways_running(drivers.engines):
+            # Undoing the trust setting under a migration that may still create triggers: no.
+            raise PreflightError(
+                "a throwaway container of the run is still running; nothing was changed",
+                observed="; ".join(running),
+                hint="wait until it has exited (docker logs -f ID), remove it, then run rollback again",
+            )
         if journal.document["status"] == ROLLED_BACK:
             return []
         if not confirm(journal, plan):

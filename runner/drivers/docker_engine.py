@@ -186,7 +186,9 @@ class DockerEngine:
             try:
                 wait_until(policy, status, lambda s: s in ("exited", "dead"))
             except WaitTimeout as exc:
-                output = bytes(api.logs(container_id)).decode(errors="replace")
+                # Decided first: whatever fails next, a migration is never removed (killed) here.
+                leave_running = keep_on_timeout
+                output = self._logs_or_nothing(container_id)
                 if not keep_on_timeout:
                     raise DockerError(
                         f"throwaway container of {image} ({' '.join(command)}) did not finish",
@@ -194,7 +196,6 @@ class DockerEngine:
                         hint="look at the run's log; the container was removed",
                     ) from exc
                 # Never killed: a migration stopped mid-statement can leave the schema half-changed.
-                leave_running = True
                 raise StillRunning(
                     f"throwaway container {container_id[:12]} of {image} ({' '.join(command)}) "
                     f"is still running after {policy.timeout_s:.0f}s; it was left running to finish",
@@ -235,12 +236,32 @@ class DockerEngine:
                 raw.sendall(text.encode())
                 # EOF now: close() alone ends nothing while the SDK's SocketIO still holds the
                 # socket (until the garbage collector gets to it), and the command waits for EOF.
-                raw.shutdown(socket.SHUT_WR)
+                self._end_input(raw)
             finally:
                 raw.close()
                 attached.close()
         except (DockerException, OSError) as exc:
             raise self._fail("cannot hand the throwaway container its input", exc) from exc
+
+    @staticmethod
+    def _end_input(raw: Any) -> None:
+        """Half-close the attach connection: the container's stdin sees EOF."""
+        try:
+            raw.shutdown(socket.SHUT_WR)
+        except OSError:
+            # docker-py's SSHSocket (ssh:// through the ssh client) is not itself connected:
+            # the ssh process's stdin pipe is what carries the input.
+            proc = getattr(raw, "proc", None)
+            if proc is None or proc.stdin is None:
+                raise
+            proc.stdin.close()
+
+    def _logs_or_nothing(self, container_id: str) -> str:
+        """The container's output so far; empty when the engine cannot give it now."""
+        try:
+            return bytes(self.client.api.logs(container_id)).decode(errors="replace")
+        except (DockerException, OSError):
+            return ""
 
     def running_throwaways(self) -> list[str]:
         """Throwaway containers of this runner still alive (running or paused): "ID (purpose, image, run RUN)"."""

@@ -55,6 +55,7 @@ def run_throwaway(
             keep_on_timeout=True,
         )
     except StillRunning as exc:
+        context.journal.event(purpose, Event.LEFT_RUNNING, container=exc.container_id[:12])
         raise MigrationError(
             f"{' '.join(command[1:])} did not finish within run.migration_timeout_s ({spec.timeout_s:.0f}s)",
             observed=f"{exc.what}\n{exc.observed}",

@@ -89,9 +89,8 @@ class NodeUpgrade(Step):
         if Event.STOPPED in done:
             if Event.READY in done:
                 self._take_out_of_rotation(context)
-            else:
-                # Never put back by the run; a reload may have done it: drained again where so.
-                self._verify_out_of_rotation(context)
+            # Out of rotation before its container goes; a reload may have put it back: drained again.
+            self._verify_out_of_rotation(context)
             context.journal.intend(self.id, Event.RESTORED_OLD, old_name=self.kept_as)
             context.journal.event(self.id, Event.RESTORED_OLD, **runtime.restore_old(self.kept_as))
             self._gate(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack
+from datetime import UTC, datetime
 
 # testcontainers' reaper (Ryuk) image cannot be pulled here; our fixtures
 # remove what they create instead. Set before testcontainers is imported.
@@ -37,21 +38,23 @@ def cluster_factory(docker_client: docker.DockerClient) -> Iterator[ClusterFacto
 
         def make(version: str, **options: bool) -> LabEndpoints:
             manager: AbstractContextManager[LabEndpoints] = lab_cluster(docker_client, version, **options)
+            started = datetime.now(UTC).replace(microsecond=0)
             endpoints = stack.enter_context(manager)
             # Runs before the cluster goes (last in, first out): what its runs left behind.
-            stack.callback(_remove_throwaways_since, docker_client, endpoints)
+            stack.callback(_remove_throwaways_since, docker_client, started)
             return endpoints
 
         yield make
 
 
-def _remove_throwaways_since(client: docker.DockerClient, cluster: LabEndpoints) -> None:
-    """Remove the runner's throwaway containers created since ``cluster`` was (a migration a test
-    left running, a key check a killed runner left behind): tests run one at a time, so they are
-    this test's."""
-    first = next(iter(cluster.node_containers.values()))
-    for container in client.containers.list(all=True, filters={"label": RUNNER_LABEL, "since": first}):
-        container.remove(force=True)
+def _remove_throwaways_since(client: docker.DockerClient, started: datetime) -> None:
+    """Remove the runner's throwaway containers created since ``started`` (a migration a test left
+    running, a key check a killed runner left behind): tests run one at a time, so they are this test's."""
+    for container in client.containers.list(all=True, filters={"label": RUNNER_LABEL}):
+        # Docker's RFC 3339 time, to the second (its nanoseconds are more than Python parses).
+        created = datetime.strptime(container.attrs["Created"][:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+        if created >= started:
+            container.remove(force=True)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

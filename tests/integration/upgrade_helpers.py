@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -99,15 +101,23 @@ HOLD_RENEWAL_S = 4.0
 HOLD_AT_MOST_S = 600.0
 
 
+def _server_of(cluster: LabEndpoints, held: socket.socket) -> str | None:
+    """The server HAProxy gave the session of ``held`` (found by its source port in ``show sess``)."""
+    port = held.getsockname()[1]
+    for line in runtime(cluster).command("show sess").splitlines():
+        found = re.search(r"src=[^ ]*:(\d+) .*\bsrv=(\S+)", line)
+        if found and int(found.group(1)) == port:
+            return None if found.group(2) == "<NONE>" else found.group(2)  # not given a server yet
+    return None
+
+
 def _hold_one(cluster: LabEndpoints, server: str) -> socket.socket:
-    """A request whose body never finishes, sitting on ``server``; misses are closed at once."""
-    admin = runtime(cluster)
+    """A request whose body never finishes, sitting on ``server``; misses are closed at once.
+
+    Which server took it is read from HAProxy's own session list by the connection's source
+    port: counting sessions would mistake anyone else's request (the runner's own) for ours.
+    """
     port = int(cluster.lb_url.rsplit(":", 1)[1])
-
-    def sessions() -> int:
-        return sum(s.current_sessions for s in admin.show_stat() if s.server == server)
-
-    before = sessions()
     for _ in range(12):
         held = socket.create_connection(("127.0.0.1", port))
         held.sendall(
@@ -115,10 +125,14 @@ def _hold_one(cluster: LabEndpoints, server: str) -> socket.socket:
             b"Content-Length: 100\r\n\r\n{"
         )
         try:
-            wait_until(HELD.with_timeout(2), sessions, lambda n: n > before)
-            return held
+            landed = wait_until(
+                HELD.with_timeout(2), partial(_server_of, cluster, held), lambda srv: srv is not None
+            )
         except WaitTimeout:
-            held.close()
+            landed = None
+        if landed == server:
+            return held
+        held.close()
     raise AssertionError(f"no held request landed on {server}")
 
 

@@ -19,6 +19,7 @@ from runner.errors import (
     HealthError,
     KeysError,
     MigrationError,
+    PreflightError,
     RollbackError,
 )
 from runner.executor import CLOSED_AFTER_FAILURE, Executor
@@ -26,6 +27,7 @@ from runner.interrupts import ForcedStop, Interrupted, StopRequests
 from runner.journal import Event, Journal, StepStatus
 from runner.model import Inventory
 from runner.plan import Plan, build_plan
+from runner.rollback import run_rollback
 from runner.steps import Contract, NodeUpgrade, RunContext, StepKind
 from tests.unit.fakes import FakeCluster, FakeEngine, FakeHttp, fake_cluster
 from tests.unit.test_plan import NEW_HEADS, OLD_HEADS, _facts, _inventory
@@ -270,6 +272,18 @@ def test_the_trust_setting_stays_while_a_migration_left_running_may_need_it(tmp_
     assert journal.step("restore-trust").status is StepStatus.PENDING
     assert "trust 0" not in cluster.calls
     assert "trust 1" in cluster.calls
+
+
+def test_rollback_refuses_while_a_migration_of_the_run_still_runs(tmp_path: Path) -> None:
+    inventory, plan, cluster, journal = _setup(tmp_path, trust=True)
+    cluster.engine.outlived = True
+    with pytest.raises(MigrationError):
+        _run(plan, cluster, journal, tmp_path)
+    assert [e["event"] for e in journal.events_of("expand", Event.LEFT_RUNNING)] == ["left running"]
+    with pytest.raises(PreflightError, match="still running") as raised:
+        run_rollback(inventory, cluster.drivers(), lambda _journal, _plan: True)
+    assert "c-" in str(raised.value)
+    assert "trust 0" not in cluster.calls  # the migration may still need it
 
 
 def test_maint_lost_to_a_reload_before_the_stop_means_draining_again(tmp_path: Path) -> None:

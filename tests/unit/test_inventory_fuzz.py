@@ -7,6 +7,7 @@ table shapes with random values; random TOML documents; and arbitrary text.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import tempfile
@@ -193,7 +194,9 @@ def mutated(draw: st.DrawFn) -> str:
         if not places:
             break
         place = draw(st.sampled_from(places))
-        document = _mutate(document, place, draw(st.sampled_from(ACTIONS)), draw(values))
+        # A copy: INTERESTING's lists and tables are shared objects the mutations would change for
+        # every later example (hypothesis then sees its strategy draw differently and fails).
+        document = _mutate(document, place, draw(st.sampled_from(ACTIONS)), copy.deepcopy(draw(values)))
     return to_toml(document)
 
 
