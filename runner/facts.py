@@ -17,6 +17,7 @@ from runner.drivers.containers import PURPOSE_LABEL, ContainerFacts, Engine, Fin
 from runner.drivers.database import BinlogSettings
 from runner.drivers.haproxy import HaproxyRuntime, ServerStat, ServerState
 from runner.drivers.key_digests import DIGEST_FUNCTION, parse_key_digests, read_key_digests
+from runner.drivers.keystone import base_url
 from runner.drivers.ports import Database, Http, Tokens
 from runner.errors import RunnerError
 from runner.model import Inventory, NodeConfig
@@ -125,7 +126,7 @@ def probe_login_error(tokens: Tokens | None, url: str | None) -> str | None:
     if tokens is None or url is None:
         return None
     try:
-        tokens.issue(url.rstrip("/").removesuffix("/v3"))
+        tokens.issue(base_url(url))
     except OSError as exc:  # refused (PermissionError) or no answer
         return str(exc)
     return None

@@ -7,6 +7,11 @@ from dataclasses import dataclass
 import requests
 
 
+def base_url(url: str) -> str:
+    """Keystone's base URL from an API URL (``http://h:5000/v3`` -> ``http://h:5000``)."""
+    return url.rstrip("/").removesuffix("/v3")
+
+
 @dataclass(frozen=True)
 class Credentials:
     """A password login scoped to a project (both in the default domain unless said)."""

@@ -12,12 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from runner.drivers.keystone import base_url
 from runner.drivers.ports import NodeRuntime
 from runner.errors import DrainError, HealthError, RunnerError
 from runner.journal import Event
 from runner.model import NodeConfig
 from runner.steps.base import RunContext, Step, StepKind, Undo
-from runner.steps.tokens import accepted_both_ways, base_url
+from runner.steps.tokens import accepted_both_ways
 from runner.waits import NODE_HEALTHY, WaitTimeout, wait_until
 
 T = TypeVar("T")

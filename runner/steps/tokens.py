@@ -17,11 +17,6 @@ from runner.waits import TOKENS_ACCEPTED, WaitTimeout, wait_until
 Endpoint = tuple[str, str]
 
 
-def base_url(health_url: str) -> str:
-    """Keystone's base URL from a node's health URL (``http://h:5000/v3`` -> ``http://h:5000``)."""
-    return health_url.rstrip("/").removesuffix("/v3")
-
-
 def _rejection(tokens: Tokens, node: Endpoint, peer: Endpoint) -> tuple[str, int] | None:
     """One round, both ways: None when both accept, else who rejected and the status."""
     for (issuer, issuer_url), (checker, checker_url) in ((node, peer), (peer, node)):

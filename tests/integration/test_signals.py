@@ -20,6 +20,7 @@ from tests.integration.upgrade_helpers import (
     journal,
     keystone_upgrade,
     runtime,
+    step,
     traffic_around,
     write_inventory,
 )
@@ -28,13 +29,6 @@ pytestmark = pytest.mark.integration
 
 STEP_RUNNING = WaitPolicy("the journal shows the step running", timeout_s=300, interval_s=0.05)
 RUNNER_EXITS_S = 300
-
-
-def _step(cluster: LabEndpoints, step_id: str) -> dict[str, object]:
-    path = cluster.state_dir / "upgrade" / "journal.json"
-    if not path.exists():
-        return {}
-    return next((s for s in journal(cluster)["steps"] if s["id"] == step_id), {})
 
 
 def _signal_during(
@@ -50,7 +44,7 @@ def _signal_during(
     try:
         wait_until(
             STEP_RUNNING,
-            lambda: _step(cluster, step_id),
+            lambda: step(cluster, step_id),
             lambda s: s.get("status") == "running" and s.get("intended") is not None,
         )
         runner.send_signal(signum)

@@ -6,10 +6,11 @@ from dataclasses import replace
 
 import pytest
 
+from runner.drivers.keystone import base_url
 from runner.errors import HealthError
 from runner.facts import probe_login_error
 from runner.plan import build_plan
-from runner.steps.tokens import accepted_both_ways, base_url
+from runner.steps.tokens import accepted_both_ways
 from tests.unit.test_plan import _facts, _inventory
 
 
