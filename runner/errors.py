@@ -32,6 +32,7 @@ class ExitCode(IntEnum):
     DOCKER = 16
     INTERRUPTED = 17  # SIGINT or SIGTERM: stopped between steps (resume goes on), or at once on a second
     KEYS = 18  # the key repositories do not hold the same keys on every node and throwaway
+    CACHE = 19  # a memcached did not empty itself when the run asked it to ([cache] flush_after_upgrade)
 
 
 class RunnerError(Exception):
@@ -137,6 +138,12 @@ class DockerError(RunnerError):
     """A Docker engine (a node's, or the local one) refused or failed an operation."""
 
     exit_code = ExitCode.DOCKER
+
+
+class CacheError(RunnerError):
+    """A memcached did not answer ``flush_all`` (or refused it)."""
+
+    exit_code = ExitCode.CACHE
 
 
 class KeysError(RunnerError):

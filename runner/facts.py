@@ -15,12 +15,16 @@ from pathlib import Path
 
 from runner.drivers.containers import PURPOSE_LABEL, ContainerFacts, Engine, Finished, ImageFacts
 from runner.drivers.database import BinlogSettings
+from runner.drivers.docker_blueprint import ThrowawaySetup, derive_throwaway
 from runner.drivers.haproxy import HaproxyRuntime, ServerStat, ServerState
+from runner.drivers.image_copy import copy_image
 from runner.drivers.key_digests import DIGEST_FUNCTION, parse_key_digests, read_key_digests
 from runner.drivers.keystone import base_url
+from runner.drivers.keystone_release import RELEASE_FUNCTION, release_inside
 from runner.drivers.ports import Database, Http, Tokens
 from runner.errors import RunnerError
-from runner.model import Inventory, NodeConfig
+from runner.migrations import kolla_argv, migrations_style
+from runner.model import LOCAL_ENGINE, MIGRATIONS_KOLLA, Inventory, NodeConfig
 from runner.waits import HAPROXY_CHECKS_SETTLED, WaitTimeout, wait_until
 
 log = logging.getLogger(__name__)
@@ -30,8 +34,10 @@ log = logging.getLogger(__name__)
 # database answers) `db_sync --check` and `doctor`, each framed by markers.
 FACTS_SCRIPT = (
     DIGEST_FUNCTION
+    + RELEASE_FUNCTION
     + """\
 import pathlib, subprocess, sys, keystone
+print('RELEASE', keystone_release())
 versions = pathlib.Path(keystone.__file__).parent / 'common/sql/migrations/versions'
 print('EXPAND', (versions / 'EXPAND_HEAD').read_text().strip())
 print('CONTRACT', (versions / 'CONTRACT_HEAD').read_text().strip())
@@ -64,6 +70,18 @@ class NodeFacts:
     key_error: str | None = None
     # Whether the node's engine has the target image (None: the engine did not answer).
     target_image_present: bool | None = None
+    # An upgrade's copy of the target image from the runner's engine onto the node's, when no
+    # registry gave it: what was loaded and how long it took, or why it failed (None: not tried).
+    target_image_copy: str | None = None
+    # The Keystone release installed in the running container, read inside it (None: not read).
+    release: str | None = None
+
+    @property
+    def known_release(self) -> str | None:
+        """What the node runs: read inside it, or (a stopped container) its image's label as a hint."""
+        if self.release is not None:
+            return self.release
+        return self.container.keystone_version if self.container is not None else None
 
 
 @dataclass(frozen=True)
@@ -99,6 +117,8 @@ class TargetFacts:
     """The target image and what a throwaway container of it says."""
 
     image: ImageFacts | None
+    # The Keystone release installed in the image, read by running it (the label is only a hint).
+    release: str | None = None
     expand_head: str | None = None
     contract_head: str | None = None
     key_files: Mapping[str, int] = field(default_factory=dict)  # repository -> entries (-1: missing)
@@ -106,6 +126,13 @@ class TargetFacts:
     check: Finished | None = None
     doctor: Finished | None = None
     error: str | None = None
+
+    @property
+    def known_release(self) -> str | None:
+        """The release the target carries: read by running it, else its label as a hint."""
+        if self.release is not None:
+            return self.release
+        return self.image.keystone_version if self.image is not None else None
 
     @property
     def heads(self) -> frozenset[str]:
@@ -158,6 +185,10 @@ class ClusterFacts:
     haproxy_configs_losing_states: tuple[str, ...] = ()
     # The probe's login through the load balancer failed (None: it worked, or no probe is given).
     probe_login_error: str | None = None
+    # What the throwaway containers get from a node (None: no node container could be read).
+    throwaway: ThrowawaySetup | None = None
+    # The cache the mounted keystone.conf turns on ([cache] backend, or "enabled"); None: no cache.
+    cache_backend: str | None = None
 
     def node(self, name: str) -> NodeFacts:
         """The facts of the node named ``name``."""
@@ -175,19 +206,29 @@ def node_facts(
     key_repositories: tuple[str, ...] = (),
     *,
     pull_missing: bool = False,
+    image_source: Engine | None = None,
 ) -> NodeFacts:
     """Container and health of one node, and whether its engine has the target image.
 
-    Only an upgrade pulls a missing target image (``pull_missing``): ``plan``
-    leaves every engine's images as they are.
+    Only an upgrade pulls a missing target image (``pull_missing``), and when
+    no registry gives it, loads it from ``image_source`` (the runner's own
+    engine), before anything is drained: ``plan`` leaves every engine's images
+    as they are.
     """
-    container, engine_error, present = None, None, None
+    container, engine_error, present, image_copy = None, None, None, None
     try:
         engine.ping()
         container = engine.container(node.container)
         present = engine.image(target_image) is not None
         if not present and pull_missing:
             present = engine.pull(target_image) and engine.image(target_image) is not None
+        if not present and pull_missing and image_source is not None and image_source is not engine:
+            try:
+                image_copy = copy_image(image_source, engine, target_image).describe()
+                present = True
+            except RunnerError as exc:  # a finding of its own, not the engine's silence
+                image_copy = exc.render()
+            log.info("node %s: %s", node.name, image_copy)
     except RunnerError as exc:
         engine_error = exc.render()
     health_status, health_error = None, None
@@ -195,7 +236,12 @@ def node_facts(
         health_status = http.get_status(node.health_url, HEALTH_REQUEST_TIMEOUT_S)
     except OSError as exc:  # requests' errors are OSErrors
         health_error = str(exc)
-    digests, key_error = None, None
+    digests, key_error, release = None, None, None
+    if container is not None and container.status == "running":
+        try:
+            release = release_inside(engine, node.container)
+        except RunnerError as exc:
+            log.info("node %s: reading its release failed: %s", node.name, exc.render())
     if container is not None and container.status == "running" and key_repositories:
         try:
             digests = read_key_digests(engine, node.container, key_repositories)
@@ -210,6 +256,8 @@ def node_facts(
         key_digests=digests,
         key_error=key_error,
         target_image_present=present,
+        release=release,
+        target_image_copy=image_copy,
     )
 
 
@@ -261,14 +309,36 @@ def database_facts(database: Database) -> DatabaseFacts:
         return DatabaseFacts(exc.render())
 
 
+def throwaway_setup(inventory: Inventory, nodes: tuple[NodeFacts, ...], engine: Engine) -> ThrowawaySetup:
+    """What the throwaway containers get: the first local node's mounts, volumes, environment,
+    user and command with the target configuration on top (the throwaways run on the local
+    engine, where its host paths and volumes are); [target] alone when no local node can be read."""
+    config = inventory.target_config()
+    for node in nodes:
+        if node.container is None or node.config.engine != LOCAL_ENGINE:
+            continue
+        try:
+            image = engine.image(node.container.image_id)
+        except RunnerError:
+            continue
+        if image is not None:
+            return derive_throwaway(node.container.inspect, image.inspect, config)
+    return ThrowawaySetup(config.mounts, config.environment, None, ())
+
+
 def target_facts(
     inventory: Inventory,
     engine: Engine,
     run_label: Mapping[str, str],
     database_ok: bool,
+    *,
     pull_missing: bool = False,
+    setup: ThrowawaySetup | None = None,
 ) -> TargetFacts:
-    """The target image's heads, the key repositories it sees, `db_sync --check` and `doctor`."""
+    """The target image's heads, the key repositories it sees, `db_sync --check` and `doctor`,
+    in a throwaway container configured as the migrations will be (``setup``): the target
+    configuration is checked with the target image before anything changes."""
+    setup = setup or ThrowawaySetup(inventory.mounts, inventory.target_config().environment, None, ())
     try:
         image = engine.image(inventory.target_image)
     except RunnerError as exc:
@@ -279,16 +349,21 @@ def target_facts(
     if image is None:
         return TargetFacts(None)
     try:
+        command = [
+            "python3",
+            "-c",
+            FACTS_SCRIPT,
+            "with-database" if database_ok else "without-database",
+            *inventory.key_repositories,
+        ]
+        if migrations_style(inventory.migrations, setup.mounts) == MIGRATIONS_KOLLA:
+            # Kolla images read their configuration only once kolla_set_configs has copied it into place.
+            command = kolla_argv(command)
         inspected = engine.run_once(
             inventory.target_image,
-            [
-                "python3",
-                "-c",
-                FACTS_SCRIPT,
-                "with-database" if database_ok else "without-database",
-                *inventory.key_repositories,
-            ],
-            mounts=inventory.mounts,
+            command,
+            mounts=setup.mounts,
+            environment=dict(setup.environment),
             labels={**run_label, PURPOSE_LABEL: "facts"},
             user="root",  # key repositories are 0700 keystone: root counts their entries
         )
@@ -304,7 +379,7 @@ def target_facts(
 
 def parse_facts_output(output: str) -> TargetFacts:
     """What FACTS_SCRIPT printed, as TargetFacts without the image."""
-    expand_head = contract_head = None
+    expand_head = contract_head = release = None
     key_files: dict[str, int] = {}
     sections: dict[str, Finished] = {}
     current: str | None = None
@@ -317,6 +392,8 @@ def parse_facts_output(output: str) -> TargetFacts:
                 current, captured = None, []
             else:
                 captured.append(line)
+        elif parts[:1] == ["RELEASE"] and len(parts) == 2 and parts[1] != "None":
+            release = parts[1]
         elif parts[:1] == ["EXPAND"] and len(parts) == 2:
             expand_head = parts[1]
         elif parts[:1] == ["CONTRACT"] and len(parts) == 2:
@@ -327,6 +404,7 @@ def parse_facts_output(output: str) -> TargetFacts:
             current = parts[1]
     return TargetFacts(
         None,
+        release,
         expand_head,
         contract_head,
         key_files,

@@ -125,8 +125,7 @@ def disagreements(plan: Plan, journal: Journal, facts: ClusterFacts) -> list[str
             continue
         status = journal.step(step.id).status
         node = next((n for n in facts.nodes if n.config.name == step.node.name), None)
-        container = node.container if node is not None else None
-        running = container.keystone_version if container is not None else None
+        running = node.known_release if node is not None else None
         if status is StepStatus.DONE and running != step.release:
             found.append(
                 f"the journal says node {step.node.name} was upgraded to {step.release}; "

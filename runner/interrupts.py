@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -56,6 +57,7 @@ class StopRequests:
         print(
             f"{received.name} received: finishing the step in progress, then stopping; "
             "send it again to stop at once",
+            file=sys.stderr,  # stdout is for the command's result (one JSON document with --json)
             flush=True,
         )
 

@@ -68,6 +68,8 @@ class Event(StrEnum):
     CHECKED = "checked"
     # Every node's and a throwaway's key repositories compared (short digests).
     KEYS_COMPARED = "keys compared"
+    # Keystone's memcached emptied after contract ([cache] flush_after_upgrade).
+    FLUSHED = "cache flushed"
     # Cleanup.
     REMOVED = "removed"
 
@@ -288,4 +290,5 @@ class Journal:
 EVENT_PAYLOADS: dict[str, tuple[tuple[str, type], ...]] = {
     Event.TRUST_SET.value: (("previous", int),),
     Event.DUMPED.value: (("dump", str),),
+    Event.FLUSHED.value: (("server", str),),
 }

@@ -4,29 +4,61 @@ from __future__ import annotations
 
 import configparser
 import urllib.parse
+from pathlib import Path
 
-from runner.model import Inventory
+from runner.model import KOLLA_CONFIG_DIR, MIGRATIONS_COMMAND, MIGRATIONS_KOLLA, BindMount
 
 MIGRATION_LOCK_WAIT_S = 5
 IDLE_TRANSACTION_S = 2
 LOCK_TIMEOUT = "Lock wait timeout exceeded"
 
 
-def migration_environment(inventory: Inventory) -> dict[str, str]:
+def keystone_conf_on_host(mounts: tuple[BindMount, ...]) -> str | None:
+    """The host path of the keystone.conf a container with ``mounts`` reads, where one can tell.
+
+    Mounted as a file (.../keystone.conf), or in a directory mounted at
+    /etc/keystone or at Kolla's config_files directory (which kolla_set_configs copies from).
+    """
+    for mount in mounts:
+        if not mount.is_volume and mount.target.endswith("/keystone.conf"):
+            return mount.source
+    for mount in mounts:
+        if not mount.is_volume and mount.target.rstrip("/") in ("/etc/keystone", KOLLA_CONFIG_DIR):
+            candidate = Path(mount.source) / "keystone.conf"
+            if candidate.is_file():
+                return str(candidate)
+    return None
+
+
+def migration_environment(mounts: tuple[BindMount, ...]) -> dict[str, str]:
     """oslo.config environment overrides for migration containers: a bounded metadata-lock wait.
 
     ``[database] connection_parameters`` from the mounted keystone.conf is kept and extended.
     """
     existing = ""
-    conf = next((m.source for m in inventory.mounts if m.target.endswith("/keystone.conf")), None)
+    conf = keystone_conf_on_host(mounts)
     if conf is not None:
         parser = configparser.ConfigParser(interpolation=None, strict=False)
         try:
             parser.read(conf)
             existing = parser.get("database", "connection_parameters", fallback="")
-        except configparser.Error:
+        except (configparser.Error, OSError):
             existing = ""
     init = "init_command=" + urllib.parse.quote(
         f"SET SESSION lock_wait_timeout={MIGRATION_LOCK_WAIT_S}", safe=""
     )
     return {"OS_DATABASE__CONNECTION_PARAMETERS": f"{existing}&{init}" if existing else init}
+
+
+def migrations_style(configured: str | None, mounts: tuple[BindMount, ...]) -> str:
+    """How the throwaway containers migrate: as configured, else the Kolla way when they get
+    Kolla's config_files directory (config.json and the files it copies), else as a command."""
+    if configured is not None:
+        return configured
+    kolla = any(m.target.rstrip("/") == KOLLA_CONFIG_DIR for m in mounts)
+    return MIGRATIONS_KOLLA if kolla else MIGRATIONS_COMMAND
+
+
+def kolla_argv(command: list[str]) -> list[str]:
+    """``command`` run the Kolla way: after kolla_set_configs has copied config.json's files into place."""
+    return ["sh", "-c", 'kolla_set_configs >&2 && exec "$@"', "kolla-set-configs-then", *command]

@@ -8,6 +8,7 @@ done above it (``credentials.read_secret``, the drivers).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,26 +19,94 @@ DEFAULT_KEY_REPOSITORIES = ("/etc/keystone/fernet-keys", "/etc/keystone/credenti
 KEYSTONE_VERSION_LABEL = "org.openstack.keystone.version"
 
 
+# Docker's rule for a named volume's name (Kolla keeps fernet keys in the keystone_fernet_tokens volume).
+VOLUME_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# The Kolla way of running migrations: the image's own start with KOLLA_UPGRADE / KOLLA_FINISH_UPGRADE.
+MIGRATIONS_KOLLA = "kolla"
+# keystone-manage db_sync as the container's command.
+MIGRATIONS_COMMAND = "command"
+# Where kolla-ansible mounts a service's config.json and configuration files.
+KOLLA_CONFIG_DIR = "/var/lib/kolla/config_files"
+
+
 @dataclass(frozen=True)
 class BindMount:
-    """A host path mounted into a container."""
+    """A host path, or a Docker named volume, mounted into a container."""
 
-    source: str
+    source: str  # an absolute host path, or a volume name
     target: str
     read_only: bool
 
+    @property
+    def is_volume(self) -> bool:
+        """True for a named volume (its source is a name, not a path)."""
+        return not self.source.startswith("/")
+
     @classmethod
     def parse(cls, text: str) -> BindMount:
-        """SOURCE:TARGET[:ro|rw]; ValueError says what is wrong."""
+        """SOURCE:TARGET[:ro|rw], SOURCE an absolute path or a volume name; ValueError says what is wrong."""
         parts = text.split(":")
         if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
             raise ValueError(f"{text!r} is not SOURCE:TARGET[:ro|rw]")
-        if not parts[0].startswith("/") or not parts[1].startswith("/"):
-            raise ValueError(f"{text!r}: both paths must be absolute")
+        if not parts[1].startswith("/"):
+            raise ValueError(f"{text!r}: the target must be an absolute path in the container")
+        if not parts[0].startswith("/") and not VOLUME_NAME.fullmatch(parts[0]):
+            raise ValueError(f"{text!r}: the source must be an absolute host path or a volume name")
         return cls(parts[0], parts[1], len(parts) == 3 and parts[2] == "ro")
 
     def __str__(self) -> str:
         return f"{self.source}:{self.target}:{'ro' if self.read_only else 'rw'}"
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """What the new containers get instead of, or on top of, the old container's configuration.
+
+    A mount replaces the old container's mount at the same target path (a new
+    keystone.conf, paste file, policy file or directory) or adds one; the
+    environment is added (or overrides the old value); names in
+    ``environment_remove`` are dropped. Old nodes keep their own until their turn.
+    """
+
+    mounts: tuple[BindMount, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()
+    environment_remove: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        """True when the new containers get the old configuration as it is."""
+        return not (self.mounts or self.environment or self.environment_remove)
+
+    def overlaid(self, over: TargetConfig) -> TargetConfig:
+        """This configuration with ``over`` on top (a node's own over the inventory's)."""
+        replaced = {m.target for m in over.mounts}
+        environment = dict(self.environment)
+        for name in over.environment_remove:
+            environment.pop(name, None)
+        environment.update(over.environment)
+        removed = (set(self.environment_remove) | set(over.environment_remove)) - set(dict(over.environment))
+        return TargetConfig(
+            mounts=tuple(m for m in self.mounts if m.target not in replaced) + over.mounts,
+            environment=tuple(sorted(environment.items())),
+            environment_remove=tuple(sorted(removed)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (node steps carry it into the journal)."""
+        return {
+            "mounts": [str(m) for m in self.mounts],
+            "environment": [list(pair) for pair in self.environment],
+            "environment_remove": list(self.environment_remove),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TargetConfig:
+        """The inverse of ``to_dict``."""
+        return cls(
+            mounts=tuple(BindMount.parse(m) for m in data.get("mounts", ())),
+            environment=tuple((str(k), str(v)) for k, v in data.get("environment", ())),
+            environment_remove=tuple(data.get("environment_remove", ())),
+        )
 
 
 @dataclass(frozen=True)
@@ -60,6 +129,8 @@ class NodeConfig:
     container: str
     health_url: str
     servers: tuple[ServerRef, ...]
+    # A tcp:// engine's TLS: the directory holding ca.pem, cert.pem and key.pem (as DOCKER_CERT_PATH).
+    docker_tls_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the plan carries nodes into the journal)."""
@@ -69,6 +140,7 @@ class NodeConfig:
             "container": self.container,
             "health_url": self.health_url,
             "servers": [{"backend": s.backend, "server": s.server} for s in self.servers],
+            "docker_tls_dir": self.docker_tls_dir,
         }
 
     @classmethod
@@ -80,6 +152,8 @@ class NodeConfig:
             container=data["container"],
             health_url=data["health_url"],
             servers=tuple(ServerRef(s["backend"], s["server"]) for s in data["servers"]),
+            # Journals written before TLS for engines have no such key.
+            docker_tls_dir=data.get("docker_tls_dir"),
         )
 
 
@@ -171,6 +245,30 @@ class ProbeConfig:
     max_seconds: float = 1800.0
 
 
+def host_and_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[ADDRESS]:PORT`` for IPv6) as (host, port); ValueError says what is wrong."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not HOST:PORT with a port from 1 to 65535")
+    if host.startswith("[") and host.endswith("]"):
+        return host[1:-1], int(port)
+    if ":" in host:
+        raise ValueError(f"{text!r}: write an IPv6 address in brackets, [ADDRESS]:PORT")
+    return host, int(port)
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """The memcached servers Keystone caches in ([cache]), and whether the run empties them.
+
+    After a schema change the cache may hold what the old release wrote; flushing it once
+    every node runs the target (after contract) makes Keystone read everything afresh.
+    """
+
+    memcached: tuple[str, ...]  # HOST:PORT each ([::1]:PORT for an IPv6 address)
+    flush_after_upgrade: bool = False
+
+
 @dataclass(frozen=True)
 class Inventory:
     """A validated inventory."""
@@ -192,7 +290,22 @@ class Inventory:
     migration_timeout_s: float = 3600.0
     # The haproxy.cfg files given beside the sockets: preflight reads whether states survive a reload.
     haproxy_configs: tuple[str, ...] = ()
+    # The memcached servers and whether to flush them after the upgrade ([cache]); None: not given.
+    cache: CacheConfig | None = None
+    # [target] environment / environment_remove: on top of the old containers' (mounts: above).
+    environment: tuple[tuple[str, str], ...] = ()
+    environment_remove: tuple[str, ...] = ()
+    # [nodes.target]: a node's own target configuration, over the inventory's.
+    node_targets: tuple[tuple[str, TargetConfig], ...] = ()
+    # How the throwaway containers migrate: MIGRATIONS_COMMAND, MIGRATIONS_KOLLA, or None (detected).
+    migrations: str | None = None
 
     def node(self, name: str) -> NodeConfig:
         """The node named ``name``."""
         return next(n for n in self.nodes if n.name == name)
+
+    def target_config(self, node: str | None = None) -> TargetConfig:
+        """What the new containers get: [target]'s, with ``node``'s own on top."""
+        shared = TargetConfig(self.mounts, self.environment, self.environment_remove)
+        own = dict(self.node_targets).get(node) if node is not None else None
+        return shared.overlaid(own) if own is not None else shared

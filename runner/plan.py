@@ -10,15 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from runner.drivers.docker_blueprint import ThrowawaySetup
 from runner.facts import ClusterFacts
-from runner.migrations import migration_environment
-from runner.model import Inventory, NodeConfig
+from runner.migrations import migration_environment, migrations_style
+from runner.model import MIGRATIONS_KOLLA, Inventory, NodeConfig
 from runner.preflight import Finding, preflight_findings, preflight_notices
 from runner.steps import (
     Backup,
     Cleanup,
     Contract,
     Expand,
+    FlushCache,
     KeysAgree,
     Migrate,
     NodeUpgrade,
@@ -127,6 +129,22 @@ def _peers(nodes: tuple[NodeConfig, ...], node: NodeConfig) -> tuple[NodeConfig,
     return nodes[at + 1 :] + tuple(reversed(nodes[:at]))
 
 
+def _flush_cache(inventory: Inventory, step_id: str, nothing_upgraded: bool) -> FlushCache:
+    """Emptying Keystone's memcached after contract: only when [cache] asks for it."""
+    cache = inventory.cache
+    skip = None
+    if cache is None or not cache.flush_after_upgrade:
+        skip = "not asked for: [cache] flush_after_upgrade = true (with its memcached servers) asks for it"
+    elif nothing_upgraded:
+        skip = "nothing is upgraded: the cache holds nothing the old release wrote"
+    return FlushCache(
+        id=step_id,
+        why="empty memcached: no node serves what the old release cached before the schema changed",
+        skip_reason=skip,
+        servers=cache.memcached if cache is not None else (),
+    )
+
+
 def build_plan(
     inventory: Inventory,
     facts: ClusterFacts,
@@ -146,19 +164,26 @@ def build_plan(
 
     findings = preflight_findings(inventory, facts)
     target = facts.target
-    target_version = target.image.keystone_version if target.image else None
+    target_version = target.known_release
     target_heads, db_heads = target.heads, facts.database.heads
     at_target = bool(target_heads) and db_heads == target_heads
     expand_done = target.expand_head in db_heads if target.expand_head else False
     binlog = facts.database.binlog
     needs_trust = not at_target and binlog is not None and binlog.needs_trust
-    # What every throwaway container of the target gets (the Throwaway fields of each schema step).
+    # What every throwaway container of the target gets (the Throwaway fields of each schema step):
+    # a node's mounts, volumes and environment with the target configuration on top.
+    setup = facts.throwaway or ThrowawaySetup(inventory.mounts, inventory.environment, None, ())
+    migrations = migrations_style(inventory.migrations, setup.mounts)
+    environment = {**dict(setup.environment), **migration_environment(setup.mounts)}
     shared: dict[str, Any] = {
         "image": inventory.target_image,
-        "mounts": inventory.mounts,
-        "environment": tuple(sorted(migration_environment(inventory).items())),
+        "mounts": setup.mounts,
+        "environment": tuple(sorted(environment.items())),
         "database_user": inventory.database.user,
         "timeout_s": inventory.migration_timeout_s,
+        "user": setup.user,
+        "migrations": migrations,
+        "command": setup.command,
     }
     steps: list[Step] = []
     if not at_target:
@@ -187,11 +212,16 @@ def build_plan(
             **shared,
         )
     )
+    kolla_migrates = (
+        "KOLLA_UPGRADE runs db_sync --migrate right after --expand, in the expand container"
+        if migrations == MIGRATIONS_KOLLA
+        else None
+    )
     steps.append(
         Migrate(
             id=step_id("migrate"),
             why="move data into the expanded schema",
-            skip_reason=already_expanded,
+            skip_reason=already_expanded or kolla_migrates,
             release=target_version,
             **shared,
         )
@@ -199,7 +229,7 @@ def build_plan(
     swapped: list[NodeUpgrade] = []
     node_steps: list[NodeUpgrade] = []
     for node in facts.nodes:
-        version = node.container.keystone_version if node.container else None
+        version = node.known_release
         on_target = version is not None and version == target_version
         step = NodeUpgrade(
             id=step_id(f"node:{node.config.name}"),
@@ -213,6 +243,7 @@ def build_plan(
             drain_timeout_s=inventory.drain_timeout_s,
             health_timeout_s=inventory.health_timeout_s,
             peers=_peers(inventory.nodes, node.config),
+            config=inventory.target_config(node.config.name),
         )
         node_steps.append(step)
         if not step.skipped:
@@ -222,7 +253,9 @@ def build_plan(
         "nodes": inventory.nodes,
         "repositories": inventory.key_repositories,
         "image": inventory.target_image,
-        "mounts": inventory.mounts,
+        "mounts": setup.mounts,
+        "environment": setup.environment,
+        "migrations": migrations,
         "skip_reason": nothing_to_swap,
     }
     steps.append(
@@ -249,6 +282,7 @@ def build_plan(
             **shared,
         )
     )
+    steps.append(_flush_cache(inventory, step_id("flush-cache"), nothing_upgraded=at_target and not swapped))
     if needs_trust:
         steps.append(
             RestoreTrust(
@@ -267,7 +301,7 @@ def build_plan(
             kept_as=kept,
         )
     )
-    sources = tuple(sorted({n.container.keystone_version or "unknown" for n in facts.nodes if n.container}))
+    sources = tuple(sorted({n.known_release or "unknown" for n in facts.nodes if n.container}))
     return Plan(
         run_id=run_id,
         keep_old=keep_old,
@@ -280,5 +314,5 @@ def build_plan(
         doctor_findings=target.doctor.tail(20) if target.doctor else None,
         findings=tuple(findings),
         steps=tuple(steps),
-        notices=preflight_notices(facts),
+        notices=preflight_notices(inventory, facts),
     )

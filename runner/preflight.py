@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runner.drivers.key_digests import key_differences
+from runner.drivers.keystone_release import label_disagreement
 from runner.facts import ClusterFacts, NodeFacts, SocketFacts
 from runner.model import LOCAL_ENGINE, Inventory
 
@@ -45,13 +46,24 @@ def _image_findings(inventory: Inventory, facts: ClusterFacts) -> list[Finding]:
         return [
             Finding("target-image", "the target image could not be inspected", target.error, "fix the image")
         ]
-    if not target.image.keystone_version:
+    if target.release is None:
         return [
             Finding(
                 "target-image",
-                f"{inventory.target_image} does not say which Keystone release it carries",
-                "no org.openstack.keystone.version label",
-                "label the image with its Keystone version",
+                f"which Keystone release {inventory.target_image} carries could not be read",
+                "a container of it answered neither importlib.metadata.version('keystone') nor "
+                "keystone-manage --version",
+                "give an image with Keystone installed (its python3 or keystone-manage on PATH)",
+            )
+        ]
+    wrong_label = label_disagreement(target.image.keystone_version, target.release)
+    if wrong_label:
+        return [
+            Finding(
+                "target-image",
+                f"{inventory.target_image} is labelled with another Keystone release than it carries",
+                wrong_label,
+                "fix or drop the image's org.openstack.keystone.version label; the package decides",
             )
         ]
     return []
@@ -87,13 +99,35 @@ def _node_findings(inventory: Inventory, node: NodeFacts) -> list[Finding]:
                 "start it, or take the node out of the inventory",
             )
         )
+    if node.container.status == "running" and node.release is None:
+        findings.append(
+            Finding(
+                "releases",
+                f"node {name}: which Keystone release {node.container.name} runs could not be read inside it",
+                "neither importlib.metadata.version('keystone') nor keystone-manage --version answered",
+                "the node's image needs Keystone's python3 or keystone-manage on its PATH",
+            )
+        )
+    wrong_label = label_disagreement(node.container.keystone_version, node.release)
+    if wrong_label:
+        findings.append(
+            Finding(
+                "releases",
+                f"node {name}: {node.container.name}'s image is labelled with another release than it runs",
+                wrong_label,
+                "fix or drop the image's org.openstack.keystone.version label; the package decides",
+            )
+        )
     # The local engine's copy is the target-image finding's; a remote engine needs its own.
     if node.target_image_present is False and node.config.engine != LOCAL_ENGINE:
+        observed = "docker image inspect found nothing there, and no registry gave it"
+        if node.target_image_copy:
+            observed += f"; loading it from the runner's engine failed: {node.target_image_copy}"
         findings.append(
             Finding(
                 "target-image",
                 f"node {name}: the target image {inventory.target_image} is not on its engine {node.config.engine}",
-                "docker image inspect found nothing there, and no registry gave it",
+                observed,
                 "load the image on that engine (docker save | docker -H ENGINE load) or push it to a registry "
                 "the engine can pull from, then run again",
             )
@@ -141,7 +175,7 @@ def _key_findings(facts: ClusterFacts) -> list[Finding]:
 
 def _release_findings(facts: ClusterFacts) -> list[Finding]:
     # A cluster half-way through an upgrade is for resume (from its journal), not a fresh run.
-    running = {n.config.name: n.container.keystone_version for n in facts.nodes if n.container}
+    running = {n.config.name: n.known_release for n in facts.nodes if n.container}
     if len(set(running.values())) > 1:
         return [
             Finding(
@@ -152,6 +186,16 @@ def _release_findings(facts: ClusterFacts) -> list[Finding]:
             )
         ]
     return []
+
+
+def _admin_level_hint(address: str) -> str:
+    """What to do about a socket below admin level; Kolla's says how Kolla declares it."""
+    if "haproxy_socket" in address or "/kolla/" in address:
+        return (
+            "this is Kolla's HAProxy socket, declared 'level admin' only with haproxy_socket_level_admin: "
+            "set it to true in globals.yml and run kolla-ansible reconfigure -t loadbalancer"
+        )
+    return "declare the stats socket with 'level admin' (operator cannot set drain or maint)"
 
 
 def _socket_findings(socket: SocketFacts, facts: ClusterFacts) -> list[Finding]:
@@ -171,7 +215,7 @@ def _socket_findings(socket: SocketFacts, facts: ClusterFacts) -> list[Finding]:
                 "haproxy",
                 f"HAProxy runtime socket {socket.address} is not at admin level",
                 f"show cli level: {socket.level}",
-                "declare the stats socket with 'level admin' (operator cannot set drain or maint)",
+                _admin_level_hint(socket.address),
             )
         )
     for node in facts.nodes:
@@ -269,11 +313,26 @@ def preflight_findings(inventory: Inventory, facts: ClusterFacts) -> list[Findin
     return findings
 
 
-def preflight_notices(facts: ClusterFacts) -> tuple[str, ...]:
+def preflight_notices(inventory: Inventory, facts: ClusterFacts) -> tuple[str, ...]:
     """What does not stop the run but should be known, each with what to do."""
-    return tuple(
+    notices = [
         f"HAProxy's {path} has no server-state-file / load-server-state-from-file: a reload during the "
         "run forgets DRAIN and MAINT. The runner sets them again when it sees them lost; to keep them "
         "across reloads, add both and save the states (show servers state) before each reload"
         for path in facts.haproxy_configs_losing_states
-    )
+    ]
+    notices += [
+        f"node {node.config.name}: {node.target_image_copy}, as no registry gave it; to skip the copy, "
+        "push the image to a registry that engine pulls from"
+        for node in facts.nodes
+        if node.target_image_present and node.target_image_copy
+    ]
+    flush_asked = inventory.cache is not None and inventory.cache.flush_after_upgrade
+    if facts.cache_backend is not None and not flush_asked:
+        notices.append(
+            f"keystone.conf turns Keystone's cache on ([cache] {facts.cache_backend}) and the inventory does "
+            "not ask for it to be flushed: after the schema change the cache may hold data the old release "
+            "wrote, served until it expires. To empty it after contract, add [cache] with memcached = "
+            '["HOST:PORT", ...] (keystone.conf\'s memcache_servers) and flush_after_upgrade = true'
+        )
+    return tuple(notices)

@@ -17,8 +17,10 @@ from runner.drivers.docker_node import DockerNode
 from runner.drivers.haproxy import RuntimeSocket
 from runner.drivers.http import RequestsHttp
 from runner.drivers.keystone import Credentials, KeystoneTokens
+from runner.drivers.memcached import MemcachedClient
 from runner.drivers.ports import Drivers
 from runner.drivers.rotation import HaproxyRotation
+from runner.drivers.systemd import LocalUnits, Systemctl
 from runner.errors import LockedError, PreflightError, RunnerError
 from runner.executor import Executor
 from runner.facts import (
@@ -29,11 +31,13 @@ from runner.facts import (
     probe_login_error,
     socket_facts,
     target_facts,
+    throwaway_setup,
     throwaways_running,
 )
 from runner.history import journal_plan, unfinished
 from runner.interrupts import ForcedStop, Interrupted, stop_requests
 from runner.journal import Journal, new_run_id
+from runner.keystone_conf import mounted_cache_backend
 from runner.model import LOCAL_ENGINE, Inventory, NodeConfig, ProbeConfig
 from runner.plan import Plan, build_plan
 from runner.report import build_report, write_report
@@ -53,15 +57,20 @@ def connect(inventory: Inventory, *, token_gate: bool = True) -> Drivers:
     Every password is read here, before anything changes: a missing one is a
     configuration error, not a failure half-way through a run.
     """
-    endpoints = {LOCAL_ENGINE, *(node.engine for node in inventory.nodes)}
-    engines: dict[str, Engine] = {endpoint: DockerEngine(endpoint) for endpoint in endpoints}
+    # Endpoint -> its TLS directory (the inventory allows one per endpoint; local has none).
+    endpoints = {LOCAL_ENGINE: None, **{node.engine: node.docker_tls_dir for node in inventory.nodes}}
+    engines: dict[str, Engine] = {
+        endpoint: DockerEngine(endpoint, tls_dir) for endpoint, tls_dir in endpoints.items()
+    }
     runtimes = tuple(RuntimeSocket(address) for address in inventory.haproxy_sockets)
     target = database_target(inventory.database)
     admin = admin_database_target(inventory.database)
     http = RequestsHttp()
+    # One systemctl, this host's: a node container a unit runs here is swapped through it.
+    units = LocalUnits(Systemctl())
 
     def node_runtime(node: NodeConfig) -> DockerNode:
-        return DockerNode(node, engines[node.engine], http)
+        return DockerNode(node, engines[node.engine], http, units.for_node(node))
 
     return Drivers(
         engines=engines,
@@ -76,6 +85,7 @@ def connect(inventory: Inventory, *, token_gate: bool = True) -> Drivers:
         node_runtime=node_runtime,
         backups=ContainerBackups(engines[LOCAL_ENGINE], target),
         tokens=_tokens(inventory.probe) if token_gate else None,
+        cache=MemcachedClient(),
     )
 
 
@@ -97,18 +107,22 @@ def gather_facts(inventory: Inventory, drivers: Drivers, *, pull_missing: bool =
             inventory.target_image,
             inventory.key_repositories,
             pull_missing=pull_missing,
+            # An engine no registry serves gets the target image from the runner's own.
+            image_source=drivers.engine(LOCAL_ENGINE),
         )
         for node in inventory.nodes
     )
     leftovers = throwaways_running(drivers.engines)
     sockets = tuple(socket_facts(runtime) for runtime in drivers.runtimes)
     database = database_facts(drivers.database)
+    setup = throwaway_setup(inventory, nodes, drivers.engine(LOCAL_ENGINE))
     target = target_facts(
         inventory,
         drivers.engine(LOCAL_ENGINE),
         {RUN_ID_LABEL: "preflight"},
         database_ok=database.error is None,
         pull_missing=pull_missing,
+        setup=setup,
     )
     return ClusterFacts(
         nodes,
@@ -118,6 +132,8 @@ def gather_facts(inventory: Inventory, drivers: Drivers, *, pull_missing: bool =
         leftovers,
         haproxy_configs_losing_states(inventory.haproxy_configs),
         probe_login_error(drivers.tokens, inventory.probe.url if inventory.probe else None),
+        cache_backend=mounted_cache_backend(setup.mounts),
+        throwaway=setup,
     )
 
 

@@ -7,9 +7,11 @@ wait has its own clock; callers name the state they wait for.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from tenacity import (
     RetryError,
@@ -21,6 +23,8 @@ from tenacity import (
 )
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,22 +52,67 @@ class WaitTimeout(Exception):
         )
 
 
+class WaitProgress(Protocol):
+    """Told how every wait goes, so that a long one can be shown while it lasts (the CLI's status line).
+
+    Called from whichever thread waits; a reporter that fails is logged and never fails the wait.
+    """
+
+    def waiting(self, policy: WaitPolicy, elapsed_s: float, observed: object) -> None:
+        """After each look: how long the wait has lasted, and what it saw (a result or a transient error)."""
+        ...
+
+    def done(self, policy: WaitPolicy, elapsed_s: float, reached: bool) -> None:
+        """The wait ended: the state was reached, or not (a timeout, an error that is not transient)."""
+        ...
+
+
+class _NoProgress:
+    """The default: waits are shown to no one."""
+
+    def waiting(self, policy: WaitPolicy, elapsed_s: float, observed: object) -> None:
+        return None
+
+    def done(self, policy: WaitPolicy, elapsed_s: float, reached: bool) -> None:
+        return None
+
+
+_progress: WaitProgress = _NoProgress()
+
+
+def set_progress(reporter: WaitProgress | None) -> WaitProgress:
+    """Tell ``reporter`` about every wait from now on (None: no one); returns the reporter it replaces."""
+    global _progress
+    previous, _progress = _progress, reporter if reporter is not None else _NoProgress()
+    return previous
+
+
+def _tell(report: Callable[[], None]) -> None:
+    try:
+        report()
+    except Exception:  # a status line that cannot be written must not stop a drain or a migration
+        log.debug("the wait progress reporter failed", exc_info=True)
+
+
 def wait_until(policy: WaitPolicy, probe: Callable[[], T], done: Callable[[T], bool]) -> T:
     """Call ``probe`` until ``done(result)`` holds; raise WaitTimeout with the last result.
 
     Exceptions of ``policy.transient`` count as "not yet" and are kept as the
-    last observation.
+    last observation. The progress reporter (``set_progress``) hears of every look.
     """
     last: list[object] = ["nothing observed yet"]
+    reporter, started = _progress, time.monotonic()
 
     def observe() -> T:
         try:
             result = probe()
+            last[0] = result
+            return result
         except policy.transient as exc:
             last[0] = exc
             raise
-        last[0] = result
-        return result
+        finally:
+            _tell(lambda: reporter.waiting(policy, time.monotonic() - started, last[0]))
 
     retrying = Retrying(
         stop=stop_after_delay(policy.timeout_s),
@@ -71,10 +120,15 @@ def wait_until(policy: WaitPolicy, probe: Callable[[], T], done: Callable[[T], b
         retry=retry_if_exception_type(policy.transient) | retry_if_result(lambda r: not done(r)),
         reraise=False,
     )
+    reached = False
     try:
-        return retrying(observe)
+        result = retrying(observe)
+        reached = True
+        return result
     except RetryError as exc:
         raise WaitTimeout(policy, last[0]) from exc
+    finally:
+        _tell(lambda: reporter.done(policy, time.monotonic() - started, reached))
 
 
 # The named policies. Bounds are generous for a loaded 2-core machine; the
@@ -82,6 +136,9 @@ def wait_until(policy: WaitPolicy, probe: Callable[[], T], done: Callable[[T], b
 ENGINE_ANSWERS = WaitPolicy("docker engine answers", timeout_s=60, interval_s=0.5)
 CONTAINER_HEALTHY = WaitPolicy("container reports healthy", timeout_s=240, interval_s=0.25)
 CONTAINER_EXITED = WaitPolicy("one-shot container exits", timeout_s=600, interval_s=0.1)
+# After `systemctl stop` of a node's unit: its ExecStop has stopped the container, or systemd killed
+# `docker start -a`, which passes the signal on and the container may still be stopping.
+UNIT_CONTAINER_EXITED = WaitPolicy("the unit's container has exited", timeout_s=60, interval_s=0.2)
 # A schema migration: the inventory's run.migration_timeout_s bounds it; past it the container is
 # reported and left running (never killed mid-statement).
 MIGRATION_FINISHES = WaitPolicy("the migration container exits", timeout_s=3600, interval_s=0.2)
@@ -105,3 +162,6 @@ TOKENS_ACCEPTED = WaitPolicy("a node and a peer accept each other's tokens", tim
 # A migration that timed out waiting for a metadata lock is tried again (after idle
 # transactions are ended), for up to this long.
 MIGRATION_LOCK_RETRY = WaitPolicy("migration gets its metadata locks", timeout_s=60, interval_s=1)
+# A memcached asked to flush (after contract, [cache] flush_after_upgrade): one being restarted
+# gets a moment; one that stays silent is named.
+MEMCACHED_ANSWERS = WaitPolicy("memcached answers flush_all", timeout_s=15, interval_s=0.5)

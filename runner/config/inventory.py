@@ -39,14 +39,19 @@ from runner.config.values import (
     check_host,
     check_http_url,
     check_image,
+    check_memcached_server,
     check_no_spaces,
     check_socket,
+    docker_tls_problems,
 )
 from runner.errors import ConfigError
 from runner.model import (
     DEFAULT_KEY_REPOSITORIES,
     LOCAL_ENGINE,
+    MIGRATIONS_COMMAND,
+    MIGRATIONS_KOLLA,
     BindMount,
+    CacheConfig,
     DatabaseConfig,
     DatabaseTls,
     Inventory,
@@ -55,6 +60,7 @@ from runner.model import (
     SecretSource,
     ServerRef,
     SocketAddress,
+    TargetConfig,
 )
 
 # -- the tables --------------------------------------------------------------------------------------
@@ -166,17 +172,22 @@ def _probe(raw: Any, problems: Problems, base: Path) -> ProbeConfig | None:
     return ProbeConfig(url, username, project, password, domain, rate, concurrency, max_seconds)
 
 
-def _nodes(raw: Any, problems: Problems, base: Path) -> tuple[NodeConfig, ...]:
+def _nodes(
+    raw: Any, problems: Problems, base: Path
+) -> tuple[tuple[NodeConfig, ...], tuple[tuple[str, TargetConfig], ...]]:
+    """The nodes, and each node's own target configuration ([nodes.target]) where it has one."""
     example = "write one [[nodes]] table per node, with name, container, health_url and servers"
     entries = array_of_tables(
         raw,
         "nodes",
         problems,
-        {"name", "docker", "container", "health_url", "servers"},
+        {"name", "docker", "docker_tls_dir", "container", "health_url", "servers", "target"},
         base,
         example=example,
     )
     nodes, names, containers, pairs = [], [], [], []
+    tls_dirs: dict[str, set[str | None]] = {}  # endpoint -> the TLS directories its nodes give
+    targets: list[tuple[str, TargetConfig]] = []
     for table in entries:
         name = table.text("name")
         container = table.text("container", check=check_container)
@@ -186,17 +197,53 @@ def _nodes(raw: Any, problems: Problems, base: Path) -> tuple[NodeConfig, ...]:
             fix="give the node's own Keystone URL, e.g. http://10.0.0.11:5000/v3",
         )
         engine = table.text("docker", check=check_engine_url) if "docker" in table.raw else LOCAL_ENGINE
+        tls_dir = _docker_tls_dir(table, engine)
+        if engine:
+            tls_dirs.setdefault(engine, set()).add(tls_dir)
         servers = _servers(table)
         # Duplicates are found among whatever could be read, even in a node with other problems.
         names += [name] if name else []
         containers += [f"{container} on {engine or table.raw.get('docker')}"] if container else []
         pairs += [str(s) for s in servers or ()]
+        own = table.sub("target", TARGET_CONFIG_KEYS)
+        if name and own is not None:
+            targets.append((name, _target_config(own)))
         if name and container and health_url and engine and servers:
-            nodes.append(NodeConfig(name, engine, container, health_url, servers))
+            nodes.append(NodeConfig(name, engine, container, health_url, servers, tls_dir))
+    for endpoint, given in sorted(tls_dirs.items()):
+        if len(given) > 1:  # one client per engine: its nodes must agree on how it is reached
+            problems.add(
+                "[[nodes]]",
+                f"the nodes on engine {endpoint} give different docker_tls_dir values",
+                found=sorted(str(d) for d in given),
+                fix="give every node on that engine the same docker_tls_dir",
+            )
     _unique(names, "[[nodes]]", "node name", problems)
     _unique(containers, "[[nodes]]", "container", problems)
     _unique(pairs, "[[nodes]]", "backend/server pair", problems)
-    return tuple(nodes)
+    return tuple(nodes), tuple(targets)
+
+
+def _docker_tls_dir(node: Table, engine: str | None) -> str | None:
+    """A tcp:// engine's TLS directory (ca.pem, cert.pem, key.pem), relative to the inventory."""
+    if "docker_tls_dir" not in node.raw:
+        return None
+    directory = node.path("docker_tls_dir", fix="give the directory of ca.pem, cert.pem and key.pem")
+    if directory is None:
+        return None
+    if engine is not None and not engine.startswith("tcp://"):
+        node.add(
+            "'docker_tls_dir' is only for a tcp:// engine",
+            found=engine,
+            fix='remove it, or give docker = "tcp://HOST:PORT" (unix:// and ssh:// need no TLS)',
+        )
+    for wrong in docker_tls_problems(directory):
+        node.add(
+            f"'docker_tls_dir' {directory} {wrong}",
+            fix="give the directory of the engine's ca.pem and this client's cert.pem and key.pem "
+            "(as DOCKER_CERT_PATH)",
+        )
+    return str(directory)
 
 
 def _servers(node: Table) -> tuple[ServerRef, ...] | None:
@@ -230,8 +277,9 @@ def _unique(values: list[str], where: str, what: str, problems: Problems) -> Non
 class _Target:
     image: str | None
     backup_image: str | None
-    mounts: tuple[BindMount, ...]
+    config: TargetConfig
     key_repositories: tuple[str, ...]
+    migrations: str | None
 
 
 def _strings(table: Table, key: str, fix: str) -> list[str] | None:
@@ -249,23 +297,52 @@ def _strings(table: Table, key: str, fix: str) -> list[str] | None:
     return list(raw)
 
 
-def _target(raw: Any, problems: Problems, base: Path) -> _Target:
-    known = {"image", "backup_image", "mounts", "key_repositories"}
-    table = top_table(raw, "[target]", problems, known, base, required=True)
-    if table is None:
-        return _Target(None, None, (), ())
+# The keys of a target configuration, in [target] and in a node's [nodes.target].
+TARGET_CONFIG_KEYS = {"mounts", "environment", "environment_remove"}
+
+
+def _target_config(table: Table) -> TargetConfig:
+    """Mounts that replace (same target path) or add to the old container's, and environment changes."""
     mount_fix = (
-        'write e.g. mounts = ["/etc/kolla/keystone/keystone.conf:/etc/keystone/keystone.conf:ro", ...]'
+        'write e.g. mounts = ["/etc/keystone-29/keystone.conf:/etc/keystone/keystone.conf:ro", '
+        '"keystone_fernet_tokens:/etc/keystone/fernet-keys"]'
     )
     mounts = []
-    if "mounts" not in table.raw:
-        table.add("'mounts' must give the throwaway container Keystone's config and keys", fix=mount_fix)
     for text in _strings(table, "mounts", mount_fix) or []:
         try:
             mounts.append(BindMount.parse(text))
         except ValueError as exc:
-            problems.add("[target] mounts", str(exc), fix="write SOURCE:TARGET[:ro|rw] with absolute paths")
-    _unique([m.target for m in mounts], "[target] mounts", "mount target", problems)
+            table.add(str(exc), fix="write SOURCE:TARGET[:ro|rw]: an absolute host path or a volume name")
+    _unique([m.target for m in mounts], table.where, "mount target", table.problems)
+    environment: dict[str, str] = {}
+    env_fix = 'write e.g. environment = { KEYSTONE_WORKERS = "4" }'
+    raw_env = table.raw.get("environment")
+    if raw_env is not None and not isinstance(raw_env, dict):
+        table.add("'environment' must be a table of strings", found=raw_env, fix=env_fix)
+    for name, value in (raw_env or {}).items() if isinstance(raw_env, dict) else ():
+        if check_env_name(name) is not None:
+            table.add(f"environment: {name!r} {check_env_name(name)}", fix=env_fix)
+        elif not isinstance(value, str) or CONTROL.search(value):
+            table.add(f"environment: {name} must be a string without control characters", found=value)
+        else:
+            environment[name] = value
+    removed = _strings(table, "environment_remove", 'write e.g. environment_remove = ["OLD_SETTING"]') or []
+    for name in removed:
+        if check_env_name(name) is not None:
+            table.add(f"environment_remove: {name!r} {check_env_name(name)}")
+        elif name in environment:
+            table.add(
+                f"{name} is both set and removed", fix="keep it in one of environment, environment_remove"
+            )
+    return TargetConfig(tuple(mounts), tuple(sorted(environment.items())), tuple(sorted(set(removed))))
+
+
+def _target(raw: Any, problems: Problems, base: Path) -> _Target:
+    known = {"image", "backup_image", "key_repositories", "migrations", *TARGET_CONFIG_KEYS}
+    table = top_table(raw, "[target]", problems, known, base, required=True)
+    if table is None:
+        return _Target(None, None, TargetConfig(), (), None)
+    config = _target_config(table)
     repositories: tuple[str, ...] = DEFAULT_KEY_REPOSITORIES
     if "key_repositories" in table.raw:
         given = _strings(table, "key_repositories", f"or leave it out for {list(DEFAULT_KEY_REPOSITORIES)}")
@@ -278,14 +355,18 @@ def _target(raw: Any, problems: Problems, base: Path) -> _Target:
                     fix="give where Keystone reads them, e.g. /etc/keystone/fernet-keys",
                 )
         _unique(list(repositories), "[target] key_repositories", "key repository", problems)
-    mounted = {m.target for m in mounts}
-    for repository in repositories:
-        if mounts and repository not in mounted:
-            problems.add(
-                "[target] mounts",
-                f"no mount for the key repository {repository}",
-                fix="mount the nodes' key repository there, or list the right key_repositories",
-            )
+    migrations = None
+    if "migrations" in table.raw:
+        migrations = table.text(
+            "migrations",
+            check=lambda v: (
+                None
+                if v in (MIGRATIONS_COMMAND, MIGRATIONS_KOLLA)
+                else f"must be {MIGRATIONS_COMMAND!r} or {MIGRATIONS_KOLLA!r}"
+            ),
+            fix=f"{MIGRATIONS_KOLLA!r}: the image's own start with KOLLA_UPGRADE / KOLLA_FINISH_UPGRADE; "
+            f"{MIGRATIONS_COMMAND!r}: keystone-manage db_sync as the command; leave it out to detect",
+        )
     return _Target(
         image=table.text(
             "image",
@@ -297,8 +378,9 @@ def _target(raw: Any, problems: Problems, base: Path) -> _Target:
             check=check_image,
             fix="give an image with mariadb-dump and bash, e.g. keystone-upgrade/mariadb:10.11",
         ),
-        mounts=tuple(mounts),
+        config=config,
         key_repositories=repositories,
+        migrations=migrations,
     )
 
 
@@ -352,6 +434,38 @@ def _run(raw: Any, problems: Problems, base: Path) -> _Run:
     )
 
 
+def _memcached_problem(server: Any) -> str | None:
+    """What is wrong with one entry of [cache] memcached (None: a HOST:PORT string)."""
+    if not isinstance(server, str):
+        return "is not a string"
+    if CONTROL.search(server):
+        return "holds control characters"
+    return check_memcached_server(server)
+
+
+def _cache(raw: Any, problems: Problems, base: Path) -> CacheConfig | None:
+    """[cache]: Keystone's memcached servers, flushed after the upgrade when asked (off by default)."""
+    table = top_table(raw, "[cache]", problems, {"memcached", "flush_after_upgrade"}, base, required=False)
+    if table is None:
+        return None
+    fix = 'list every memcached Keystone uses, e.g. memcached = ["10.0.0.21:11211", "10.0.0.22:11211"]'
+    given = table.raw.get("memcached")
+    servers: list[str] = []
+    if not isinstance(given, list) or not given:
+        table.add("'memcached' must be a non-empty array of HOST:PORT strings", found=given, fix=fix)
+    for index, server in enumerate(given if isinstance(given, list) else [], start=1):
+        wrong = _memcached_problem(server)
+        if wrong is None:
+            servers.append(server)
+        else:
+            table.add(f"memcached server #{index} {wrong}", found=server, fix=fix)
+    _unique(servers, "[cache] memcached", "memcached server", problems)
+    flush = table.boolean("flush_after_upgrade", False)
+    if flush is None or not servers or len(servers) != len(given or ()):
+        return None
+    return CacheConfig(memcached=tuple(servers), flush_after_upgrade=flush)
+
+
 def _parse(path: Path) -> dict[str, Any]:
     try:
         data = path.read_bytes()
@@ -384,9 +498,10 @@ def load_inventory(path: Path) -> Inventory:
     database = _database(raw.get("database"), problems, base)
     target = _target(raw.get("target"), problems, base)
     sockets, haproxy_configs = _sockets(raw.get("haproxy"), problems, base)
-    nodes = _nodes(raw.get("nodes"), problems, base)
+    nodes, node_targets = _nodes(raw.get("nodes"), problems, base)
     run = _run(raw.get("run"), problems, base)
     probe = _probe(raw.get("probe"), problems, base)
+    cache = _cache(raw.get("cache"), problems, base)
     if (
         problems.items
         or database is None
@@ -408,7 +523,11 @@ def load_inventory(path: Path) -> Inventory:
         database=database,
         target_image=target.image,
         backup_image=target.backup_image,
-        mounts=target.mounts,
+        mounts=target.config.mounts,
+        environment=target.config.environment,
+        environment_remove=target.config.environment_remove,
+        migrations=target.migrations,
+        node_targets=node_targets,
         key_repositories=target.key_repositories,
         haproxy_sockets=sockets,
         haproxy_configs=haproxy_configs,
@@ -419,4 +538,5 @@ def load_inventory(path: Path) -> Inventory:
         health_timeout_s=run.health_timeout_s,
         migration_timeout_s=run.migration_timeout_s,
         probe=probe,
+        cache=cache,
     )

@@ -17,7 +17,7 @@ from typing import Any
 from runner.config.values import CONTROL
 
 # The inventory's top-level tables (a key of that name below another table's header is a slip).
-SECTIONS = ("database", "target", "haproxy", "nodes", "run", "probe")
+SECTIONS = ("database", "target", "haproxy", "nodes", "run", "probe", "cache")
 
 
 class Problems:

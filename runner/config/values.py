@@ -16,7 +16,7 @@ import ssl
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from runner.model import LOCAL_ENGINE, SocketAddress
+from runner.model import LOCAL_ENGINE, SocketAddress, host_and_port
 
 # Upper bounds far above any real setting and low enough to catch a slipped digit: a wait
 # that would never end is a mistake, not a choice.
@@ -148,6 +148,22 @@ def check_socket(text: str) -> str | None:
     return None
 
 
+def check_memcached_server(text: str) -> str | None:
+    """A memcached server: HOST:PORT, or [IPv6]:PORT."""
+    form = "is not HOST:PORT (a port from 1 to 65535; [ADDRESS]:PORT for IPv6)"
+    try:
+        host, _ = host_and_port(text)
+    except ValueError:
+        return form
+    if text.startswith("["):
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return form
+        return None
+    return form if check_host(host) else None
+
+
 def check_ca_bundle(path: Path) -> str | None:
     """A file of PEM certificates that TLS can load as the authorities to trust."""
     if not os.path.isfile(path):
@@ -157,3 +173,28 @@ def check_ca_bundle(path: Path) -> str | None:
     except (ssl.SSLError, OSError, ValueError) as exc:
         return f"is not a readable PEM certificate bundle ({exc})"
     return None
+
+
+# What a Docker TLS directory holds (DOCKER_CERT_PATH's layout): the CA, the client's certificate and key.
+DOCKER_TLS_FILES = ("ca.pem", "cert.pem", "key.pem")
+
+
+def docker_tls_problems(directory: Path) -> list[str]:
+    """Everything wrong with a Docker TLS directory: each missing file, a CA or key pair TLS cannot load."""
+    if not os.path.isdir(directory):
+        return ["is not a directory"]
+    missing = [f"has no {name}" for name in DOCKER_TLS_FILES if not os.path.isfile(directory / name)]
+    if missing:
+        return missing
+    problems = []
+    wrong_ca = check_ca_bundle(directory / "ca.pem")
+    if wrong_ca is not None:
+        problems.append(f"ca.pem {wrong_ca}")
+    try:
+        # An empty password: a key that needs one fails here instead of prompting on the terminal.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(
+            directory / "cert.pem", directory / "key.pem", password=b""
+        )
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        problems.append(f"cert.pem and key.pem are not a certificate and its unencrypted key ({exc})")
+    return problems

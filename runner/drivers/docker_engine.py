@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import docker
+import docker.tls
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from runner.drivers.containers import (
@@ -31,6 +33,8 @@ from runner.waits import CONTAINER_EXITED, WaitPolicy, WaitTimeout, wait_until
 log = logging.getLogger(__name__)
 
 THROWAWAY_CPU_SHARES = 256
+# How long an engine loading an image may stay silent (it unpacks and registers every layer first).
+IMAGE_LOAD_TIMEOUT_S = 1800
 
 
 def _bind_mounts(inspect: Mapping[str, Any]) -> dict[str, str]:
@@ -44,9 +48,22 @@ def _bind_mounts(inspect: Mapping[str, Any]) -> dict[str, str]:
 class DockerEngine:
     """One Docker engine, reached through the docker SDK."""
 
-    def __init__(self, endpoint: str = LOCAL_ENGINE):
+    def __init__(self, endpoint: str = LOCAL_ENGINE, tls_dir: str | None = None):
         self.endpoint = endpoint
+        # A tcp:// engine's TLS: the directory of ca.pem, cert.pem and key.pem, as DOCKER_CERT_PATH.
+        self.tls_dir = tls_dir
         self._client: docker.DockerClient | None = None
+
+    def _tls(self) -> docker.tls.TLSConfig | None:
+        """Mutual TLS from ``tls_dir``: the engine's certificate must chain to its ca.pem."""
+        if self.tls_dir is None:
+            return None
+        directory = Path(self.tls_dir)
+        return docker.tls.TLSConfig(
+            client_cert=(str(directory / "cert.pem"), str(directory / "key.pem")),
+            ca_cert=str(directory / "ca.pem"),
+            verify=True,
+        )
 
     @property
     def client(self) -> docker.DockerClient:
@@ -58,7 +75,7 @@ class DockerEngine:
                     self._client = docker.from_env(timeout=60)
                 else:
                     self._client = docker.DockerClient(
-                        base_url=self.endpoint, timeout=60, use_ssh_client=True
+                        base_url=self.endpoint, timeout=60, use_ssh_client=True, tls=self._tls() or False
                     )
             except DockerException as exc:
                 raise DockerError(
@@ -123,6 +140,41 @@ class DockerEngine:
             log.info("pull of %s on %s failed: %s", reference, self.endpoint, exc)
             return False
         return True
+
+    def save_image(self, reference: str) -> Iterator[bytes]:
+        """The image as `docker save` writes it (tagged ``reference``), in chunks as the engine sends them."""
+        chunks = None
+        try:
+            chunks = self.client.api.get_image(reference)
+            yield from chunks
+        except (DockerException, OSError) as exc:  # requests' errors are OSErrors
+            raise self._fail(f"cannot read image {reference}", exc) from exc
+        finally:
+            if chunks is not None:
+                chunks.close()  # a load that stopped half-way ends the engine's stream too
+
+    def load_image(self, archive: Iterable[bytes]) -> None:
+        """`docker load` of ``archive``, streamed to the engine as it is read."""
+        api = self.client.api
+        usual_timeout = api.timeout
+        # The engine answers once every layer is registered, after the whole archive arrived:
+        # silence for longer than the usual 60 s is the engine at work, not an engine gone.
+        api.timeout = IMAGE_LOAD_TIMEOUT_S
+        try:
+            # quiet: progress the engine wrote while the runner is still sending could fill
+            # the connection and stall both sides.
+            for message in api.load_image(archive, quiet=True):
+                if message.get("error") or message.get("errorDetail"):
+                    detail = message.get("error") or message["errorDetail"].get("message")
+                    raise DockerError(
+                        f"loading an image failed on engine {self.endpoint}",
+                        observed=str(detail),
+                        hint="check the engine's disk space and log",
+                    )
+        except (DockerException, OSError) as exc:
+            raise self._fail("loading an image failed", exc, "check the engine's disk space and log") from exc
+        finally:
+            api.timeout = usual_timeout
 
     def run_once(
         self,
@@ -308,6 +360,16 @@ class DockerEngine:
             api.start(created["Id"])
         except DockerException as exc:
             raise self._fail(f"cannot create and start {blueprint.name} from {blueprint.image}", exc) from exc
+        return str(created["Id"])
+
+    def create(self, blueprint: ContainerBlueprint) -> str:
+        """Create the container the blueprint describes, not started (a systemd unit starts it); its id."""
+        try:
+            created = self.client.api.create_container_from_config(
+                blueprint.create_body(), name=blueprint.name
+            )
+        except DockerException as exc:
+            raise self._fail(f"cannot create {blueprint.name} from {blueprint.image}", exc) from exc
         return str(created["Id"])
 
     def start(self, container: str) -> None:

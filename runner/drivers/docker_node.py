@@ -11,22 +11,30 @@ from __future__ import annotations
 from runner.drivers.containers import ContainerFacts, Engine, ImageFacts
 from runner.drivers.docker_blueprint import derive_blueprint
 from runner.drivers.key_digests import read_key_digests
+from runner.drivers.keystone_release import release_inside
 from runner.drivers.ports import EffectData, Http
+from runner.drivers.systemd import ContainerUnit, ServiceManager
 from runner.errors import DockerError
-from runner.model import NodeConfig
+from runner.model import NodeConfig, TargetConfig
 
 DEFAULT_STOP_TIMEOUT_S = 10
 HEALTH_REQUEST_TIMEOUT_S = 5
-VERSION_FROM_METADATA = ["python3", "-c", "import importlib.metadata as m; print(m.version('keystone'))"]
 
 
 class DockerNode:
     """The ``NodeRuntime`` of a node run as a container on a Docker engine."""
 
-    def __init__(self, node: NodeConfig, engine: Engine, http: Http):
+    def __init__(self, node: NodeConfig, engine: Engine, http: Http, services: ServiceManager | None = None):
         self.node = node
         self.engine = engine
         self.http = http
+        # A container a systemd unit runs (kolla-ansible) is stopped and started through the unit:
+        # stopped through Docker, systemd would start the old one again behind the runner's back.
+        self.unit = ContainerUnit(services, node.container, engine)
+
+    def _with_unit(self, data: EffectData) -> EffectData:
+        """The effect's data, naming the unit when the move went through one."""
+        return data if self.unit.name is None else {**data, "unit": self.unit.name}
 
     def _existing(self, name: str, what: str) -> ContainerFacts:
         found = self.engine.container(name)
@@ -56,8 +64,12 @@ class DockerNode:
         old = self._existing(self.node.container, "container")
         self._old_image(old)
         stop_timeout = old.inspect["Config"].get("StopTimeout") or DEFAULT_STOP_TIMEOUT_S
-        self.engine.stop(old.id, int(stop_timeout))
-        return {"container_id": old.id, "version": old.keystone_version}
+        version = self.running_release() if old.status == "running" else old.keystone_version
+        if self.unit.name is None:
+            self.engine.stop(old.id, int(stop_timeout))
+        else:
+            self.unit.stop(old.id)
+        return self._with_unit({"container_id": old.id, "version": version})
 
     def set_aside(self, kept_as: str) -> EffectData:
         """Rename the stopped container to ``kept_as``; its name is free for the replacement."""
@@ -65,14 +77,18 @@ class DockerNode:
         self.engine.rename(old.id, kept_as)
         return {"old_name": kept_as, "container_id": old.id}
 
-    def start_target(self, image: str, kept_as: str) -> EffectData:
-        """Create and start the replacement on ``image`` with everything the operator gave the old one."""
+    def start_target(self, image: str, kept_as: str, config: TargetConfig | None = None) -> EffectData:
+        """Create and start the replacement on ``image`` with everything the operator gave the old one,
+        and the target configuration (``config``) instead of or on top of it."""
         old = self._existing(kept_as, "the old container")
         blueprint = derive_blueprint(
-            old.inspect, self._old_image(old).inspect, image, name=self.node.container
+            old.inspect, self._old_image(old).inspect, image, name=self.node.container, target=config
         )
-        new_id = self.engine.create_and_start(blueprint)
-        return {"container_id": new_id, "image": image}
+        if self.unit.name is None:
+            new_id = self.engine.create_and_start(blueprint)
+        else:
+            new_id = self.unit.start_new(blueprint)  # created here, started by the unit's ExecStart
+        return self._with_unit({"container_id": new_id, "image": image})
 
     def restore_old(self, kept_as: str) -> EffectData:
         """Remove the replacement (if any), rename ``kept_as`` back, start it.
@@ -80,6 +96,8 @@ class DockerNode:
         Safe at every point of a swap: before the rename the container under
         the node's name is the old one, and it is only started again.
         """
+        if self.unit.name is not None:
+            self.unit.stop_if_active()  # else Restart=always starts whatever has the name meanwhile
         kept = self.engine.container(kept_as)
         if kept is not None:
             current = self.engine.container(self.node.container)
@@ -87,8 +105,13 @@ class DockerNode:
                 self.engine.remove(current.id)
             self.engine.rename(kept.id, self.node.container)
         old = self._existing(self.node.container, "container")
-        self.engine.start(old.id)
-        return {"container_id": old.id, "image": old.image_reference, "removed_replacement": kept is not None}
+        if self.unit.name is None:
+            self.engine.start(old.id)
+        else:
+            self.unit.start()
+        return self._with_unit(
+            {"container_id": old.id, "image": old.image_reference, "removed_replacement": kept is not None}
+        )
 
     def discard_old(self, kept_as: str) -> bool:
         """Remove the container kept for rollback."""
@@ -98,21 +121,11 @@ class DockerNode:
         return True
 
     def running_release(self) -> str | None:
-        """The Keystone release installed in the running container, asked inside it.
-
-        The package metadata answers in a tenth of a second; `keystone-manage
-        --version` (a second: it imports all of Keystone) is the fallback for
-        images whose python3 is not Keystone's.
-        """
+        """The Keystone release installed in the running container, asked inside it (not its label)."""
         container = self.engine.container(self.node.container)
         if container is None or container.status != "running":
             return None
-        for command in (VERSION_FROM_METADATA, ["keystone-manage", "--version"]):
-            finished = self.engine.exec_output(self.node.container, command)
-            lines = finished.output.strip().splitlines()
-            if finished.exit_code == 0 and lines:
-                return lines[-1].strip()
-        return None
+        return release_inside(self.engine, self.node.container)
 
     def health(self) -> int:
         """GET the node's health URL directly (not through HAProxy)."""

@@ -19,7 +19,7 @@ from runner.drivers.backup import BackupManifest
 from runner.drivers.containers import Engine
 from runner.drivers.database import BinlogSettings, IdleTransaction
 from runner.drivers.haproxy import HaproxyRuntime
-from runner.model import NodeConfig, ServerRef
+from runner.model import NodeConfig, ServerRef, TargetConfig
 
 # What an effect on a node reports for the journal (container ids, names, versions).
 EffectData = dict[str, Any]
@@ -67,7 +67,7 @@ class NodeRuntime(Protocol):
         """Keep the stopped old node under ``kept_as`` so that its replacement can take its place."""
         ...
 
-    def start_target(self, image: str, kept_as: str) -> EffectData:
+    def start_target(self, image: str, kept_as: str, config: TargetConfig | None = None) -> EffectData:
         """Start the node on ``image``, configured as the node kept as ``kept_as`` was."""
         ...
 
@@ -101,6 +101,15 @@ class Tokens(Protocol):
 
     def issue(self, base_url: str) -> str: ...
     def validate(self, base_url: str, auth_token: str, subject_token: str) -> int: ...
+
+
+class Cache(Protocol):
+    """The cache Keystone's nodes share (memcached), emptied once the schema has changed.
+
+    A server that does not answer, or refuses, raises a CacheError naming it.
+    """
+
+    def flush_all(self, server: str) -> None: ...
 
 
 class Rotation(Protocol):
@@ -137,6 +146,8 @@ class Drivers:
     backups: Backups
     # Only when the inventory gives probe credentials: the token gate of each node.
     tokens: Tokens | None = None
+    # Keystone's memcached servers, flushed after contract when [cache] flush_after_upgrade asks.
+    cache: Cache | None = None
 
     def engine(self, endpoint: str) -> Engine:
         """The engine of a node (or "local" for throwaway containers)."""

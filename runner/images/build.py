@@ -1,7 +1,8 @@
 """Build the project's images, reusing any whose build context has not changed.
 
 Each image carries the sha256 of what it was built from (its directory under
-images/, its build arguments and the base image's id) as a label. An image
+images/, or for the runner's own image the few paths of the repository it is
+built from; its build arguments and the base image's id) as a label. An image
 whose label matches is reused; anything else is built. The host's CA bundle
 goes into the build context of images that run pip, never into an image.
 """
@@ -14,6 +15,7 @@ import logging
 import os
 import tarfile
 import time
+import tomllib
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -55,29 +57,56 @@ class BuildOutcome:
     seconds: float
 
 
-def _context_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*") if p.is_file())
+def _compiled(path: Path) -> bool:
+    # Python's bytecode caches change whenever the checkout's code runs: never part of a context.
+    return "__pycache__" in path.parts or path.suffix == ".pyc"
+
+
+def _context_files(spec: ImageSpec, images_dir: Path) -> list[tuple[Path, str]]:
+    """Each file of the build context, and its name in the context."""
+    directory = images_dir / spec.directory
+    roots = [directory / name for name in spec.include] or [directory]
+    missing = [str(root) for root in roots if not root.exists()]
+    if missing:
+        raise ImageError(
+            f"the build context of {spec.reference} is incomplete",
+            observed="not found: " + ", ".join(missing),
+            hint="build from a complete checkout of keystone-upgrade (or set KU_IMAGES_DIR to its images/)",
+        )
+    files = set()
+    for root in roots:
+        candidates = [root] if root.is_file() else root.rglob("*")
+        files |= {p for p in candidates if p.is_file() and not _compiled(p.relative_to(directory))}
+    return [(path, path.relative_to(directory).as_posix()) for path in sorted(files)]
 
 
 def context_digest(spec: ImageSpec, images_dir: Path, base_image_id: str) -> str:
     """sha256 of everything the image is built from, the CA bundle excepted."""
-    directory = images_dir / spec.directory
     digest = hashlib.sha256()
     digest.update(base_image_id.encode())
     for key in sorted(spec.buildargs):
         digest.update(f"\0arg\0{key}={spec.buildargs[key]}".encode())
-    for path in _context_files(directory):
-        digest.update(f"\0file\0{path.relative_to(directory).as_posix()}\0".encode())
+    for path, name in _context_files(spec, images_dir):
+        digest.update(f"\0file\0{name}\0".encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
+def project_version(images_dir: Path | None = None) -> str | None:
+    """The version in the repository's pyproject.toml (beside images/), or None without one."""
+    pyproject = (images_dir or default_images_dir()).parent / "pyproject.toml"
+    try:
+        version = tomllib.loads(pyproject.read_text())["project"]["version"]
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError):
+        return None
+    return version if isinstance(version, str) and version else None
+
+
 def _context_tar(spec: ImageSpec, images_dir: Path) -> bytes:
-    directory = images_dir / spec.directory
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for path in _context_files(directory):
-            tar.add(path, arcname=path.relative_to(directory).as_posix())
+        for path, name in _context_files(spec, images_dir):
+            tar.add(path, arcname=name)
         # COPY build-ca/ needs the directory even when there is no bundle.
         placeholder = tarfile.TarInfo("build-ca/.keep")
         tar.addfile(placeholder, io.BytesIO(b""))

@@ -38,11 +38,14 @@ class ImageSpec:
     """One image to build: where its Dockerfile is, its tag and build arguments."""
 
     name: str
-    directory: str  # below images/
+    directory: str  # below images/ (".." is the repository root)
     tag: str
     buildargs: dict[str, str] = field(default_factory=dict)
     # Whether the build context gets the host's CA bundle (pip runs in it).
     needs_ca_bundle: bool = False
+    # Only these paths of ``directory`` go into the context and its digest (empty: all of it), so
+    # that a change beside them (tests, docs, a virtualenv) is no reason to rebuild.
+    include: tuple[str, ...] = ()
 
     @property
     def reference(self) -> str:
@@ -88,6 +91,26 @@ def infrastructure_images() -> tuple[ImageSpec, ...]:
         ImageSpec(name="mariadb", directory="mariadb", tag="10.11"),
         ImageSpec(name="memcached", directory="memcached", tag="1.6"),
         ImageSpec(name="haproxy", directory="haproxy", tag="2.6"),
+    )
+
+
+# The runner's own image is built from the repository root (images/..) with the top-level
+# Dockerfile: the package, its metadata and the Dockerfile are all that goes in.
+RUNNER_CONTEXT: tuple[str, ...] = ("Dockerfile", "pyproject.toml", "runner")
+
+
+def runner_image(project_version: str | None) -> ImageSpec:
+    """The runner's own image, tagged with the project's version ("latest" when it has none).
+
+    Not among all_images(): a lab cluster does not need it; `images build --runner` and the
+    test that runs the upgrade from it build it.
+    """
+    return ImageSpec(
+        name="runner",
+        directory="..",
+        tag=project_version or "latest",
+        needs_ca_bundle=True,
+        include=RUNNER_CONTEXT,
     )
 
 

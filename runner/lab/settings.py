@@ -91,11 +91,13 @@ class LabSettings:
     config_dir: Path
     state_dir: Path
     db_log_bin: bool = False
+    # Another image of ``keystone_version`` for the nodes (tests: one without the release label).
+    image_override: str | None = None
 
     @property
     def keystone_image(self) -> str:
         """The image reference the nodes run."""
-        return f"{REPOSITORY}/keystone:{self.keystone_version}"
+        return self.image_override or f"{REPOSITORY}/keystone:{self.keystone_version}"
 
     def node_names(self) -> tuple[str, ...]:
         """HAProxy server names and compose service names of the nodes."""

@@ -36,6 +36,7 @@ def temporary_cluster(
     project_prefix: str,
     temp_prefix: str,
     db_log_bin: bool = False,
+    keystone_image: str | None = None,
 ) -> Iterator[LabEndpoints]:
     """A running cluster of ``version``; removed with its directories however the block ends."""
     root = Path(tempfile.mkdtemp(prefix=temp_prefix))
@@ -47,6 +48,7 @@ def temporary_cluster(
         config_dir=root / "config",
         state_dir=root / "state",
         db_log_bin=db_log_bin,
+        image_override=keystone_image,
     )
     lab = Lab(settings, client)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner.steps.base import RunContext, Step, StepKind, Undo, decode_step
+from runner.steps.cache import FlushCache
 from runner.steps.cleanup import Cleanup
 from runner.steps.database import Backup, RestoreTrust, TrustFunctionCreators
 from runner.steps.keys import KeysAgree
@@ -22,6 +23,7 @@ STEP_TYPES: dict[StepKind, type[Step]] = {
         KeysAgree,
         NodeUpgrade,
         Contract,
+        FlushCache,
         Cleanup,
     )
 }
@@ -37,6 +39,7 @@ __all__ = [
     "Cleanup",
     "Contract",
     "Expand",
+    "FlushCache",
     "KeysAgree",
     "Migrate",
     "NodeUpgrade",

@@ -21,7 +21,7 @@ from runner.drivers.ports import Drivers
 from runner.errors import RollbackError, RunnerError
 from runner.interrupts import StopRequests
 from runner.journal import Journal
-from runner.model import BindMount, NodeConfig
+from runner.model import BindMount, NodeConfig, TargetConfig
 
 
 class StepKind(StrEnum):
@@ -35,6 +35,7 @@ class StepKind(StrEnum):
     KEYS = "keys"
     NODE = "node"
     CONTRACT = "contract"
+    FLUSH_CACHE = "flush-cache"
     CLEANUP = "cleanup"
 
 
@@ -134,18 +135,26 @@ def _encode(value: Any) -> Any:
         return value.to_dict()
     if isinstance(value, BindMount):
         return str(value)
+    if isinstance(value, TargetConfig):
+        return value.to_dict()
     if isinstance(value, tuple):
         return [_encode(item) for item in value]
     return value
 
 
+# Parameter types kept in the journal in their own JSON form, and how each is read back.
+_DECODERS: dict[Any, Any] = {
+    NodeConfig: NodeConfig.from_dict,
+    BindMount: BindMount.parse,
+    TargetConfig: TargetConfig.from_dict,
+}
+
+
 def _decode(hint: Any, value: Any) -> Any:
     if value is None:
         return None
-    if hint is NodeConfig:
-        return NodeConfig.from_dict(value)
-    if hint is BindMount:
-        return BindMount.parse(value)
+    if hint in _DECODERS:
+        return _DECODERS[hint](value)
     origin = typing.get_origin(hint)
     if origin is tuple:
         return tuple(_decode(typing.get_args(hint)[0], item) for item in value)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from runner.drivers.key_digests import KEY_DIGEST_SCRIPT, key_differences, parse_key_digests, short
 from runner.errors import DockerError, KeysError
 from runner.journal import Event
-from runner.model import LOCAL_ENGINE, BindMount, NodeConfig
+from runner.migrations import kolla_argv
+from runner.model import LOCAL_ENGINE, MIGRATIONS_COMMAND, MIGRATIONS_KOLLA, BindMount, NodeConfig
 from runner.steps.base import RunContext, Step, StepKind, Undo
 
 THROWAWAY = "the throwaway container"
@@ -30,6 +31,9 @@ class KeysAgree(Step):
     repositories: tuple[str, ...]
     image: str  # the target: its throwaway container sees the keys through ``mounts``
     mounts: tuple[BindMount, ...]
+    # The node's environment, and whether the Kolla way copies the keys into place first.
+    environment: tuple[tuple[str, str], ...] = ()
+    migrations: str = MIGRATIONS_COMMAND
 
     def apply(self, context: RunContext) -> None:
         """Read, journal (short digests only), refuse on any difference."""
@@ -37,10 +41,12 @@ class KeysAgree(Step):
             f"node {node.name}": context.drivers.node_runtime(node).key_digests(self.repositories)
             for node in self.nodes
         }
+        command = ["python3", "-c", KEY_DIGEST_SCRIPT, *self.repositories]
         finished = context.drivers.engine(LOCAL_ENGINE).run_once(
             self.image,
-            ["python3", "-c", KEY_DIGEST_SCRIPT, *self.repositories],
+            kolla_argv(command) if self.migrations == MIGRATIONS_KOLLA else command,
             mounts=self.mounts,
+            environment=dict(self.environment),
             labels=context.labels(self.id),
             user="root",  # key repositories are 0700 keystone: root reads them in any image
         )

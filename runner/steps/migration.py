@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from runner.drivers.containers import StillRunning
 from runner.errors import MigrationError, RunnerError
 from runner.journal import Event
-from runner.migrations import IDLE_TRANSACTION_S, LOCK_TIMEOUT
-from runner.model import BindMount, NodeConfig, ServerRef
+from runner.migrations import IDLE_TRANSACTION_S, LOCK_TIMEOUT, kolla_argv
+from runner.model import MIGRATIONS_COMMAND, MIGRATIONS_KOLLA, BindMount, NodeConfig, ServerRef
 from runner.steps.base import RunContext, Step, StepKind, Undo
 from runner.waits import (
     CLUSTER_READY_FOR_CONTRACT,
@@ -26,14 +26,32 @@ from runner.waits import (
 
 @dataclass(frozen=True, kw_only=True)
 class Throwaway:
-    """What a throwaway container of the target needs: the image, its mounts, its environment."""
+    """What a throwaway container of the target needs: the image, a node's mounts and environment
+    with the target configuration on top, and how it migrates (a command, or the Kolla way)."""
 
     image: str
     mounts: tuple[BindMount, ...]
-    environment: tuple[tuple[str, str], ...]  # oslo.config overrides (the bounded lock wait)
+    # The node's environment with the target's, and oslo.config overrides (the bounded lock wait).
+    environment: tuple[tuple[str, str], ...]
     database_user: str  # Keystone's account: its idle transactions are ended before a schema change
     # How long a db_sync is waited for; past it the container is reported and left to finish.
     timeout_s: float = MIGRATION_FINISHES.timeout_s
+    user: str | None = None  # the node's user where the operator set one (None: the image's)
+    # MIGRATIONS_KOLLA: the image's own start (``command``, the node's) with KOLLA_UPGRADE /
+    # KOLLA_FINISH_UPGRADE, which copies config.json's files into place first.
+    migrations: str = MIGRATIONS_COMMAND
+    command: tuple[str, ...] = ()
+
+    @property
+    def kolla(self) -> bool:
+        """True when the migrations run the Kolla way."""
+        return self.migrations == MIGRATIONS_KOLLA
+
+    def argv(self, command: list[str]) -> list[str]:
+        """``command`` as the container runs it: after kolla_set_configs, the Kolla way."""
+        if not self.kolla:
+            return command
+        return kolla_argv(command)
 
 
 def run_throwaway(
@@ -50,7 +68,8 @@ def run_throwaway(
             command,
             mounts=spec.mounts,
             labels=context.labels(purpose),
-            environment=environment,
+            environment={**dict(spec.environment), **(environment or {})},
+            user=spec.user,
             policy=MIGRATION_FINISHES.with_timeout(spec.timeout_s),
             keep_on_timeout=True,
         )
@@ -65,6 +84,11 @@ def run_throwaway(
     context.log_dir.mkdir(parents=True, exist_ok=True)
     (context.log_dir / f"{log_name(purpose)}.log").write_text(finished.output)
     return finished.exit_code, finished.tail()
+
+
+# The Kolla images' switches for one-shot migration containers: KOLLA_UPGRADE runs
+# db_sync --expand then --migrate, KOLLA_FINISH_UPGRADE runs --contract; each then exits.
+KOLLA_PHASES = {"--expand": "KOLLA_UPGRADE", "--contract": "KOLLA_FINISH_UPGRADE"}
 
 
 def log_name(purpose: str) -> str:
@@ -84,12 +108,16 @@ def db_sync(context: RunContext, step_id: str, spec: Throwaway, phase: str) -> N
     """
     heads_before = sorted(context.drivers.database.alembic_heads())
 
+    if spec.kolla:
+        # The image's own start copies config.json's files into place, then runs the phase and exits 0.
+        command, environment = list(spec.command), {KOLLA_PHASES[phase]: "yes"}
+    else:
+        command, environment = ["keystone-manage", "db_sync", phase], {}
+
     def attempt() -> tuple[int, str]:
         _end_idle_transactions(context, step_id, spec.database_user)
         context.journal.intend(step_id, Event.DB_SYNC, phase=phase, heads_before=heads_before)
-        return run_throwaway(
-            context, spec, ["keystone-manage", "db_sync", phase], step_id, dict(spec.environment)
-        )
+        return run_throwaway(context, spec, command, step_id, environment)
 
     try:
         exit_code, tail = wait_until(
@@ -182,7 +210,7 @@ class Contract(Throwaway, Step):
         context.journal.event(self.id, Event.CLUSTER_ON_TARGET)
         db_sync(context, self.id, self, "--contract")
         exit_code, tail = run_throwaway(
-            context, self, ["keystone-manage", "db_sync", "--check"], f"{self.id}-check"
+            context, self, self.argv(["keystone-manage", "db_sync", "--check"]), f"{self.id}-check"
         )
         heads = frozenset(context.drivers.database.alembic_heads())
         context.journal.event(self.id, Event.CHECKED, exit_code=exit_code, heads=sorted(heads))

@@ -9,14 +9,14 @@ back); the health gate, the release gate; ready, wait until UP everywhere.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from runner.drivers.keystone import base_url
 from runner.drivers.ports import NodeRuntime
 from runner.errors import DrainError, HealthError, RunnerError
 from runner.journal import Event
-from runner.model import NodeConfig
+from runner.model import NodeConfig, TargetConfig
 from runner.steps.base import RunContext, Step, StepKind, Undo
 from runner.steps.tokens import accepted_both_ways
 from runner.waits import NODE_HEALTHY, WaitTimeout, wait_until
@@ -46,6 +46,8 @@ class NodeUpgrade(Step):
     # The other nodes, the next to be swapped first: a token issued on this node must validate on
     # peers[0] and one issued there on this node before it goes back into rotation.
     peers: tuple[NodeConfig, ...] = ()
+    # What the new container gets instead of, or on top of, the old one's mounts and environment.
+    config: TargetConfig = field(default_factory=TargetConfig)
 
     @property
     def node_name(self) -> str:
@@ -64,7 +66,7 @@ class NodeUpgrade(Step):
         journal.intend(self.id, Event.RENAMED, old_name=self.kept_as)
         journal.event(self.id, Event.RENAMED, **runtime.set_aside(self.kept_as))
         journal.intend(self.id, Event.STARTED, image=self.image)
-        journal.event(self.id, Event.STARTED, **runtime.start_target(self.image, self.kept_as))
+        journal.event(self.id, Event.STARTED, **runtime.start_target(self.image, self.kept_as, self.config))
         self._keep_out(context)
         self._gate(
             context,

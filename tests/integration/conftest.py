@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack
 from datetime import UTC, datetime
+from typing import Any
 
 # testcontainers' reaper (Ryuk) image cannot be pulled here; our fixtures
 # remove what they create instead. Set before testcontainers is imported.
@@ -36,7 +37,7 @@ def cluster_factory(docker_client: docker.DockerClient) -> Iterator[ClusterFacto
     """Bring up lab clusters inside a test; every one is removed when the test ends, pass or fail."""
     with ExitStack() as stack:
 
-        def make(version: str, **options: bool) -> LabEndpoints:
+        def make(version: str, **options: Any) -> LabEndpoints:
             manager: AbstractContextManager[LabEndpoints] = lab_cluster(docker_client, version, **options)
             started = datetime.now(UTC).replace(microsecond=0)
             endpoints = stack.enter_context(manager)

@@ -27,11 +27,16 @@ TEST_CONTAINER_LABEL = "io.keystone-upgrade.test-session"
 
 @contextmanager
 def lab_cluster(
-    client: docker.DockerClient, version: str, *, db_log_bin: bool = False
+    client: docker.DockerClient, version: str, *, db_log_bin: bool = False, keystone_image: str | None = None
 ) -> Iterator[LabEndpoints]:
     """A running cluster of ``version`` named for this session; removed however the block ends."""
     with temporary_cluster(
-        client, version, project_prefix=PROJECT_PREFIX, temp_prefix=TEMP_PREFIX, db_log_bin=db_log_bin
+        client,
+        version,
+        project_prefix=PROJECT_PREFIX,
+        temp_prefix=TEMP_PREFIX,
+        db_log_bin=db_log_bin,
+        keystone_image=keystone_image,
     ) as endpoints:
         yield endpoints
 

@@ -24,8 +24,15 @@ pytestmark = pytest.mark.integration
 BROKEN = {
     # Starts, never answers: the health gate fails.
     "silent": f'FROM {REPOSITORY}/keystone:29.1.0\nCMD ["sleep", "3600"]\n',
-    # Answers, but runs 28.1.0 while its label says 29.1.0: the release gate fails.
-    "liar": f'FROM {REPOSITORY}/keystone:28.1.0\nLABEL {KEYSTONE_VERSION_LABEL}="29.1.0"\n',
+    # Carries 29.1.0, but the process that serves turns its package into 28.1.0 at start (preflight,
+    # reading the image in a throwaway container, sees 29.1.0): the release gate, asking the node, fails.
+    "liar": f"FROM {REPOSITORY}/keystone:29.1.0\nUSER root\n"
+    "RUN chmod -R o+w /opt/keystone/lib/python3.11/site-packages/keystone-29.1.0.dist-info\n"
+    "USER keystone\n"
+    'CMD ["sh", "-c", "sed -i s/^Version:.*/Version:28.1.0/ '
+    '/opt/keystone/lib/python3.11/site-packages/keystone-29.1.0.dist-info/METADATA && exec gunicorn"]\n',
+    # Runs 28.1.0 while its label says 29.1.0: preflight reads the release inside and refuses it.
+    "mislabelled": f'FROM {REPOSITORY}/keystone:28.1.0\nLABEL {KEYSTONE_VERSION_LABEL}="29.1.0"\n',
     # Healthy and on the right release, but refuses password logins (oslo.config reads
     # OS_<GROUP>__<OPTION> from the environment): GET /v3 cannot tell, only the token gate sees it.
     "lockout": f"FROM {REPOSITORY}/keystone:29.1.0\nENV OS_AUTH__METHODS=token\n",
@@ -43,6 +50,7 @@ def broken_images(docker_client: docker.DockerClient) -> Iterator[dict[str, str]
                 tag=tags[name],
                 labels={TEST_CONTAINER_LABEL: SESSION_ID},
                 rm=True,
+                network_mode="host",  # RUN steps: this engine may have no bridge
             )
         yield tags
     finally:
@@ -70,8 +78,16 @@ def test_a_node_that_fails_its_gates_is_rolled_back_by_itself(
     cluster_factory: ClusterFactory, docker_client: docker.DockerClient, broken_images: dict[str, str]
 ) -> None:
     cluster = cluster_factory("28.1.0")
-    # The liar first: its heads are 28.1.0's, so nothing is migrated; then the lockout and the silent
-    # one, after which the database stays expanded to 29.1.0 and 28.1.0 still serves on it.
+    # A label that contradicts the package is refused before anything changes.
+    mislabelled = write_inventory(
+        cluster, "29.1.0", **{f"{REPOSITORY}/keystone:29.1.0": broken_images["mislabelled"]}
+    )
+    refused = keystone_upgrade("plan", "-i", mislabelled)
+    assert refused.returncode == ExitCode.PREFLIGHT, refused.stdout + refused.stderr
+    assert (
+        "its label says 29.1.0, the Keystone package inside it is 28.1.0" in refused.stdout + refused.stderr
+    )
+    # After the first fault the database stays expanded to 29.1.0, and 28.1.0 still serves on it.
     faults = (
         ("liar", "does not run the target release"),
         ("lockout", "refused the probe's credentials"),

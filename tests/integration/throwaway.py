@@ -19,14 +19,18 @@ class Finished:
     output: str
 
 
-def run_once(image: str, command: list[str], cluster: LabEndpoints | None = None) -> Finished:
+def run_once(
+    image: str, command: list[str], cluster: LabEndpoints | None = None, *, user: str | None = None
+) -> Finished:
     """Run ``command`` in a throwaway container of ``image`` on host networking.
 
     With ``cluster``, it gets the cluster's keystone.conf and key
     repositories, as the runner's migration containers do.
     """
     container = DockerContainer(image).with_command(command)
-    container.with_kwargs(network_mode="host", labels={TEST_CONTAINER_LABEL: SESSION_ID})
+    container.with_kwargs(
+        network_mode="host", labels={TEST_CONTAINER_LABEL: SESSION_ID}, **({"user": user} if user else {})
+    )
     if cluster is not None:
         container.with_volume_mapping(
             str(cluster.config_dir / "keystone.conf"), "/etc/keystone/keystone.conf", "ro"

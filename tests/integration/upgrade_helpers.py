@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -43,14 +43,20 @@ def write_inventory(cluster: LabEndpoints, target_version: str, **replace: str) 
     return path
 
 
-def keystone_upgrade(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """The CLI as an operator runs it: a separate process, its exit code and output."""
+def keystone_upgrade(
+    *args: str | Path, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The CLI as an operator runs it: a separate process, its exit code and output.
+
+    ``env``: the process's whole environment (default: the test's own).
+    """
     return subprocess.run(
         [sys.executable, "-m", "runner", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=COMMAND_TIMEOUT_S,
         check=False,
+        env=dict(env) if env is not None else None,
     )
 
 

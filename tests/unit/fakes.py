@@ -6,7 +6,7 @@ can assert the order of effects across drivers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +19,7 @@ from runner.drivers.haproxy import HaproxyRuntime
 from runner.drivers.key_digests import KEY_DIGEST_SCRIPT
 from runner.drivers.ports import Drivers, EffectData
 from runner.errors import DockerError
-from runner.model import BindMount, NodeConfig, ServerRef
+from runner.model import BindMount, NodeConfig, ServerRef, TargetConfig
 from runner.waits import CONTAINER_EXITED, WaitPolicy, WaitTimeout
 
 Calls = list[str]
@@ -95,6 +95,13 @@ class FakeEngine:
     def pull(self, reference: str) -> bool:
         return False
 
+    def save_image(self, reference: str) -> Iterator[bytes]:
+        self.calls.append(f"save {reference}")
+        yield from (b"layer-1", b"layer-2")
+
+    def load_image(self, archive: Iterable[bytes]) -> None:
+        self.calls.append(f"load {sum(len(chunk) for chunk in archive)} bytes")
+
     def stop(self, container: str, timeout_s: int) -> None:
         return None
 
@@ -102,6 +109,9 @@ class FakeEngine:
         return None
 
     def create_and_start(self, blueprint: ContainerBlueprint) -> str:
+        return "new"
+
+    def create(self, blueprint: ContainerBlueprint) -> str:
         return "new"
 
     def start(self, container: str) -> None:
@@ -221,7 +231,7 @@ class FakeNode:
             raise KeyboardInterrupt
         return {"old_name": kept_as, "container_id": f"id-{self.node.name}"}
 
-    def start_target(self, image: str, kept_as: str) -> EffectData:
+    def start_target(self, image: str, kept_as: str, config: TargetConfig | None = None) -> EffectData:
         self.calls.append(f"start-target {self.node.name}")
         if self.fail_start:
             raise DockerError(f"cannot create {self.node.container} from {image}")

@@ -74,7 +74,7 @@ def test_every_problem_is_reported_at_once_with_the_config_exit_code(tmp_path: P
     bad = (
         GOOD.replace("port = 3306", 'port = "3306"')
         .replace('password_env = "KU_TEST_DB_PASSWORD"', 'password = "hunter2"')
-        .replace('"/k/c:/etc/keystone/credential-keys"', '"relative:/x"')
+        .replace('"/k/c:/etc/keystone/credential-keys"', '"rel/ative:/x"')
         .replace('docker = "ssh://root@node2"', 'docker = "ftp://node2"')
         .replace('name = "k2"', 'name = "k1"')
         .replace('socket = "tcp:127.0.0.1:9999"', 'socket = "nowhere"')
@@ -87,8 +87,7 @@ def test_every_problem_is_reported_at_once_with_the_config_exit_code(tmp_path: P
         "'port' must be a whole number from 1 to 65535; found string '3306'",
         "'password' is not accepted",
         "give exactly one of password_env and password_file",
-        "both paths must be absolute",
-        "no mount for the key repository /etc/keystone/credential-keys",
+        "the source must be an absolute host path or a volume name",
         "ftp://node2",
         "node name k1 appears twice",
         "not a runtime API address",
@@ -157,3 +156,22 @@ def test_an_haproxy_configuration_beside_its_socket_is_read_from_the_inventory_d
     missing = given.replace('config = "haproxy.cfg"', 'config = "elsewhere.cfg"')
     with pytest.raises(ConfigError, match="'config' is not a readable file"):
         load_inventory(_write(tmp_path, missing))
+
+
+def test_target_configuration_for_every_node_and_one_node_s_own(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        '[[haproxy]]\nsocket = "/run/haproxy/admin.sock"',
+        'environment = { KEYSTONE_WORKERS = "4" }\nenvironment_remove = ["OLD"]\n'
+        'migrations = "kolla"\n\n[[haproxy]]\nsocket = "/run/haproxy/admin.sock"',
+        1,
+    )
+    text += '\n[nodes.target]\nmounts = ["keystone_logs:/var/log/kolla"]\nenvironment = { OLD = "back" }\n'
+    inventory = load_inventory(_write(tmp_path, text))
+    assert inventory.migrations == "kolla"
+    last = inventory.nodes[-1].name
+    assert inventory.target_config().environment == (("KEYSTONE_WORKERS", "4"),)
+    own = inventory.target_config(last)
+    assert own.environment == (("KEYSTONE_WORKERS", "4"), ("OLD", "back"))
+    assert own.environment_remove == ()
+    assert own.mounts[-1].is_volume
+    assert len(own.mounts) == len(inventory.mounts) + 1

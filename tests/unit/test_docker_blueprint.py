@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runner.drivers.docker_blueprint import derive_blueprint
+from runner.drivers.docker_blueprint import derive_blueprint, derive_throwaway
+from runner.model import BindMount, TargetConfig
 
 DATA = Path(__file__).parent / "data"
 
@@ -66,3 +67,46 @@ def test_a_chosen_hostname_is_kept_off_host_networking() -> None:
     assert derive_blueprint(container, image, "new:1").create_body()["Hostname"] == "keystone-a"
     container["Config"]["Hostname"] = container["Id"][:12]
     assert "Hostname" not in derive_blueprint(container, image, "new:1").create_body()
+
+
+def test_the_target_configuration_replaces_mounts_by_path_and_changes_the_environment() -> None:
+    container, image = _captured()
+    conf = "/srv/keystone-29/keystone.conf:/etc/keystone/keystone.conf:ro"
+    target = TargetConfig(
+        mounts=(BindMount.parse(conf), BindMount.parse("keystone_logs:/var/log/kolla")),
+        environment=(("KEYSTONE_WORKERS", "1"),),
+        environment_remove=("KEYSTONE_BIND",),
+    )
+    body = derive_blueprint(container, image, "ks:29", target=target).create_body()
+    binds = body["HostConfig"]["Binds"]
+    assert conf in binds
+    assert "keystone_logs:/var/log/kolla:rw" in binds
+    # The old keystone.conf is gone; the key repositories the target did not name are kept as they were.
+    assert [b for b in binds if b.split(":")[1] == "/etc/keystone/keystone.conf"] == [conf]
+    kept = [b for b in container["HostConfig"]["Binds"] if "/etc/keystone/keystone.conf" not in b]
+    assert all(b in binds for b in kept)
+    assert kept
+    assert body["Env"] == ["KEYSTONE_WORKERS=1"]
+    # The old container's own inspect is untouched (it stays the rollback copy).
+    assert any("/etc/keystone/keystone.conf" in b for b in container["HostConfig"]["Binds"])
+
+
+def test_a_throwaway_gets_every_mount_and_volume_of_the_node_with_the_target_on_top() -> None:
+    container, image = _captured()
+    container = copy.deepcopy(container)
+    container["Mounts"].append(
+        {"Type": "volume", "Name": "kolla_logs", "Destination": "/var/log/kolla", "RW": True}
+    )
+    container["Config"]["User"] = "root"
+    container["Config"]["Cmd"] = ["kolla_start"]
+    conf = BindMount.parse("/srv/new/keystone.conf:/etc/keystone/keystone.conf:ro")
+    setup = derive_throwaway(container, image, TargetConfig(mounts=(conf,), environment=(("A", "1"),)))
+    by_target = {m.target: m for m in setup.mounts}
+    assert by_target["/var/log/kolla"] == BindMount("kolla_logs", "/var/log/kolla", False)
+    assert by_target["/etc/keystone/keystone.conf"] == conf
+    assert {"/etc/keystone/fernet-keys", "/etc/keystone/credential-keys"} <= set(by_target)
+    assert dict(setup.environment)["A"] == "1"
+    assert "PATH" not in dict(setup.environment)
+    assert (setup.user, setup.command) == ("root", ("kolla_start",))
+    plain = derive_throwaway(_captured()[0], image, TargetConfig())
+    assert (plain.user, plain.command) == (None, ())  # the image's own

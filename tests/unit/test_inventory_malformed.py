@@ -321,9 +321,9 @@ CASES = [
         "[target]: 'backup_image' is required",
     ),
     Case(
-        "mounts-missing",
-        edit(TARGET.splitlines()[-1] + "\n", ""),
-        "'mounts' must give the throwaway container",
+        "mount-volume-name",
+        edit(FERNET_MOUNT, '"-fernet:/etc/keystone/fernet-keys"'),
+        "the source must be an absolute host path or a volume name",
     ),
     Case(
         "mounts-string",
@@ -342,7 +342,9 @@ CASES = [
         "'mounts' must hold only non-empty strings; found table",
     ),
     Case(
-        "mount-relative", edit(FERNET_MOUNT, '"k/f:/etc/keystone/fernet-keys"'), "both paths must be absolute"
+        "mount-relative",
+        edit(FERNET_MOUNT, '"k/f:/etc/keystone/fernet-keys"'),
+        "the source must be an absolute host path or a volume name",
     ),
     Case("mount-shape", edit(FERNET_MOUNT, '"/k/f"'), "is not SOURCE:TARGET[:ro|rw]"),
     Case(
@@ -383,9 +385,9 @@ CASES = [
         "key repository /etc/keystone/fernet-keys appears twice",
     ),
     Case(
-        "key-repo-not-mounted",
-        edit(TARGET, TARGET + 'key_repositories = ["/etc/keystone/jws-keys"]\n'),
-        "no mount for the key repository /etc/keystone/jws-keys",
+        "environment-name",
+        edit(TARGET, TARGET + 'environment = { "1BAD" = "x" }\n'),
+        "environment: '1BAD' is not an environment variable name",
     ),
     Case("target-unknown-key", edit(TARGET, TARGET + 'tag = "29.1.0"\n'), "[target]: unknown key 'tag'"),
     # [[nodes]]

@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "runner.journal",
             "runner.journal_shape",  # a prefix covers only its own dotted names
             "runner.migrations",
+            "runner.keystone_conf",
             "runner.probe",
             "runner.watch",
             "runner.analysis",
@@ -44,7 +45,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("history", ("runner.history",)),
     # Wiring real drivers to the plan and the executor.
     ("commands", ("runner.upgrade", "runner.rollback", "runner.resume", "runner.traffic")),
-    ("cli", ("runner.cli", "runner.__main__")),
+    ("cli", ("runner.cli", "runner.terminal", "runner.__main__")),
 ]
 
 

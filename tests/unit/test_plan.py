@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from runner.drivers.containers import ContainerFacts, Finished, ImageFacts
+from runner.drivers.docker_blueprint import ThrowawaySetup
 from runner.drivers.haproxy import OperationalState, ServerStat, ServerState
 from runner.facts import ClusterFacts, DatabaseFacts, NodeFacts, SocketFacts, TargetFacts
 from runner.model import (
@@ -16,8 +17,9 @@ from runner.model import (
     SecretSource,
     ServerRef,
     SocketAddress,
+    TargetConfig,
 )
-from runner.plan import build_plan, with_current_timeouts
+from runner.plan import Plan, build_plan, with_current_timeouts
 from runner.preflight import preflight_findings
 from runner.steps import Contract, Expand, Migrate, NodeUpgrade, StepKind
 
@@ -56,7 +58,7 @@ def _node(config: NodeConfig, version: str = "28.1.0") -> NodeFacts:
         mounts={k: f"/host{k}" for k in KEYS},
         inspect={},
     )
-    return NodeFacts(config, container, None, 200, None)
+    return NodeFacts(config, container, None, 200, None, release=version)
 
 
 def _socket(inventory: Inventory, admin: dict[str, int] | None = None, status: str = "UP") -> SocketFacts:
@@ -74,6 +76,7 @@ def _socket(inventory: Inventory, admin: dict[str, int] | None = None, status: s
 def _facts(inventory: Inventory, **changes: object) -> ClusterFacts:
     target = TargetFacts(
         image=ImageFacts("sha256:new", "ks:29", "29.1.0", {}),
+        release="29.1.0",
         expand_head="e-new",
         contract_head="c-new",
         key_files=dict.fromkeys(KEYS, 2),
@@ -95,9 +98,9 @@ def test_a_healthy_old_cluster_gets_every_step_in_order() -> None:
     assert not plan.refused
     assert [s.id for s in plan.steps] == [
         "backup", "expand", "migrate", "keys-before", "node:k1", "node:k2", "node:k3", "keys-after",
-        "contract", "cleanup",
+        "contract", "flush-cache", "cleanup",
     ]  # fmt: skip
-    assert not any(s.skipped for s in plan.steps)
+    assert [s.id for s in plan.steps if s.skipped] == ["flush-cache"]  # not asked for
     assert plan.source_versions == ("28.1.0",)
     assert plan.target_version == "29.1.0"
     assert plan.check_exit_code == 2
@@ -251,3 +254,75 @@ def test_a_resumed_plan_takes_the_inventorys_timeouts_and_nothing_else() -> None
         replace(s, drain_timeout_s=120.0, health_timeout_s=180.0) if isinstance(s, NodeUpgrade) else s
         for s in back
     ] == list(plan.steps)
+
+
+def test_releases_are_read_inside_and_labels_are_only_checked_hints() -> None:
+    inventory = _inventory()
+    unlabelled_target = replace(_facts(inventory).target, image=ImageFacts("sha256:new", "ks:29", None, {}))
+    unlabelled_nodes = tuple(
+        replace(n, container=replace(n.container, keystone_version=None)) if n.container else n
+        for n in _facts(inventory).nodes
+    )
+    plan = build_plan(
+        inventory, _facts(inventory, target=unlabelled_target, nodes=unlabelled_nodes), run_id="r"
+    )
+    assert not plan.refused
+    assert (plan.source_versions, plan.target_version) == (("28.1.0",), "29.1.0")
+
+    lying = replace(unlabelled_target, image=ImageFacts("sha256:new", "ks:29", "30.0.0", {}))
+    findings = preflight_findings(inventory, _facts(inventory, target=lying))
+    assert [f.check for f in findings] == ["target-image"]
+    assert "label says 30.0.0" in findings[0].observed
+
+    unreadable = replace(unlabelled_target, release=None)
+    assert _checks(inventory, _facts(inventory, target=unreadable)) == ["target-image"]
+
+    mislabelled = (replace(_node(inventory.nodes[0]), release="28.0.0"), *_facts(inventory).nodes[1:])
+    assert "releases" in _checks(inventory, _facts(inventory, nodes=mislabelled))
+    silent = (replace(_node(inventory.nodes[0]), release=None), *_facts(inventory).nodes[1:])
+    assert "releases" in _checks(inventory, _facts(inventory, nodes=silent))
+
+
+def test_the_kolla_way_migrates_in_the_expand_container_and_nodes_carry_their_target_config() -> None:
+    inventory = replace(
+        _inventory(),
+        environment=(("SHARED", "1"),),
+        node_targets=(("k2", TargetConfig(environment=(("OWN", "2"),))),),
+    )
+    kolla_mounts = (
+        BindMount("/etc/kolla/keystone", "/var/lib/kolla/config_files", True),
+        BindMount("keystone_fernet_tokens", "/etc/keystone/fernet-keys", False),
+    )
+    setup = ThrowawaySetup(
+        kolla_mounts, (("KOLLA_CONFIG_STRATEGY", "COPY_ALWAYS"),), "root", ("kolla_start",)
+    )
+    plan = build_plan(inventory, _facts(inventory, throwaway=setup), run_id="r")
+    by_id = {s.id: s for s in plan.steps}
+    expand, migrate = by_id["expand"], by_id["migrate"]
+    assert isinstance(expand, Expand)
+    assert isinstance(migrate, Migrate)
+    assert expand.kolla
+    assert not expand.skipped
+    assert expand.mounts == kolla_mounts
+    assert (expand.user, expand.command) == ("root", ("kolla_start",))
+    assert dict(expand.environment)["KOLLA_CONFIG_STRATEGY"] == "COPY_ALWAYS"
+    assert "KOLLA_UPGRADE" in (migrate.skip_reason or "")
+    k1, k2 = by_id["node:k1"], by_id["node:k2"]
+    assert isinstance(k1, NodeUpgrade)
+    assert isinstance(k2, NodeUpgrade)
+    assert k1.config.environment == (("SHARED", "1"),)
+    assert k2.config.environment == (("OWN", "2"), ("SHARED", "1"))
+    # The plan as data: the journal's copy reads back exactly.
+    assert Plan.from_dict(plan.to_dict()) == plan
+
+
+def test_kolla_s_socket_below_admin_level_names_haproxy_socket_level_admin() -> None:
+    inventory = _inventory()
+    kolla = replace(
+        _socket(inventory),
+        address="unix:/var/lib/docker/volumes/haproxy_socket/_data/haproxy.sock",
+        level="user",
+    )
+    findings = preflight_findings(inventory, _facts(inventory, sockets=(kolla,)))
+    assert [f.check for f in findings] == ["haproxy"]
+    assert "haproxy_socket_level_admin" in findings[0].hint
