@@ -55,8 +55,10 @@ class Executor:
         A reversible step that was running or failed when the run stopped (a
         node killed half-way through its swap) is undone, then applied afresh;
         any other unfinished step is applied again (db_sync phases are safe to repeat).
+        What the stopped run put back early (the trust setting) is set again first.
         """
         with self._closing_on_failure():
+            self._reopen_closed_after_failure()
             for step in self.plan.steps:
                 status = self.journal.step(step.id).status
                 if status in (StepStatus.DONE, StepStatus.SKIPPED):
@@ -71,6 +73,21 @@ class Executor:
                 if half_done and step.undo_rule is Undo.REVERSIBLE:
                     self._make_safe(step)
                 self._apply(step)
+
+    def _reopen_closed_after_failure(self) -> None:
+        """Steps the stopped run closed early (the trust setting put back when expand failed): the
+        step each closes is applied again, and the closing step runs again at its own place."""
+        for step in self.plan.steps:
+            record = self.journal.step(step.id)
+            if (
+                step.closes is None
+                or record.status is not StepStatus.DONE
+                or record.detail != CLOSED_AFTER_FAILURE
+            ):
+                continue
+            log.info("%s was done early when the run stopped; %s is applied again", step.id, step.closes)
+            self._apply(self.plan.step(step.closes), "applied again for the resumed run")
+            self.journal.end(step.id, StepStatus.UNDONE, "to run again at its place in the resumed run")
 
     @contextmanager
     def _closing_on_failure(self) -> Iterator[None]:

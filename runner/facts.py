@@ -9,7 +9,7 @@ not raised, so that preflight can report every problem at once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -309,20 +309,24 @@ def database_facts(database: Database) -> DatabaseFacts:
         return DatabaseFacts(exc.render())
 
 
-def throwaway_setup(inventory: Inventory, nodes: tuple[NodeFacts, ...], engine: Engine) -> ThrowawaySetup:
-    """What the throwaway containers get: the first local node's mounts, volumes, environment,
-    user and command with the target configuration on top (the throwaways run on the local
-    engine, where its host paths and volumes are); [target] alone when no local node can be read."""
+def throwaway_setup(
+    inventory: Inventory, nodes: tuple[NodeFacts, ...], engine_of: Callable[[str], Engine]
+) -> ThrowawaySetup:
+    """What the throwaway containers get: a node's mounts, volumes, environment, user and command
+    with the target configuration on top, run on that node's engine (where its host paths and
+    volumes are). The first node on the runner's own engine, else the first node that can be
+    read (Kolla's nodes are all ssh:// when the runner is on a deploy host); [target] alone on
+    the runner's engine when no node can be read."""
     config = inventory.target_config()
-    for node in nodes:
-        if node.container is None or node.config.engine != LOCAL_ENGINE:
+    for node in sorted(nodes, key=lambda n: n.config.engine != LOCAL_ENGINE):
+        if node.container is None:
             continue
         try:
-            image = engine.image(node.container.image_id)
+            image = engine_of(node.config.engine).image(node.container.image_id)
         except RunnerError:
             continue
         if image is not None:
-            return derive_throwaway(node.container.inspect, image.inspect, config)
+            return derive_throwaway(node.container.inspect, image.inspect, config, node.config.engine)
     return ThrowawaySetup(config.mounts, config.environment, None, ())
 
 

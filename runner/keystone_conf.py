@@ -1,7 +1,7 @@
 """What the runner reads of Keystone's own keystone.conf, from the host file the inventory mounts.
 
-Read on the host, not in a container: the file is the one ``[target] mounts``
-gives the throwaway containers (a mount whose target ends in /keystone.conf).
+Read on the host, not in a container: the file the throwaway containers get
+(a mount whose target ends in /keystone.conf, or one in a mounted directory).
 Parsing is pure; a file that cannot be read or parsed says nothing.
 """
 
@@ -11,18 +11,28 @@ import configparser
 import contextlib
 from pathlib import Path
 
-from runner.model import BindMount
+from runner.model import KOLLA_CONFIG_DIR, BindMount
 
 # oslo.cache's backend when none is set: it caches nothing.
 NULL_BACKEND = "dogpile.cache.null"
 
 
 def mounted_keystone_conf(mounts: tuple[BindMount, ...]) -> Path | None:
-    """The host path of the keystone.conf the inventory mounts (None: none, or a named volume)."""
-    return next(
-        (Path(m.source) for m in mounts if m.target.endswith("/keystone.conf") and m.source.startswith("/")),
-        None,
-    )
+    """The host path of the keystone.conf a container with ``mounts`` reads, where one can tell
+    (None: none, or one in a named volume).
+
+    Mounted as a file (.../keystone.conf), or in a directory mounted at /etc/keystone or at
+    Kolla's config_files directory (which kolla_set_configs copies from).
+    """
+    for mount in mounts:
+        if not mount.is_volume and mount.target.endswith("/keystone.conf"):
+            return Path(mount.source)
+    for mount in mounts:
+        if not mount.is_volume and mount.target.rstrip("/") in ("/etc/keystone", KOLLA_CONFIG_DIR):
+            candidate = Path(mount.source) / "keystone.conf"
+            if candidate.is_file():
+                return candidate
+    return None
 
 
 def cache_backend(conf_text: str) -> str | None:

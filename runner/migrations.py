@@ -4,30 +4,13 @@ from __future__ import annotations
 
 import configparser
 import urllib.parse
-from pathlib import Path
 
+from runner.keystone_conf import mounted_keystone_conf
 from runner.model import KOLLA_CONFIG_DIR, MIGRATIONS_COMMAND, MIGRATIONS_KOLLA, BindMount
 
 MIGRATION_LOCK_WAIT_S = 5
 IDLE_TRANSACTION_S = 2
 LOCK_TIMEOUT = "Lock wait timeout exceeded"
-
-
-def keystone_conf_on_host(mounts: tuple[BindMount, ...]) -> str | None:
-    """The host path of the keystone.conf a container with ``mounts`` reads, where one can tell.
-
-    Mounted as a file (.../keystone.conf), or in a directory mounted at
-    /etc/keystone or at Kolla's config_files directory (which kolla_set_configs copies from).
-    """
-    for mount in mounts:
-        if not mount.is_volume and mount.target.endswith("/keystone.conf"):
-            return mount.source
-    for mount in mounts:
-        if not mount.is_volume and mount.target.rstrip("/") in ("/etc/keystone", KOLLA_CONFIG_DIR):
-            candidate = Path(mount.source) / "keystone.conf"
-            if candidate.is_file():
-                return str(candidate)
-    return None
 
 
 def migration_environment(mounts: tuple[BindMount, ...]) -> dict[str, str]:
@@ -36,7 +19,7 @@ def migration_environment(mounts: tuple[BindMount, ...]) -> dict[str, str]:
     ``[database] connection_parameters`` from the mounted keystone.conf is kept and extended.
     """
     existing = ""
-    conf = keystone_conf_on_host(mounts)
+    conf = mounted_keystone_conf(mounts)
     if conf is not None:
         parser = configparser.ConfigParser(interpolation=None, strict=False)
         try:

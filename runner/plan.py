@@ -184,6 +184,7 @@ def build_plan(
         "user": setup.user,
         "migrations": migrations,
         "command": setup.command,
+        "engine": setup.engine,
     }
     steps: list[Step] = []
     if not at_target:
@@ -256,6 +257,7 @@ def build_plan(
         "mounts": setup.mounts,
         "environment": setup.environment,
         "migrations": migrations,
+        "engine": setup.engine,
         "skip_reason": nothing_to_swap,
     }
     steps.append(

@@ -33,13 +33,21 @@ class Finding:
 
 def _image_findings(inventory: Inventory, facts: ClusterFacts) -> list[Finding]:
     target = facts.target
+    engine = facts.throwaway.engine if facts.throwaway is not None else LOCAL_ENGINE
     if target.image is None:
+        hint = "build or load the image (keystone-upgrade images build --keystone VERSION) and run again"
+        if engine != LOCAL_ENGINE:
+            hint = (
+                "upgrade loads it there from the runner's engine before anything changes; plan does not: "
+                f"to plan first, load it (docker save IMAGE | docker -H {engine} load)"
+            )
         return [
             Finding(
                 "target-image",
-                f"the target image {inventory.target_image} is not on the engine",
+                f"the target image {inventory.target_image} is not on the engine {engine}, where the "
+                "throwaway containers run (with the volumes and mounts of a node there)",
                 target.error or "docker image inspect found nothing, and pulling it failed",
-                "build or load the image (keystone-upgrade images build --keystone VERSION) and run again",
+                hint,
             )
         ]
     if target.error:
@@ -243,11 +251,25 @@ def _socket_findings(socket: SocketFacts, facts: ClusterFacts) -> list[Finding]:
     return findings
 
 
+def _upgrade_loads_it(node: NodeFacts, facts: ClusterFacts) -> bool:
+    """A node's engine lacks the target image, and only ``plan`` saw it so: ``upgrade`` loads it
+    there from the runner's engine, which has it (no copy was tried yet)."""
+    return (
+        node.target_image_present is False
+        and node.target_image_copy is None
+        and facts.target.image is not None
+        and (facts.throwaway is None or facts.throwaway.engine == LOCAL_ENGINE)
+    )
+
+
 def preflight_findings(inventory: Inventory, facts: ClusterFacts) -> list[Finding]:
     """Every reason not to start, each with what to do about it."""
     findings = _image_findings(inventory, facts)
     for node in facts.nodes:
-        findings += _node_findings(inventory, node)
+        own = _node_findings(inventory, node)
+        if _upgrade_loads_it(node, facts):  # a notice of plan's, not a reason to refuse
+            own = [f for f in own if f.check != "target-image"]
+        findings += own
     findings += _release_findings(facts)
     findings += _key_findings(facts)
     for socket in facts.sockets:
@@ -326,6 +348,12 @@ def preflight_notices(inventory: Inventory, facts: ClusterFacts) -> tuple[str, .
         "push the image to a registry that engine pulls from"
         for node in facts.nodes
         if node.target_image_present and node.target_image_copy
+    ]
+    notices += [
+        f"node {node.config.name}: {inventory.target_image} is not on its engine {node.config.engine} yet; "
+        "upgrade loads it there from the runner's engine before anything is drained (plan loads nothing)"
+        for node in facts.nodes
+        if _upgrade_loads_it(node, facts)
     ]
     flush_asked = inventory.cache is not None and inventory.cache.flush_after_upgrade
     if facts.cache_backend is not None and not flush_asked:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from runner.drivers.keystone import Credentials
+from runner.drivers.keystone import Credentials, base_url
 
 ISSUE = "token_issue"
 VALIDATE = "token_validate"
@@ -91,7 +91,7 @@ class Probe:
     """Traffic in background threads; ``stop()`` returns every request in time order."""
 
     def __init__(self, lb_url: str, credentials: Credentials, settings: ProbeSettings | None = None):
-        self.lb_url = lb_url.rstrip("/")
+        self.lb_url = base_url(lb_url)  # http://lb:5000 or http://lb:5000/v3 alike
         self.credentials = credentials
         self.settings = settings or ProbeSettings()
         self.samples: list[Sample] = []

@@ -115,10 +115,10 @@ def gather_facts(inventory: Inventory, drivers: Drivers, *, pull_missing: bool =
     leftovers = throwaways_running(drivers.engines)
     sockets = tuple(socket_facts(runtime) for runtime in drivers.runtimes)
     database = database_facts(drivers.database)
-    setup = throwaway_setup(inventory, nodes, drivers.engine(LOCAL_ENGINE))
+    setup = throwaway_setup(inventory, nodes, drivers.engine)
     target = target_facts(
         inventory,
-        drivers.engine(LOCAL_ENGINE),
+        drivers.engine(setup.engine),
         {RUN_ID_LABEL: "preflight"},
         database_ok=database.error is None,
         pull_missing=pull_missing,

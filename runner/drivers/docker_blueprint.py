@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runner.model import BindMount, TargetConfig
+from runner.model import LOCAL_ENGINE, BindMount, TargetConfig
 
 # The Config keys that hold an image default unless the operator overrode them.
 IMAGE_DEFAULT_KEYS = ("Cmd", "Entrypoint", "WorkingDir", "User", "Healthcheck", "StopSignal")
@@ -97,10 +97,15 @@ class ThrowawaySetup:
     environment: tuple[tuple[str, str], ...]
     user: str | None  # the operator's user (None: the image's)
     command: tuple[str, ...]  # the operator's command (empty: the image's)
+    # Where they run: the node's engine, where its host paths and named volumes are.
+    engine: str = LOCAL_ENGINE
 
 
 def derive_throwaway(
-    node_container: Mapping[str, Any], node_image: Mapping[str, Any], config: TargetConfig
+    node_container: Mapping[str, Any],
+    node_image: Mapping[str, Any],
+    config: TargetConfig,
+    engine: str = LOCAL_ENGINE,
 ) -> ThrowawaySetup:
     """A throwaway container set up as the node's replacement would be.
 
@@ -118,6 +123,7 @@ def derive_throwaway(
         environment=tuple(sorted(environment.items())),
         user=user if user != (image_config.get("User") or None) else None,
         command=tuple(command) if command != (image_config.get("Cmd") or []) else (),
+        engine=engine,
     )
 
 

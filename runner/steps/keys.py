@@ -34,6 +34,7 @@ class KeysAgree(Step):
     # The node's environment, and whether the Kolla way copies the keys into place first.
     environment: tuple[tuple[str, str], ...] = ()
     migrations: str = MIGRATIONS_COMMAND
+    engine: str = LOCAL_ENGINE  # where the throwaway runs: the engine of the node whose setup it copies
 
     def apply(self, context: RunContext) -> None:
         """Read, journal (short digests only), refuse on any difference."""
@@ -42,7 +43,7 @@ class KeysAgree(Step):
             for node in self.nodes
         }
         command = ["python3", "-c", KEY_DIGEST_SCRIPT, *self.repositories]
-        finished = context.drivers.engine(LOCAL_ENGINE).run_once(
+        finished = context.drivers.engine(self.engine).run_once(
             self.image,
             kolla_argv(command) if self.migrations == MIGRATIONS_KOLLA else command,
             mounts=self.mounts,

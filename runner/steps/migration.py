@@ -13,7 +13,7 @@ from runner.drivers.containers import StillRunning
 from runner.errors import MigrationError, RunnerError
 from runner.journal import Event
 from runner.migrations import IDLE_TRANSACTION_S, LOCK_TIMEOUT, kolla_argv
-from runner.model import MIGRATIONS_COMMAND, MIGRATIONS_KOLLA, BindMount, NodeConfig, ServerRef
+from runner.model import LOCAL_ENGINE, MIGRATIONS_COMMAND, MIGRATIONS_KOLLA, BindMount, NodeConfig, ServerRef
 from runner.steps.base import RunContext, Step, StepKind, Undo
 from runner.waits import (
     CLUSTER_READY_FOR_CONTRACT,
@@ -41,6 +41,7 @@ class Throwaway:
     # KOLLA_FINISH_UPGRADE, which copies config.json's files into place first.
     migrations: str = MIGRATIONS_COMMAND
     command: tuple[str, ...] = ()
+    engine: str = LOCAL_ENGINE  # where they run: the engine of the node whose setup they copy
 
     @property
     def kolla(self) -> bool:
@@ -63,7 +64,7 @@ def run_throwaway(
 ) -> tuple[int, str]:
     """Run ``command`` in a throwaway container; keep its whole output in the run's log directory."""
     try:
-        finished = context.drivers.engine("local").run_once(
+        finished = context.drivers.engine(spec.engine).run_once(
             spec.image,
             command,
             mounts=spec.mounts,

@@ -7,6 +7,8 @@ the runner must load the target from its own engine before anything is drained.
 
 from __future__ import annotations
 
+import json
+
 import docker
 import pytest
 import requests
@@ -79,6 +81,12 @@ def test_a_node_on_a_second_engine_gets_the_target_loaded_and_is_upgraded_with_t
         docker_client.containers.get(cluster.node_containers[MOVED])
     moved = f'container = "{cluster.node_containers[MOVED]}"'
     inventory = write_inventory(cluster, "29.1.0", **{moved: f'{moved}\ndocker = "{second_engine.endpoint}"'})
+    # plan loads nothing, and says upgrade will.
+    planned = keystone_upgrade("plan", "-i", inventory, "--json")
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert any("upgrade loads it there" in n for n in json.loads(planned.stdout)["notices"]), planned.stdout
+    with pytest.raises(docker.errors.ImageNotFound):
+        second_engine.client.images.get(TARGET_IMAGE)
 
     with traffic_around(cluster) as probe:
         result = keystone_upgrade("upgrade", "-i", inventory, "--yes")

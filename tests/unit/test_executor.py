@@ -154,6 +154,23 @@ def test_the_trust_setting_is_put_back_when_the_run_fails(tmp_path: Path) -> Non
     assert journal.step("node:k1").status is StepStatus.PENDING
 
 
+def test_resume_sets_the_trust_again_before_expand_and_puts_it_back_at_the_end(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path, trust=True)
+    cluster.engine.exit_code = 1  # expand fails; the run puts the trust back
+    with pytest.raises(MigrationError):
+        _run(plan, cluster, journal, tmp_path)
+    cluster.engine.exit_code = 0
+    cluster.calls.clear()
+    Executor(plan, RunContext(cluster.drivers(), journal, tmp_path / "runs" / journal.run_id)).resume()
+    trust = [c for c in cluster.calls if c.startswith("trust")]
+    assert trust == ["trust 1", "trust 0"]
+    # Set before the resumed expand ran its db_sync, put back after contract.
+    assert cluster.calls.index("trust 1") < next(i for i, c in enumerate(cluster.calls) if "--expand" in c)
+    assert cluster.calls.index("trust 0") > next(i for i, c in enumerate(cluster.calls) if "--contract" in c)
+    assert journal.step("restore-trust").status is StepStatus.DONE
+    assert [e["previous"] for e in journal.events_of("trust-function-creators", Event.TRUST_SET)] == [0, 0]
+
+
 def test_the_trust_setting_is_not_touched_when_it_was_never_set(tmp_path: Path) -> None:
     _, plan, cluster, journal = _setup(tmp_path, trust=True)
     cluster.nodes["k1"].fail_start = True

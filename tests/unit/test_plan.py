@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from runner.drivers.containers import ContainerFacts, Finished, ImageFacts
 from runner.drivers.docker_blueprint import ThrowawaySetup
 from runner.drivers.haproxy import OperationalState, ServerStat, ServerState
-from runner.facts import ClusterFacts, DatabaseFacts, NodeFacts, SocketFacts, TargetFacts
+from runner.facts import ClusterFacts, DatabaseFacts, NodeFacts, SocketFacts, TargetFacts, throwaway_setup
 from runner.model import (
     BindMount,
     DatabaseConfig,
@@ -224,9 +225,44 @@ def test_a_remote_engine_without_the_target_image_is_a_finding_before_anything_d
             replace(facts.nodes[2], target_image_present=True),
         ),
     )
-    plan = build_plan(inventory, facts, run_id="r")
+    # plan copies nothing: upgrade will load it from the runner's engine, which has it.
+    planned = build_plan(inventory, facts, run_id="r")
+    assert not planned.findings
+    assert any("upgrade loads it there" in n and "ssh://root@k2" in n for n in planned.notices)
+    # upgrade tried the copy, and it failed: a finding before anything drains.
+    failed = replace(facts.nodes[1], target_image_copy="loading failed: no space left on device")
+    plan = build_plan(inventory, replace(facts, nodes=(facts.nodes[0], failed, facts.nodes[2])), run_id="r")
     assert [f.check for f in plan.findings] == ["target-image"]
     assert "node k2: the target image ks:29 is not on its engine ssh://root@k2" in plan.findings[0].what
+    assert "no space left on device" in plan.findings[0].observed
+
+
+def test_throwaways_copy_a_remote_node_when_no_node_is_on_the_runner_s_engine() -> None:
+    inventory = _inventory()
+    remote = tuple(replace(n, engine=f"ssh://root@{n.name}") for n in inventory.nodes)
+    inventory = replace(inventory, nodes=remote)
+    facts = _facts(inventory)
+    inspect = {"Config": {"Env": [], "Cmd": ["kolla_start"], "User": "root"}, "Mounts": []}
+    nodes = tuple(
+        replace(n, container=replace(n.container, inspect=inspect)) if n.container else n for n in facts.nodes
+    )
+
+    class Engines:
+        def __init__(self) -> None:
+            self.asked: list[str] = []
+
+        def __call__(self, endpoint: str) -> Any:
+            self.asked.append(endpoint)
+            return self
+
+        def image(self, reference: str) -> ImageFacts:
+            return ImageFacts("sha256:old", reference, None, {"Config": {"Cmd": ["gunicorn"]}})
+
+    engines = Engines()
+    setup = throwaway_setup(inventory, nodes, engines)
+    assert (setup.engine, setup.command, setup.user) == ("ssh://root@k1", ("kolla_start",), "root")
+    plan = build_plan(inventory, replace(facts, nodes=nodes, throwaway=setup), run_id="r")
+    assert {s.engine for s in plan.steps if isinstance(s, Expand | Migrate | Contract)} == {"ssh://root@k1"}
 
 
 def test_a_throwaway_container_still_running_from_an_earlier_run_is_a_finding() -> None:
