@@ -322,6 +322,24 @@ def preflight_findings(inventory: Inventory, facts: ClusterFacts) -> list[Findin
                 "the target image must reach the database with the mounted keystone.conf; fix the mounts or config",
             )
         )
+    for name, seen in facts.node_targets:
+        node_check = seen.check
+        failed = node_check is not None and node_check.exit_code not in CHECK_EXIT_CODES
+        if seen.error or failed:
+            observed = seen.error or (
+                f"db_sync --check exit code {node_check.exit_code}: {node_check.tail(8)}"
+                if node_check
+                else ""
+            )
+            findings.append(
+                Finding(
+                    "target-config",
+                    f"node {name}: the target image does not work with the node's node_check configuration "
+                    "([nodes.target] over [target])",
+                    observed,
+                    "fix that node's [nodes.target] mounts and environment (its replacement would get them)",
+                )
+            )
     for repository, entries in facts.target.key_files.items():
         if entries <= 0:
             findings.append(

@@ -28,6 +28,7 @@ from runner.facts import (
     database_facts,
     haproxy_configs_losing_states,
     node_facts,
+    node_target_facts,
     probe_login_error,
     socket_facts,
     target_facts,
@@ -133,6 +134,9 @@ def gather_facts(inventory: Inventory, drivers: Drivers, *, pull_missing: bool =
         haproxy_configs_losing_states(inventory.haproxy_configs),
         probe_login_error(drivers.tokens, inventory.probe.url if inventory.probe else None),
         cache_backend=mounted_cache_backend(setup.mounts),
+        node_targets=node_target_facts(
+            inventory, nodes, drivers.engine, {RUN_ID_LABEL: "preflight"}, database_ok=database.error is None
+        ),
         throwaway=setup,
     )
 

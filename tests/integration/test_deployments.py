@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from runner.errors import ExitCode
 from runner.images.catalog import REPOSITORY
 from runner.lab.cluster import LabEndpoints
 from runner.model import KEYSTONE_VERSION_LABEL
@@ -113,6 +115,22 @@ def test_unlabelled_images_and_a_new_keystone_conf_for_the_target_only(
     with inventory.open("a") as out:
         out.write(f'\n[cache]\nmemcached = ["{memcached}"]\nflush_after_upgrade = true\n')
     assert _setting_in(docker_client, cluster.node_containers["keystone-1"]) == "absent"
+
+    # One node's own configuration ([nodes.target], the last node's) is checked with the target image too.
+    broken = cluster.config_dir / "keystone-broken.conf"
+    broken.write_text(
+        re.sub(
+            r"(?m)^connection = .*$", "connection = nosuchdialect://nowhere/keystone", new_conf.read_text()
+        )
+    )
+    refusing = inventory.with_name("inventory-broken-node.toml")
+    refusing.write_text(
+        inventory.read_text() + f'\n[nodes.target]\nmounts = ["{broken}:/etc/keystone/keystone.conf:ro"]\n'
+    )
+    refused = keystone_upgrade("plan", "-i", refusing)
+    assert refused.returncode == ExitCode.PREFLIGHT, refused.stdout + refused.stderr
+    assert "[target-config] node keystone-3: the target image does not work" in refused.stderr
+    assert "nosuchdialect" in refused.stderr
 
     planned = keystone_upgrade("plan", "-i", inventory, "--json")
     assert planned.returncode == 0, planned.stdout + planned.stderr

@@ -362,3 +362,13 @@ def test_kolla_s_socket_below_admin_level_names_haproxy_socket_level_admin() -> 
     findings = preflight_findings(inventory, _facts(inventory, sockets=(kolla,)))
     assert [f.check for f in findings] == ["haproxy"]
     assert "haproxy_socket_level_admin" in findings[0].hint
+
+
+def test_a_node_s_own_configuration_that_the_target_cannot_use_refuses() -> None:
+    inventory = _inventory()
+    broken = replace(_facts(inventory).target, check=Finished(1, "NoSuchModuleError: nosuchdialect"))
+    facts = _facts(inventory, node_targets=(("k3", broken), ("k2", _facts(inventory).target)))
+    findings = preflight_findings(inventory, facts)
+    assert [f.check for f in findings] == ["target-config"]
+    assert findings[0].what.startswith("node k3:")
+    assert "nosuchdialect" in findings[0].observed

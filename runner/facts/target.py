@@ -1,0 +1,222 @@
+"""The target image as a throwaway container of it sees things, set up as a node is.
+
+One throwaway container answers everything preflight asks of the target image
+(its release, its migration heads, what it sees in the key repositories,
+`db_sync --check` and `doctor`), configured as the migrations will be: a node's
+mounts, volumes, environment, user and command, with the target configuration on top.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+
+from runner.drivers.containers import PURPOSE_LABEL, Engine, Finished, ImageFacts
+from runner.drivers.docker_blueprint import ThrowawaySetup, derive_throwaway
+from runner.drivers.key_digests import DIGEST_FUNCTION, parse_key_digests
+from runner.drivers.keystone_release import RELEASE_FUNCTION
+from runner.errors import RunnerError
+from runner.facts.nodes import NodeFacts
+from runner.migrations import kolla_argv, migrations_style
+from runner.model import LOCAL_ENGINE, MIGRATIONS_KOLLA, Inventory
+
+log = logging.getLogger(__name__)
+
+# One throwaway container answers everything preflight asks of the target image:
+# its migration heads, what it sees in the key repositories, and (when the
+# database answers) `db_sync --check` and `doctor`, each framed by markers.
+FACTS_SCRIPT = (
+    DIGEST_FUNCTION
+    + RELEASE_FUNCTION
+    + """\
+import pathlib, subprocess, sys, keystone
+print('RELEASE', keystone_release())
+versions = pathlib.Path(keystone.__file__).parent / 'common/sql/migrations/versions'
+print('EXPAND', (versions / 'EXPAND_HEAD').read_text().strip())
+print('CONTRACT', (versions / 'CONTRACT_HEAD').read_text().strip())
+with_database, repositories = sys.argv[1] == 'with-database', sys.argv[2:]
+for repository in repositories:
+    path = pathlib.Path(repository)
+    print('KEYS', repository, len(list(path.iterdir())) if path.is_dir() else -1)
+    print('KEYDIGEST', repository, *key_digest(repository))
+if with_database:
+    for name, argv in (('check', ['db_sync', '--check']), ('doctor', ['doctor'])):
+        done = subprocess.run(['keystone-manage', *argv], capture_output=True, text=True)
+        print(f'BEGIN {name}')
+        print(done.stdout + done.stderr)
+        print(f'END {name} {done.returncode}')
+"""
+)
+
+
+@dataclass(frozen=True)
+class TargetFacts:
+    """The target image and what a throwaway container of it says."""
+
+    image: ImageFacts | None
+    # The Keystone release installed in the image, read by running it (the label is only a hint).
+    release: str | None = None
+    expand_head: str | None = None
+    contract_head: str | None = None
+    key_files: Mapping[str, int] = field(default_factory=dict)  # repository -> entries (-1: missing)
+    key_digests: Mapping[str, str] = field(default_factory=dict)  # repository -> digest of its content
+    check: Finished | None = None
+    doctor: Finished | None = None
+    error: str | None = None
+
+    @property
+    def known_release(self) -> str | None:
+        """The release the target carries: read by running it, else its label as a hint."""
+        if self.release is not None:
+            return self.release
+        return self.image.keystone_version if self.image is not None else None
+
+    @property
+    def heads(self) -> frozenset[str]:
+        """The alembic heads a fully migrated database has for the target release."""
+        return frozenset(h for h in (self.expand_head, self.contract_head) if h)
+
+
+def throwaway_setup(
+    inventory: Inventory, nodes: tuple[NodeFacts, ...], engine_of: Callable[[str], Engine]
+) -> ThrowawaySetup:
+    """What the throwaway containers get: a node's mounts, volumes, environment, user and command
+    with the target configuration on top, run on that node's engine (where its host paths and
+    volumes are). The first node on the runner's own engine, else the first node that can be
+    read (Kolla's nodes are all ssh:// when the runner is on a deploy host); [target] alone on
+    the runner's engine when no node can be read."""
+    config = inventory.target_config()
+    for node in sorted(nodes, key=lambda n: n.config.engine != LOCAL_ENGINE):
+        if node.container is None:
+            continue
+        try:
+            image = engine_of(node.config.engine).image(node.container.image_id)
+        except RunnerError:
+            continue
+        if image is not None:
+            return derive_throwaway(node.container.inspect, image.inspect, config, node.config.engine)
+    return ThrowawaySetup(config.mounts, config.environment, None, ())
+
+
+def target_facts(
+    inventory: Inventory,
+    engine: Engine,
+    run_label: Mapping[str, str],
+    database_ok: bool,
+    *,
+    pull_missing: bool = False,
+    setup: ThrowawaySetup | None = None,
+) -> TargetFacts:
+    """The target image's heads, the key repositories it sees, `db_sync --check` and `doctor`,
+    in a throwaway container configured as the migrations will be (``setup``): the target
+    configuration is checked with the target image before anything changes."""
+    setup = setup or ThrowawaySetup(inventory.mounts, inventory.target_config().environment, None, ())
+    try:
+        image = engine.image(inventory.target_image)
+    except RunnerError as exc:
+        return TargetFacts(None, error=exc.render())
+    # Only an upgrade pulls: `plan` must leave the engine's images as they are.
+    if image is None and pull_missing and engine.pull(inventory.target_image):
+        image = engine.image(inventory.target_image)
+    if image is None:
+        return TargetFacts(None)
+    try:
+        command = [
+            "python3",
+            "-c",
+            FACTS_SCRIPT,
+            "with-database" if database_ok else "without-database",
+            *inventory.key_repositories,
+        ]
+        if migrations_style(inventory.migrations, setup.mounts) == MIGRATIONS_KOLLA:
+            # Kolla images read their configuration only once kolla_set_configs has copied it into place.
+            command = kolla_argv(command)
+        inspected = engine.run_once(
+            inventory.target_image,
+            command,
+            mounts=setup.mounts,
+            environment=dict(setup.environment),
+            labels={**run_label, PURPOSE_LABEL: "facts"},
+            user="root",  # key repositories are 0700 keystone: root counts their entries
+        )
+        facts = parse_facts_output(inspected.output)
+        if inspected.exit_code != 0 or facts.expand_head is None:
+            return TargetFacts(
+                image, error=f"reading the target's migration heads failed:\n{inspected.tail()}"
+            )
+        return replace(facts, image=image)
+    except RunnerError as exc:
+        return TargetFacts(image, error=exc.render())
+
+
+def parse_facts_output(output: str) -> TargetFacts:
+    """What FACTS_SCRIPT printed, as TargetFacts without the image."""
+    expand_head = contract_head = release = None
+    key_files: dict[str, int] = {}
+    sections: dict[str, Finished] = {}
+    current: str | None = None
+    captured: list[str] = []
+    for line in output.splitlines():
+        parts = line.split()
+        if current is not None:
+            if parts[:2] == ["END", current] and len(parts) == 3:
+                sections[current] = Finished(int(parts[2]), "\n".join(captured))
+                current, captured = None, []
+            else:
+                captured.append(line)
+        elif parts[:1] == ["RELEASE"] and len(parts) == 2 and parts[1] != "None":
+            release = parts[1]
+        elif parts[:1] == ["EXPAND"] and len(parts) == 2:
+            expand_head = parts[1]
+        elif parts[:1] == ["CONTRACT"] and len(parts) == 2:
+            contract_head = parts[1]
+        elif parts[:1] == ["KEYS"] and len(parts) == 3:
+            key_files[parts[1]] = int(parts[2])
+        elif parts[:1] == ["BEGIN"] and len(parts) == 2:
+            current = parts[1]
+    return TargetFacts(
+        None,
+        release,
+        expand_head,
+        contract_head,
+        key_files,
+        parse_key_digests(output),
+        sections.get("check"),
+        sections.get("doctor"),
+    )
+
+
+def node_target_facts(
+    inventory: Inventory,
+    nodes: tuple[NodeFacts, ...],
+    engine_of: Callable[[str], Engine],
+    run_label: Mapping[str, str],
+    *,
+    database_ok: bool,
+) -> tuple[tuple[str, TargetFacts], ...]:
+    """Each node with its own configuration ([nodes.target]): the target image checked with it,
+    as its replacement will run (`db_sync --check` and `doctor` in a throwaway set up as the node
+    is). Nodes whose container or image cannot be read now are left to their own findings."""
+    own = {name for name, _ in inventory.node_targets}
+    checked = []
+    for node in nodes:
+        if node.config.name not in own or node.container is None:
+            continue
+        engine = engine_of(node.config.engine)
+        try:
+            image = engine.image(node.container.image_id)
+        except RunnerError:
+            continue
+        if image is None:
+            continue
+        setup = derive_throwaway(
+            node.container.inspect,
+            image.inspect,
+            inventory.target_config(node.config.name),
+            node.config.engine,
+        )
+        checked.append(
+            (node.config.name, target_facts(inventory, engine, run_label, database_ok, setup=setup))
+        )
+    return tuple(checked)
