@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.config.table import SECTIONS, Problems, Table, array_of_tables, top_table
+from runner.config.nodes import read_nodes
+from runner.config.table import SECTIONS, Problems, Table, array_of_tables, top_table, unique
+from runner.config.target import read_target
 from runner.config.values import (
     CONTROL,
     MAX_DRAIN_TIMEOUT_S,
@@ -32,35 +34,22 @@ from runner.config.values import (
     MAX_PROBE_RATE_PER_S,
     MAX_PROBE_SECONDS,
     check_ca_bundle,
-    check_container,
-    check_engine_url,
     check_env_name,
-    check_haproxy_name,
     check_host,
     check_http_url,
-    check_image,
     check_memcached_server,
     check_no_spaces,
     check_socket,
-    docker_tls_problems,
 )
 from runner.errors import ConfigError
 from runner.model import (
-    DEFAULT_KEY_REPOSITORIES,
-    LOCAL_ENGINE,
-    MIGRATIONS_COMMAND,
-    MIGRATIONS_KOLLA,
-    BindMount,
     CacheConfig,
     DatabaseConfig,
     DatabaseTls,
     Inventory,
-    NodeConfig,
     ProbeConfig,
     SecretSource,
-    ServerRef,
     SocketAddress,
-    TargetConfig,
 )
 
 # -- the tables --------------------------------------------------------------------------------------
@@ -172,218 +161,6 @@ def _probe(raw: Any, problems: Problems, base: Path) -> ProbeConfig | None:
     return ProbeConfig(url, username, project, password, domain, rate, concurrency, max_seconds)
 
 
-def _nodes(
-    raw: Any, problems: Problems, base: Path
-) -> tuple[tuple[NodeConfig, ...], tuple[tuple[str, TargetConfig], ...]]:
-    """The nodes, and each node's own target configuration ([nodes.target]) where it has one."""
-    example = "write one [[nodes]] table per node, with name, container, health_url and servers"
-    entries = array_of_tables(
-        raw,
-        "nodes",
-        problems,
-        {"name", "docker", "docker_tls_dir", "container", "health_url", "servers", "target"},
-        base,
-        example=example,
-    )
-    nodes, names, containers, pairs = [], [], [], []
-    tls_dirs: dict[str, set[str | None]] = {}  # endpoint -> the TLS directories its nodes give
-    targets: list[tuple[str, TargetConfig]] = []
-    for table in entries:
-        name = table.text("name")
-        container = table.text("container", check=check_container)
-        health_url = table.text(
-            "health_url",
-            check=check_http_url,
-            fix="give the node's own Keystone URL, e.g. http://10.0.0.11:5000/v3",
-        )
-        engine = table.text("docker", check=check_engine_url) if "docker" in table.raw else LOCAL_ENGINE
-        tls_dir = _docker_tls_dir(table, engine)
-        if engine:
-            tls_dirs.setdefault(engine, set()).add(tls_dir)
-        servers = _servers(table)
-        # Duplicates are found among whatever could be read, even in a node with other problems.
-        names += [name] if name else []
-        containers += [f"{container} on {engine or table.raw.get('docker')}"] if container else []
-        pairs += [str(s) for s in servers or ()]
-        own = table.sub("target", TARGET_CONFIG_KEYS)
-        if name and own is not None:
-            targets.append((name, _target_config(own)))
-        if name and container and health_url and engine and servers:
-            nodes.append(NodeConfig(name, engine, container, health_url, servers, tls_dir))
-    for endpoint, given in sorted(tls_dirs.items()):
-        if len(given) > 1:  # one client per engine: its nodes must agree on how it is reached
-            problems.add(
-                "[[nodes]]",
-                f"the nodes on engine {endpoint} give different docker_tls_dir values",
-                found=sorted(str(d) for d in given),
-                fix="give every node on that engine the same docker_tls_dir",
-            )
-    _unique(names, "[[nodes]]", "node name", problems)
-    _unique(containers, "[[nodes]]", "container", problems)
-    _unique(pairs, "[[nodes]]", "backend/server pair", problems)
-    return tuple(nodes), tuple(targets)
-
-
-def _docker_tls_dir(node: Table, engine: str | None) -> str | None:
-    """A tcp:// engine's TLS directory (ca.pem, cert.pem, key.pem), relative to the inventory."""
-    if "docker_tls_dir" not in node.raw:
-        return None
-    directory = node.path("docker_tls_dir", fix="give the directory of ca.pem, cert.pem and key.pem")
-    if directory is None:
-        return None
-    if engine is not None and not engine.startswith("tcp://"):
-        node.add(
-            "'docker_tls_dir' is only for a tcp:// engine",
-            found=engine,
-            fix='remove it, or give docker = "tcp://HOST:PORT" (unix:// and ssh:// need no TLS)',
-        )
-    for wrong in docker_tls_problems(directory):
-        node.add(
-            f"'docker_tls_dir' {directory} {wrong}",
-            fix="give the directory of the engine's ca.pem and this client's cert.pem and key.pem "
-            "(as DOCKER_CERT_PATH)",
-        )
-    return str(directory)
-
-
-def _servers(node: Table) -> tuple[ServerRef, ...] | None:
-    fix = 'list every HAProxy server that routes to the node: servers = [{ backend = "keystone_back", server = "k1" }]'
-    raw = node.raw.get("servers")
-    if not isinstance(raw, list) or not raw:
-        node.add("'servers' must list at least one {backend, server} pair", found=raw, fix=fix)
-        return None
-    servers = []
-    for index, pair in enumerate(raw, start=1):
-        if not isinstance(pair, dict):
-            node.add(f"server #{index} must be a table", found=pair, fix=fix)
-            continue
-        table = Table(pair, f"{node.where} server #{index}", node.problems, {"backend", "server"}, node.base)
-        backend = table.text("backend", check=check_haproxy_name)
-        server = table.text("server", check=check_haproxy_name)
-        if backend and server:
-            servers.append(ServerRef(backend, server))
-    return tuple(servers) if len(servers) == len(raw) else None
-
-
-def _unique(values: list[str], where: str, what: str, problems: Problems) -> None:
-    seen = set()
-    for value in values:
-        if value in seen:
-            problems.add(where, f"{what} {value} appears twice", fix="give each once")
-        seen.add(value)
-
-
-@dataclass(frozen=True)
-class _Target:
-    image: str | None
-    backup_image: str | None
-    config: TargetConfig
-    key_repositories: tuple[str, ...]
-    migrations: str | None
-
-
-def _strings(table: Table, key: str, fix: str) -> list[str] | None:
-    """An array of non-empty strings (None when absent or wrong)."""
-    raw = table.raw.get(key)
-    if raw is None:
-        return None
-    if not isinstance(raw, list) or not raw:
-        table.add(f"'{key}' must be a non-empty array of strings", found=raw, fix=fix)
-        return None
-    if not all(isinstance(item, str) and item.strip() and not CONTROL.search(item) for item in raw):
-        bad = next(i for i in raw if not isinstance(i, str) or not i.strip() or CONTROL.search(i))
-        table.add(f"'{key}' must hold only non-empty strings", found=bad, fix=fix)
-        return None
-    return list(raw)
-
-
-# The keys of a target configuration, in [target] and in a node's [nodes.target].
-TARGET_CONFIG_KEYS = {"mounts", "environment", "environment_remove"}
-
-
-def _target_config(table: Table) -> TargetConfig:
-    """Mounts that replace (same target path) or add to the old container's, and environment changes."""
-    mount_fix = (
-        'write e.g. mounts = ["/etc/keystone-29/keystone.conf:/etc/keystone/keystone.conf:ro", '
-        '"keystone_fernet_tokens:/etc/keystone/fernet-keys"]'
-    )
-    mounts = []
-    for text in _strings(table, "mounts", mount_fix) or []:
-        try:
-            mounts.append(BindMount.parse(text))
-        except ValueError as exc:
-            table.add(str(exc), fix="write SOURCE:TARGET[:ro|rw]: an absolute host path or a volume name")
-    _unique([m.target for m in mounts], table.where, "mount target", table.problems)
-    environment: dict[str, str] = {}
-    env_fix = 'write e.g. environment = { KEYSTONE_WORKERS = "4" }'
-    raw_env = table.raw.get("environment")
-    if raw_env is not None and not isinstance(raw_env, dict):
-        table.add("'environment' must be a table of strings", found=raw_env, fix=env_fix)
-    for name, value in (raw_env or {}).items() if isinstance(raw_env, dict) else ():
-        if check_env_name(name) is not None:
-            table.add(f"environment: {name!r} {check_env_name(name)}", fix=env_fix)
-        elif not isinstance(value, str) or CONTROL.search(value):
-            table.add(f"environment: {name} must be a string without control characters", found=value)
-        else:
-            environment[name] = value
-    removed = _strings(table, "environment_remove", 'write e.g. environment_remove = ["OLD_SETTING"]') or []
-    for name in removed:
-        if check_env_name(name) is not None:
-            table.add(f"environment_remove: {name!r} {check_env_name(name)}")
-        elif name in environment:
-            table.add(
-                f"{name} is both set and removed", fix="keep it in one of environment, environment_remove"
-            )
-    return TargetConfig(tuple(mounts), tuple(sorted(environment.items())), tuple(sorted(set(removed))))
-
-
-def _target(raw: Any, problems: Problems, base: Path) -> _Target:
-    known = {"image", "backup_image", "key_repositories", "migrations", *TARGET_CONFIG_KEYS}
-    table = top_table(raw, "[target]", problems, known, base, required=True)
-    if table is None:
-        return _Target(None, None, TargetConfig(), (), None)
-    config = _target_config(table)
-    repositories: tuple[str, ...] = DEFAULT_KEY_REPOSITORIES
-    if "key_repositories" in table.raw:
-        given = _strings(table, "key_repositories", f"or leave it out for {list(DEFAULT_KEY_REPOSITORIES)}")
-        repositories = tuple(given or ())
-        for repository in repositories:
-            if not repository.startswith("/"):
-                table.add(
-                    "key repositories must be absolute paths in the container",
-                    found=repository,
-                    fix="give where Keystone reads them, e.g. /etc/keystone/fernet-keys",
-                )
-        _unique(list(repositories), "[target] key_repositories", "key repository", problems)
-    migrations = None
-    if "migrations" in table.raw:
-        migrations = table.text(
-            "migrations",
-            check=lambda v: (
-                None
-                if v in (MIGRATIONS_COMMAND, MIGRATIONS_KOLLA)
-                else f"must be {MIGRATIONS_COMMAND!r} or {MIGRATIONS_KOLLA!r}"
-            ),
-            fix=f"{MIGRATIONS_KOLLA!r}: the image's own start with KOLLA_UPGRADE / KOLLA_FINISH_UPGRADE; "
-            f"{MIGRATIONS_COMMAND!r}: keystone-manage db_sync as the command; leave it out to detect",
-        )
-    return _Target(
-        image=table.text(
-            "image",
-            check=check_image,
-            fix="give the Keystone image to upgrade to, e.g. keystone-upgrade/keystone:29.1.0",
-        ),
-        backup_image=table.text(
-            "backup_image",
-            check=check_image,
-            fix="give an image with mariadb-dump and bash, e.g. keystone-upgrade/mariadb:10.11",
-        ),
-        config=config,
-        key_repositories=repositories,
-        migrations=migrations,
-    )
-
-
 def _sockets(raw: Any, problems: Problems, base: Path) -> tuple[tuple[SocketAddress, ...], tuple[str, ...]]:
     """The runtime sockets, and the configuration files given beside them (read by preflight)."""
     example = (
@@ -402,7 +179,7 @@ def _sockets(raw: Any, problems: Problems, base: Path) -> tuple[tuple[SocketAddr
                 )
             elif config is not None:
                 configs.append(str(config))
-    _unique([str(s) for s in sockets], "[[haproxy]]", "runtime socket", problems)
+    unique([str(s) for s in sockets], "[[haproxy]]", "runtime socket", problems)
     return tuple(sockets), tuple(configs)
 
 
@@ -459,7 +236,7 @@ def _cache(raw: Any, problems: Problems, base: Path) -> CacheConfig | None:
             servers.append(server)
         else:
             table.add(f"memcached server #{index} {wrong}", found=server, fix=fix)
-    _unique(servers, "[cache] memcached", "memcached server", problems)
+    unique(servers, "[cache] memcached", "memcached server", problems)
     flush = table.boolean("flush_after_upgrade", False)
     if flush is None or not servers or len(servers) != len(given or ()):
         return None
@@ -496,9 +273,9 @@ def load_inventory(path: Path) -> Inventory:
     problems = Problems()
     Table(raw, "inventory", problems, SECTIONS, base)
     database = _database(raw.get("database"), problems, base)
-    target = _target(raw.get("target"), problems, base)
+    target = read_target(raw.get("target"), problems, base)
     sockets, haproxy_configs = _sockets(raw.get("haproxy"), problems, base)
-    nodes, node_targets = _nodes(raw.get("nodes"), problems, base)
+    nodes, node_targets = read_nodes(raw.get("nodes"), problems, base)
     run = _run(raw.get("run"), problems, base)
     probe = _probe(raw.get("probe"), problems, base)
     cache = _cache(raw.get("cache"), problems, base)

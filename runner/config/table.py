@@ -216,3 +216,27 @@ def array_of_tables(
         else:
             problems.add(f"{where} #{index}", "must be a table", found=entry, fix=example)
     return tables
+
+
+def strings(table: Table, key: str, fix: str) -> list[str] | None:
+    """An array of non-empty strings (None when absent or wrong)."""
+    raw = table.raw.get(key)
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not raw:
+        table.add(f"'{key}' must be a non-empty array of strings", found=raw, fix=fix)
+        return None
+    if not all(isinstance(item, str) and item.strip() and not CONTROL.search(item) for item in raw):
+        bad = next(i for i in raw if not isinstance(i, str) or not i.strip() or CONTROL.search(i))
+        table.add(f"'{key}' must hold only non-empty strings", found=bad, fix=fix)
+        return None
+    return list(raw)
+
+
+def unique(values: list[str], where: str, what: str, problems: Problems) -> None:
+    """Record a problem for each value given more than once."""
+    seen = set()
+    for value in values:
+        if value in seen:
+            problems.add(where, f"{what} {value} appears twice", fix="give each once")
+        seen.add(value)
