@@ -337,6 +337,13 @@ class DockerEngine:
             raise self._fail(f"cannot run {' '.join(command)} in {container}", exc) from exc
         return Finished(int(result.exit_code), bytes(result.output).decode(errors="replace"))
 
+    def output_tail(self, container: str, lines: int) -> str:
+        """The last lines a container wrote (stdout and stderr); empty when it cannot be read now."""
+        try:
+            return bytes(self.client.api.logs(container, tail=lines)).decode(errors="replace")
+        except (DockerException, OSError):
+            return ""
+
     def stop(self, container: str, timeout_s: int) -> None:
         """Stop a container, SIGKILL after ``timeout_s``."""
         try:

@@ -131,6 +131,10 @@ class DockerNode:
         """GET the node's health URL directly (not through HAProxy)."""
         return self.http.get_status(self.node.health_url, HEALTH_REQUEST_TIMEOUT_S)
 
+    def output_tail(self, lines: int) -> str:
+        """The last lines the node's container wrote: kept in the error before a rollback removes it."""
+        return self.engine.output_tail(self.node.container, lines)
+
     def key_digests(self, repositories: tuple[str, ...]) -> dict[str, str]:
         """Each key repository's digest, computed inside the container by its own user."""
         return read_key_digests(self.engine, self.node.container, repositories)

@@ -91,6 +91,10 @@ class NodeRuntime(Protocol):
         """Each key repository's content digest, read inside the running node (the keys stay there)."""
         ...
 
+    def output_tail(self, lines: int) -> str:
+        """The last lines the node's container wrote (empty when they cannot be read)."""
+        ...
+
 
 class Tokens(Protocol):
     """Keystone tokens asked of one node directly (its base URL), with the probe's credentials.

@@ -24,6 +24,8 @@ from runner.waits import NODE_HEALTHY, WaitTimeout, wait_until
 T = TypeVar("T")
 
 
+# How much of a failed node's own output its error keeps.
+NODE_OUTPUT_LINES = 20
 # A node whose MAINT is lost again each time it is set (HAProxy reloaded in a loop) fails its drain.
 OUT_OF_ROTATION_ATTEMPTS = 3
 
@@ -73,7 +75,7 @@ class NodeUpgrade(Step):
             runtime,
             self.release,
             "the target release",
-            f"read the new container's log (docker logs {self.node.container}) and check the image "
+            f"read the new container's last lines (above; a rollback removes it) and check the image "
             f"{self.image}; the old node is kept as {self.kept_as}",
         )
         self._tokens_accepted_both_ways(context)
@@ -119,7 +121,10 @@ class NodeUpgrade(Step):
             f"the cluster is whole on {self.from_release}",
             observed=failure.render(),
             hint=f"{back}. The database stays expanded and the old release serves on it, as Keystone "
-            "promises between expand and contract. Fix the target image or configuration and run upgrade again",
+            "promises between expand and contract. The failed replacement was removed (its output is "
+            "in the observed text above). If the cause was passing, 'keystone-upgrade resume' retries "
+            "the run as planned; if the target image or configuration must change, fix it, run "
+            "'keystone-upgrade rollback' (nodes upgraded before this one go back too), then upgrade again",
         )
 
     def observe(self, context: RunContext) -> str:
@@ -208,7 +213,7 @@ class NodeUpgrade(Step):
         except WaitTimeout as exc:
             raise HealthError(
                 f"node {self.node.name} did not become healthy on {which}",
-                observed=str(exc),
+                observed=f"{exc}{self._last_lines(runtime)}",
                 hint=f"{hint}; the node stays in MAINT",
             ) from exc
         context.journal.event(self.id, Event.HEALTHY)
@@ -217,10 +222,18 @@ class NodeUpgrade(Step):
         if release is not None and running != release:
             raise HealthError(
                 f"node {self.node.name} does not run {which}",
-                observed=f"the node says it runs {running}, expected {release}",
+                observed=f"the node says it runs {running}, expected {release}{self._last_lines(runtime)}",
                 hint=hint,
             )
         context.journal.event(self.id, Event.VERSION, version=running)
+
+    def _last_lines(self, runtime: NodeRuntime) -> str:
+        """The container's last lines, for an error: a rollback removes the failed replacement."""
+        try:
+            tail = runtime.output_tail(NODE_OUTPUT_LINES).rstrip()
+        except RunnerError:
+            return ""
+        return f"\nlast lines of {self.node.container}:\n{tail}" if tail else ""
 
     def _tokens_accepted_both_ways(self, context: RunContext) -> None:
         """A token from this node validates on a peer, and a peer's on this node (``GET /v3`` proves neither).

@@ -92,6 +92,9 @@ class FakeEngine:
     def exec_output(self, container: str, command: Sequence[str]) -> Finished:
         return Finished(1, "")
 
+    def output_tail(self, container: str, lines: int) -> str:
+        return ""
+
     def pull(self, reference: str) -> bool:
         return False
 
@@ -262,6 +265,9 @@ class FakeNode:
 
     def key_digests(self, repositories: tuple[str, ...]) -> dict[str, str]:
         return {r: self.keys.get(r, SAME_KEYS) for r in repositories}
+
+    def output_tail(self, lines: int) -> str:
+        return f"last {lines} lines of {self.node.name}"
 
 
 class FakeHttp:

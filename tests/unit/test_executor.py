@@ -280,6 +280,18 @@ def test_a_node_whose_tokens_a_peer_rejects_is_rolled_back(tmp_path: Path) -> No
     assert journal.rolled_back("node:k1")
 
 
+def test_a_node_on_another_release_is_rolled_back_and_its_last_lines_are_kept(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path)
+    cluster.nodes["k1"].target_release = "28.1.0"  # the replacement serves the old release
+    with pytest.raises(HealthError, match=r"node k1 failed on 29\.1\.0 and was rolled back") as raised:
+        _run(plan, cluster, journal, tmp_path)
+    # Read before the rollback removed the replacement: its output is in the error.
+    assert "the node says it runs 28.1.0, expected 29.1.0" in str(raised.value)
+    assert "last 20 lines of k1" in str(raised.value)
+    assert "resume" in raised.value.hint
+    assert "rollback" in raised.value.hint
+
+
 def test_the_trust_setting_stays_while_a_migration_left_running_may_need_it(tmp_path: Path) -> None:
     _, plan, cluster, journal = _setup(tmp_path, trust=True)
     cluster.engine.outlived = True
