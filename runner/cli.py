@@ -32,6 +32,7 @@ from runner.plan import Plan
 from runner.report import build_report, render_report, render_traffic
 from runner.resume import run_resume
 from runner.rollback import run_rollback
+from runner.steps import Expand
 from runner.terminal import Output, begin, current, for_command
 from runner.traffic import replace_probe_seconds, start_traffic, traffic_report
 from runner.upgrade import connect, make_plan, refuse, run_upgrade
@@ -129,6 +130,13 @@ def render_plan(plan: Plan) -> str:
         said = [line for line in plan.doctor_findings.splitlines() if line.strip()]
         lines.append(f"  keystone-manage doctor (target image): {'says:' if said else 'no findings'}")
         lines += [f"    {line}" for line in said]
+    expand = next((s for s in plan.steps if isinstance(s, Expand)), None)
+    if expand is not None:
+        lines.append(
+            f"  throwaway containers: engine {expand.engine}; "
+            + ("KOLLA_UPGRADE / KOLLA_FINISH_UPGRADE" if expand.kolla else "keystone-manage db_sync")
+            + f"; mounts {', '.join(m.target for m in expand.mounts) or 'none'}"
+        )
     for number, step in enumerate(plan.steps, start=1):
         verdict = f"skip: {step.skip_reason}" if step.skipped else step.why
         lines.append(f"  {number:2}. {step.id:<22} {verdict}")

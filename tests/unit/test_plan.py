@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from runner.cli import render_plan
 from runner.drivers.containers import ContainerFacts, Finished, ImageFacts
 from runner.drivers.docker_blueprint import ThrowawaySetup
 from runner.drivers.haproxy import OperationalState, ServerStat, ServerState
@@ -372,3 +373,17 @@ def test_a_node_s_own_configuration_that_the_target_cannot_use_refuses() -> None
     assert [f.check for f in findings] == ["target-config"]
     assert findings[0].what.startswith("node k3:")
     assert "nosuchdialect" in findings[0].observed
+
+
+def test_the_printed_plan_says_where_and_how_the_throwaway_containers_migrate() -> None:
+    inventory = _inventory()
+    shown = render_plan(build_plan(inventory, _facts(inventory), run_id="r"))
+    assert (
+        "throwaway containers: engine local; keystone-manage db_sync; mounts /etc/keystone/fernet-keys"
+        in shown
+    )
+    kolla = ThrowawaySetup(
+        (BindMount("/etc/kolla/keystone", "/var/lib/kolla/config_files", True),), (), "root", (), "ssh://k1"
+    )
+    shown = render_plan(build_plan(inventory, _facts(inventory, throwaway=kolla), run_id="r"))
+    assert "throwaway containers: engine ssh://k1; KOLLA_UPGRADE / KOLLA_FINISH_UPGRADE" in shown
