@@ -8,6 +8,10 @@ import urllib.parse
 from runner.keystone_conf import mounted_keystone_conf
 from runner.model import KOLLA_CONFIG_DIR, MIGRATIONS_COMMAND, MIGRATIONS_KOLLA, BindMount
 
+# The runner's own checks (db_sync --check, doctor) log to their output, captured in the run's
+# log, never into the node's log files: run as root they would leave root-owned files in a
+# log volume (Kolla's kolla_logs) that Keystone's own user can no longer append to.
+CHECKS_LOG_TO_OUTPUT = {"OS_DEFAULT__LOG_FILE": ""}
 MIGRATION_LOCK_WAIT_S = 5
 IDLE_TRANSACTION_S = 2
 LOCK_TIMEOUT = "Lock wait timeout exceeded"

@@ -92,21 +92,33 @@ class TargetConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (node steps carry it into the journal)."""
+        """JSON-ready (node steps carry it into the journal): the environment's names, never its values."""
         return {
             "mounts": [str(m) for m in self.mounts],
-            "environment": [list(pair) for pair in self.environment],
+            "environment": environment_names(self.environment),
             "environment_remove": list(self.environment_remove),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TargetConfig:
-        """The inverse of ``to_dict``."""
+        """The inverse of ``to_dict``, the environment's values left to be filled in again."""
         return cls(
             mounts=tuple(BindMount.parse(m) for m in data.get("mounts", ())),
-            environment=tuple((str(k), str(v)) for k, v in data.get("environment", ())),
+            environment=environment_unfilled(data.get("environment", ())),
             environment_remove=tuple(data.get("environment_remove", ())),
         )
+
+
+def environment_names(environment: tuple[tuple[str, str], ...]) -> list[str]:
+    """What the journal and the printed plan keep of an environment: its names. A value may be a
+    secret (a database URL with its password), and secrets are never written down."""
+    return [name for name, _ in environment]
+
+
+def environment_unfilled(names: Any) -> tuple[tuple[str, str], ...]:
+    """An environment read back from ``environment_names`` (journals before it kept pairs), its values
+    empty until a resumed run fills them in from the inventory and the nodes as they are now."""
+    return tuple((str(item[0]), "") if isinstance(item, list | tuple) else (str(item), "") for item in names)
 
 
 @dataclass(frozen=True)

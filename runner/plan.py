@@ -12,7 +12,8 @@ from typing import Any
 
 from runner.drivers.docker_blueprint import ThrowawaySetup
 from runner.facts import ClusterFacts
-from runner.migrations import migration_environment, migrations_style
+from runner.facts.target import inventory_setup, throwaway_environment
+from runner.migrations import migrations_style
 from runner.model import MIGRATIONS_KOLLA, Inventory, NodeConfig
 from runner.preflight import Finding, preflight_findings, preflight_notices
 from runner.steps import (
@@ -122,6 +123,24 @@ def with_current_timeouts(plan: Plan, inventory: Inventory) -> Plan:
     return replace(plan, steps=tuple(retimed(s) for s in plan.steps))
 
 
+def with_current_environment(plan: Plan, inventory: Inventory, setup: ThrowawaySetup) -> Plan:
+    """The plan with its environment values filled in again: the journal keeps only their names
+    (a value may be a secret). Taken from the inventory and the nodes as they are now, as the
+    timeouts are."""
+
+    def filled(step: Step) -> Step:
+        if isinstance(step, Expand | Migrate | Contract):
+            return replace(step, environment=throwaway_environment(setup))
+        if isinstance(step, KeysAgree):
+            return replace(step, environment=setup.environment)
+        if isinstance(step, NodeUpgrade):
+            own = inventory.target_config(step.node.name).environment
+            return replace(step, config=replace(step.config, environment=own))
+        return step
+
+    return replace(plan, steps=tuple(filled(s) for s in plan.steps))
+
+
 def _peers(nodes: tuple[NodeConfig, ...], node: NodeConfig) -> tuple[NodeConfig, ...]:
     """The other nodes, those swapped after ``node`` first: its token gate checks against an old node
     while there is one, and against the node swapped before it at the end."""
@@ -172,13 +191,12 @@ def build_plan(
     needs_trust = not at_target and binlog is not None and binlog.needs_trust
     # What every throwaway container of the target gets (the Throwaway fields of each schema step):
     # a node's mounts, volumes and environment with the target configuration on top.
-    setup = facts.throwaway or ThrowawaySetup(inventory.mounts, inventory.environment, None, ())
+    setup = facts.throwaway or inventory_setup(inventory)
     migrations = migrations_style(inventory.migrations, setup.mounts)
-    environment = {**dict(setup.environment), **migration_environment(setup.mounts)}
     shared: dict[str, Any] = {
         "image": inventory.target_image,
         "mounts": setup.mounts,
-        "environment": tuple(sorted(environment.items())),
+        "environment": throwaway_environment(setup),
         "database_user": inventory.database.user,
         "timeout_s": inventory.migration_timeout_s,
         "user": setup.user,

@@ -334,7 +334,7 @@ def preflight_findings(inventory: Inventory, facts: ClusterFacts) -> list[Findin
             findings.append(
                 Finding(
                     "target-config",
-                    f"node {name}: the target image does not work with the node's node_check configuration "
+                    f"node {name}: the target image does not work with the node's own configuration "
                     "([nodes.target] over [target])",
                     observed,
                     "fix that node's [nodes.target] mounts and environment (its replacement would get them)",

@@ -17,10 +17,11 @@ from runner.drivers.ports import Drivers
 from runner.errors import PreflightError
 from runner.executor import Executor
 from runner.facts import throwaways_running
+from runner.facts.target import inventory_setup
 from runner.history import FINISHED, disagreements, last_run
 from runner.interrupts import ForcedStop, Interrupted, stop_requests
 from runner.model import Inventory
-from runner.plan import Plan, with_current_timeouts
+from runner.plan import Plan, with_current_environment, with_current_timeouts
 from runner.report import build_report, write_report
 from runner.steps import RunContext
 from runner.upgrade import INTERRUPTED, gather_facts, hold_run_lock
@@ -52,7 +53,9 @@ def run_resume(
             for running in throwaways_running(drivers.engines)
         ]
         if not differences:
-            differences = disagreements(plan, journal, gather_facts(inventory, drivers))
+            facts = gather_facts(inventory, drivers)
+            differences = disagreements(plan, journal, facts)
+            plan = with_current_environment(plan, inventory, facts.throwaway or inventory_setup(inventory))
         if differences:
             raise PreflightError(
                 f"the cluster is not where run {journal.run_id} left it; nothing was changed",

@@ -20,7 +20,7 @@ from runner.drivers.keystone import Credentials, KeystoneTokens
 from runner.drivers.memcached import MemcachedClient
 from runner.drivers.ports import Drivers
 from runner.drivers.rotation import HaproxyRotation
-from runner.drivers.systemd import LocalUnits, Systemctl
+from runner.drivers.systemd import NodeUnits, Systemctl
 from runner.errors import LockedError, PreflightError, RunnerError
 from runner.executor import Executor
 from runner.facts import (
@@ -68,7 +68,7 @@ def connect(inventory: Inventory, *, token_gate: bool = True) -> Drivers:
     admin = admin_database_target(inventory.database)
     http = RequestsHttp()
     # One systemctl, this host's: a node container a unit runs here is swapped through it.
-    units = LocalUnits(Systemctl())
+    units = NodeUnits(Systemctl())
 
     def node_runtime(node: NodeConfig) -> DockerNode:
         return DockerNode(node, engines[node.engine], http, units.for_node(node))
@@ -133,7 +133,8 @@ def gather_facts(inventory: Inventory, drivers: Drivers, *, pull_missing: bool =
         leftovers,
         haproxy_configs_losing_states(inventory.haproxy_configs),
         probe_login_error(drivers.tokens, inventory.probe.url if inventory.probe else None),
-        cache_backend=mounted_cache_backend(setup.mounts),
+        # Read on this host: only where the throwaways (and so the mounts' sources) are here.
+        cache_backend=mounted_cache_backend(setup.mounts) if setup.engine == LOCAL_ENGINE else None,
         node_targets=node_target_facts(
             inventory, nodes, drivers.engine, {RUN_ID_LABEL: "preflight"}, database_ok=database.error is None
         ),

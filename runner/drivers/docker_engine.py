@@ -217,9 +217,8 @@ class DockerEngine:
                     # A quarter of a serving container's CPU weight: on a busy host the
                     # nodes answering requests win over migrations and checks.
                     cpu_shares=THROWAWAY_CPU_SHARES,
-                    binds={
-                        m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts
-                    },
+                    # A list, not a mapping by source: a node may mount one directory or volume twice.
+                    binds=[str(m) for m in mounts],
                     tmpfs=dict.fromkeys(tmpfs, "size=64k,mode=0700"),
                 ),
             )

@@ -23,6 +23,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from runner.drivers.containers import Engine
 from runner.drivers.docker_blueprint import ContainerBlueprint
@@ -102,22 +103,46 @@ def starts_container(commands: Sequence[Sequence[str]], container: str) -> bool:
     return False
 
 
+# ssh's own exit code when it could not run the command on the host at all.
+SSH_FAILED = 255
+
+
+def ssh_prefix(endpoint: str) -> tuple[str, ...]:
+    """The ssh command that runs a command on the host of an ssh:// Docker endpoint: the same
+    login docker's ssh:// uses, never asking anything (BatchMode), bounded connect."""
+    parts = urlsplit(endpoint)
+    target = f"{parts.username}@{parts.hostname}" if parts.username else str(parts.hostname)
+    port = ("-p", str(parts.port)) if parts.port else ()
+    return ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", *port, target)
+
+
 @dataclass(frozen=True)
 class Systemctl:
-    """``ServiceManager`` through the ``systemctl`` command of the runner's host (argv only, bounded)."""
+    """``ServiceManager`` through ``systemctl`` (argv only, bounded): of the runner's host, or of the
+    host of an ssh:// engine when ``via`` is that host's ssh command."""
 
     binary: str = "systemctl"
     query_timeout_s: float = QUERY_TIMEOUT_S
     job_timeout_s: float = JOB_TIMEOUT_S
+    via: tuple[str, ...] = ()
 
     def _run(self, args: Sequence[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
-        """systemctl with ``args``; FileNotFoundError when it is not installed."""
-        found = shutil.which(self.binary)
+        """systemctl with ``args``; FileNotFoundError when it (or ssh) is not installed here."""
+        found = shutil.which(self.via[0] if self.via else self.binary)
         if found is None:
-            raise FileNotFoundError(self.binary)
-        argv = [found, "--no-pager", "--no-ask-password", *args]
+            raise FileNotFoundError(self.via[0] if self.via else self.binary)
+        command = [self.binary, "--no-pager", "--no-ask-password", *args]
+        argv = [found, *self.via[1:], *command] if self.via else [found, *command[1:]]
         try:
-            return subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+            if self.via and done.returncode == SSH_FAILED:
+                raise ServiceError(
+                    f"cannot run systemctl on {self.via[-1]} over ssh",
+                    observed=done.stderr.strip() or f"ssh exited {SSH_FAILED}",
+                    hint="the node's ssh:// engine logs in the same way: fix the ssh login (keys, "
+                    "known_hosts) so that units on that host can be seen and used",
+                )
+            return done
         except subprocess.TimeoutExpired as exc:
             raise ServiceError(
                 f"systemctl {' '.join(args)} did not return within {timeout_s:.0f}s",
@@ -220,22 +245,28 @@ class Systemctl:
         )
 
 
-class LocalUnits:
-    """The runner host's service manager, for the nodes it reaches: those on the local engine.
+class NodeUnits:
+    """The service manager of each node's host: this host's for nodes on the local engine, the
+    host's own over ssh for nodes on an ssh:// engine (kolla-ansible's multinode layout).
 
-    A node on another engine runs on another host, whose units this host's
-    systemctl cannot see or stop: it is swapped through the Docker API, and
-    that is said once per node.
+    A tcp:// engine's host is out of reach: its nodes are swapped through the Docker API,
+    and that is said once per node.
     """
 
-    def __init__(self, services: ServiceManager) -> None:
+    def __init__(self, services: ServiceManager, remote: type[Systemctl] | None = Systemctl) -> None:
         self.services = services
+        self.remote = remote
+        self._remote: dict[str, ServiceManager] = {}
         self._noted: set[str] = set()
 
     def for_node(self, node: NodeConfig) -> ServiceManager | None:
-        """``services`` for a node on the local engine; None for one elsewhere."""
+        """``services`` for a node on the local engine, its host's over ssh, or None."""
         if node.engine == LOCAL_ENGINE:
             return self.services
+        if node.engine.startswith("ssh://") and self.remote is not None:
+            if node.engine not in self._remote:
+                self._remote[node.engine] = self.remote(via=ssh_prefix(node.engine))
+            return self._remote[node.engine]
         if node.name not in self._noted:
             self._noted.add(node.name)
             log.info(
@@ -280,7 +311,11 @@ class ContainerUnit:
     def _manager(self) -> tuple[ServiceManager, str]:
         unit = self.name
         if self.services is None or unit is None:
-            raise AssertionError(f"container {self.container} has no unit to act through")
+            raise ServiceError(
+                f"container {self.container} has no systemd unit to act through",
+                observed="the swap asked for its unit after none was found",
+                hint="this is the runner's own error: report it; the journal says what the run did",
+            )
         return self.services, unit
 
     def stop(self, container_id: str) -> None:

@@ -141,7 +141,12 @@ def node_facts(
         present = engine.image(target_image) is not None
         if not present and pull_missing:
             present = engine.pull(target_image) and engine.image(target_image) is not None
-        if not present and pull_missing and image_source is not None and image_source is not engine:
+        if (
+            not present
+            and pull_missing
+            and image_source is not None
+            and image_source.endpoint != engine.endpoint
+        ):
             try:
                 image_copy = copy_image(image_source, engine, target_image).describe()
                 present = True

@@ -18,7 +18,7 @@ from runner.drivers.key_digests import DIGEST_FUNCTION, parse_key_digests
 from runner.drivers.keystone_release import RELEASE_FUNCTION
 from runner.errors import RunnerError
 from runner.facts.nodes import NodeFacts
-from runner.migrations import kolla_argv, migrations_style
+from runner.migrations import CHECKS_LOG_TO_OUTPUT, kolla_argv, migration_environment, migrations_style
 from runner.model import LOCAL_ENGINE, MIGRATIONS_KOLLA, Inventory
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,19 @@ class TargetFacts:
         return frozenset(h for h in (self.expand_head, self.contract_head) if h)
 
 
+def inventory_setup(inventory: Inventory) -> ThrowawaySetup:
+    """[target] alone, on the runner's engine: what the throwaways get when no node can be read."""
+    config = inventory.target_config()
+    return ThrowawaySetup(config.mounts, config.environment, None, ())
+
+
+def throwaway_environment(setup: ThrowawaySetup) -> tuple[tuple[str, str], ...]:
+    """A throwaway's environment: the node's with the target's, and the bounded lock wait. The
+    keystone.conf it extends is read on this host: only where the throwaways run here."""
+    readable = setup.mounts if setup.engine == LOCAL_ENGINE else ()
+    return tuple(sorted({**dict(setup.environment), **migration_environment(readable)}.items()))
+
+
 def throwaway_setup(
     inventory: Inventory, nodes: tuple[NodeFacts, ...], engine_of: Callable[[str], Engine]
 ) -> ThrowawaySetup:
@@ -86,7 +99,6 @@ def throwaway_setup(
     volumes are). The first node on the runner's own engine, else the first node that can be
     read (Kolla's nodes are all ssh:// when the runner is on a deploy host); [target] alone on
     the runner's engine when no node can be read."""
-    config = inventory.target_config()
     for node in sorted(nodes, key=lambda n: n.config.engine != LOCAL_ENGINE):
         if node.container is None:
             continue
@@ -95,8 +107,10 @@ def throwaway_setup(
         except RunnerError:
             continue
         if image is not None:
-            return derive_throwaway(node.container.inspect, image.inspect, config, node.config.engine)
-    return ThrowawaySetup(config.mounts, config.environment, None, ())
+            # The node's own [nodes.target] too: the throwaways run as its replacement will.
+            own = inventory.target_config(node.config.name)
+            return derive_throwaway(node.container.inspect, image.inspect, own, node.config.engine)
+    return inventory_setup(inventory)
 
 
 def target_facts(
@@ -111,7 +125,7 @@ def target_facts(
     """The target image's heads, the key repositories it sees, `db_sync --check` and `doctor`,
     in a throwaway container configured as the migrations will be (``setup``): the target
     configuration is checked with the target image before anything changes."""
-    setup = setup or ThrowawaySetup(inventory.mounts, inventory.target_config().environment, None, ())
+    setup = setup or inventory_setup(inventory)
     try:
         image = engine.image(inventory.target_image)
     except RunnerError as exc:
@@ -136,7 +150,7 @@ def target_facts(
             inventory.target_image,
             command,
             mounts=setup.mounts,
-            environment=dict(setup.environment),
+            environment={**dict(setup.environment), **CHECKS_LOG_TO_OUTPUT},
             labels={**run_label, PURPOSE_LABEL: "facts"},
             user="root",  # key repositories are 0700 keystone: root counts their entries
         )

@@ -21,7 +21,7 @@ from runner.drivers.ports import Drivers
 from runner.errors import RollbackError, RunnerError
 from runner.interrupts import StopRequests
 from runner.journal import Journal
-from runner.model import BindMount, NodeConfig, TargetConfig
+from runner.model import BindMount, NodeConfig, TargetConfig, environment_names, environment_unfilled
 
 
 class StepKind(StrEnum):
@@ -126,8 +126,18 @@ class Step:
             "skip_reason": self.skip_reason,
             "closes": self.closes,
             "node": self.node_name,
-            "params": {f.name: _encode(getattr(self, f.name)) for f in fields(self) if f.name not in common},
+            "params": {
+                f.name: environment_names(getattr(self, f.name))
+                if f.name in ENVIRONMENT_FIELDS
+                else _encode(getattr(self, f.name))
+                for f in fields(self)
+                if f.name not in common
+            },
         }
+
+
+# Step parameters that hold an environment: only their names are written down (values may be secrets).
+ENVIRONMENT_FIELDS = frozenset({"environment"})
 
 
 def _encode(value: Any) -> Any:
@@ -167,7 +177,10 @@ def _decode(hint: Any, value: Any) -> Any:
 def decode_step(cls: type[Step], data: dict[str, Any]) -> Step:
     """A step of class ``cls`` from its ``to_dict`` form."""
     hints = typing.get_type_hints(cls)
-    params = {name: _decode(hints[name], value) for name, value in data.get("params", {}).items()}
+    params = {
+        name: environment_unfilled(value) if name in ENVIRONMENT_FIELDS else _decode(hints[name], value)
+        for name, value in data.get("params", {}).items()
+    }
     return cls(
         id=data["id"],
         why=data["why"],

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from runner.drivers.containers import StillRunning
 from runner.errors import MigrationError, RunnerError
 from runner.journal import Event
-from runner.migrations import IDLE_TRANSACTION_S, LOCK_TIMEOUT, kolla_argv
+from runner.migrations import CHECKS_LOG_TO_OUTPUT, IDLE_TRANSACTION_S, LOCK_TIMEOUT, kolla_argv
 from runner.model import LOCAL_ENGINE, MIGRATIONS_COMMAND, MIGRATIONS_KOLLA, BindMount, NodeConfig, ServerRef
 from runner.steps.base import RunContext, Step, StepKind, Undo
 from runner.waits import (
@@ -211,7 +211,11 @@ class Contract(Throwaway, Step):
         context.journal.event(self.id, Event.CLUSTER_ON_TARGET)
         db_sync(context, self.id, self, "--contract")
         exit_code, tail = run_throwaway(
-            context, self, self.argv(["keystone-manage", "db_sync", "--check"]), f"{self.id}-check"
+            context,
+            self,
+            self.argv(["keystone-manage", "db_sync", "--check"]),
+            f"{self.id}-check",
+            CHECKS_LOG_TO_OUTPUT,
         )
         heads = frozenset(context.drivers.database.alembic_heads())
         context.journal.event(self.id, Event.CHECKED, exit_code=exit_code, heads=sorted(heads))

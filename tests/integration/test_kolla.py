@@ -198,6 +198,10 @@ def test_a_kolla_style_cluster_is_upgraded_the_kolla_way(
         )
         volumes = {m["Name"] for m in container.attrs["Mounts"] if m["Type"] == "volume"}
         assert volumes == set(kolla_volumes.values()), node
+        # The runner's checks ran as root but logged to their own output: every file in the
+        # kolla_logs volume is still Keystone's to append to.
+        owners = container.exec_run(["sh", "-c", "stat -c %U /var/log/kolla/keystone/*"])
+        assert set(owners.output.decode().split()) == {"keystone"}, owners.output.decode()
         done = container.exec_run(["keystone-manage", "--version"])
         assert done.output.decode().strip() == "29.1.0", node
     # The throwaways were the Kolla image's own start: KOLLA_UPGRADE ran expand then migrate,

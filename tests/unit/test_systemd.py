@@ -13,8 +13,10 @@ from runner.drivers.containers import ContainerFacts, ImageFacts
 from runner.drivers.docker_blueprint import ContainerBlueprint
 from runner.drivers.docker_node import DockerNode
 from runner.drivers.systemd import (
+    JOB_TIMEOUT_S,
+    QUERY_TIMEOUT_S,
     ContainerUnit,
-    LocalUnits,
+    NodeUnits,
     ServiceError,
     Systemctl,
     exec_start_commands,
@@ -67,7 +69,11 @@ def _systemctl(tmp_path: Path, script: str, **bounds: float) -> Systemctl:
     path = tmp_path / "systemctl"
     path.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "args"}\n{script}\n')
     path.chmod(0o755)
-    return Systemctl(binary=str(path), **bounds)
+    return Systemctl(
+        binary=str(path),
+        query_timeout_s=bounds.get("query_timeout_s", QUERY_TIMEOUT_S),
+        job_timeout_s=bounds.get("job_timeout_s", JOB_TIMEOUT_S),
+    )
 
 
 def _printing(text: str, code: int = 0, to: str = "") -> str:
@@ -129,19 +135,50 @@ def test_is_active_refuses_an_answer_it_cannot_read(tmp_path: Path) -> None:
         _systemctl(tmp_path, _printing(f"{NOT_BOOTED}\n", 1, ">&2")).is_active(UNIT)
 
 
-def test_units_are_looked_for_only_on_the_local_engine(caplog: pytest.LogCaptureFixture) -> None:
+def test_units_are_looked_for_here_and_over_ssh_never_on_a_tcp_engine(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
     caplog.set_level(logging.INFO, logger="runner.drivers.systemd")
     services = _Units([], None)
-    units = LocalUnits(services)
-    local = _node(LOCAL_ENGINE)
-    remote = _node("ssh://root@node2")
-    assert units.for_node(local) is services
+    units = NodeUnits(services)
+    assert units.for_node(_node(LOCAL_ENGINE)) is services
+    # An ssh:// node's host: its own systemctl, through the same login docker's ssh:// uses.
+    over_ssh = units.for_node(_node("ssh://root@node2:2222"))
+    assert isinstance(over_ssh, Systemctl)
+    assert over_ssh.via == (
+        "ssh",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=10",
+        "-p",
+        "2222",
+        "root@node2",
+    )
+    assert units.for_node(_node("ssh://root@node2:2222")) is over_ssh
+    remote = _node("tcp://node3:2376")
     assert units.for_node(remote) is None
     assert units.for_node(remote) is None
     assert [r.getMessage() for r in caplog.records] == [
-        "node k1 is on engine ssh://root@node2: a systemd unit on that host is out of this host's reach; "
+        "node k1 is on engine tcp://node3:2376: a systemd unit on that host is out of this host's reach; "
         "its container is stopped and started through the Docker API"
     ]
+
+
+def test_systemctl_over_ssh_runs_on_the_host_and_a_failed_login_is_an_error(tmp_path: Path) -> None:
+    ssh = tmp_path / "ssh"
+    ssh.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "args"}\nexit "${{SSH_EXIT:-0}}"\n')
+    ssh.chmod(0o755)
+    over_ssh = Systemctl(via=(str(ssh), "-o", "BatchMode=yes", "root@node2"))
+    assert over_ssh.unit_of("keystone") is None  # answered nothing loaded
+    assert (tmp_path / "args").read_text().split() == [
+        "-o", "BatchMode=yes", "root@node2", "systemctl", "--no-pager", "--no-ask-password",
+        "show", "--property=LoadState,ExecStart", "kolla-keystone-container.service",
+    ]  # fmt: skip
+    ssh.write_text('#!/bin/sh\necho "Permission denied (publickey)." >&2\nexit 255\n')
+    with pytest.raises(ServiceError, match="cannot run systemctl on root@node2 over ssh") as raised:
+        over_ssh.unit_of("keystone")
+    assert "Permission denied" in (raised.value.observed or "")
 
 
 # -- DockerNode through a unit, and without one ------------------------------------------------------
