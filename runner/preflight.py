@@ -373,6 +373,20 @@ def preflight_notices(inventory: Inventory, facts: ClusterFacts) -> tuple[str, .
         for node in facts.nodes
         if _upgrade_loads_it(node, facts)
     ]
+    checked = {name for name, _ in facts.node_targets}
+    notices += [
+        f"node {node.config.name}: its own [nodes.target] configuration was not checked with the target "
+        f"image (the image is not on {node.config.engine} yet, or the node could not be read); upgrade "
+        "checks it once the image is there, before anything changes"
+        for node in facts.nodes
+        if node.config.name in dict(inventory.node_targets) and node.config.name not in checked
+    ]
+    notices += [
+        f"node {node.config.name}: its engine {node.config.engine} is tcp:// without docker_tls_dir: the "
+        "Docker API (root on that host) is reached unauthenticated and unencrypted; give docker_tls_dir"
+        for node in facts.nodes
+        if node.config.engine.startswith("tcp://") and node.config.docker_tls_dir is None
+    ]
     flush_asked = inventory.cache is not None and inventory.cache.flush_after_upgrade
     if facts.cache_backend is not None and not flush_asked:
         notices.append(

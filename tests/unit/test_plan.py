@@ -391,3 +391,22 @@ def test_the_printed_plan_says_where_and_how_the_throwaway_containers_migrate() 
     )
     shown = render_plan(build_plan(inventory, _facts(inventory, throwaway=kolla), run_id="r"))
     assert "throwaway containers: engine ssh://k1; KOLLA_UPGRADE / KOLLA_FINISH_UPGRADE" in shown
+
+
+def test_an_unchecked_node_configuration_and_a_plain_tcp_engine_are_noticed() -> None:
+    inventory = _inventory()
+    tcp = replace(inventory.nodes[2], engine="tcp://k3:2375")
+    inventory = replace(
+        inventory,
+        nodes=(*inventory.nodes[:2], tcp),
+        node_targets=(("k2", TargetConfig(environment=(("A", "1"),))),),
+    )
+    facts = _facts(inventory)
+    facts = replace(facts, nodes=(*facts.nodes[:2], replace(facts.nodes[2], config=tcp)))
+    notices = build_plan(inventory, facts, run_id="r").notices
+    assert any(n.startswith("node k2: its own [nodes.target] configuration was not checked") for n in notices)
+    assert any(
+        n.startswith("node k3: its engine tcp://k3:2375 is tcp:// without docker_tls_dir") for n in notices
+    )
+    checked = replace(facts, node_targets=(("k2", facts.target),))
+    assert not any("was not checked" in n for n in build_plan(inventory, checked, run_id="r").notices)
