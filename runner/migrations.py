@@ -46,6 +46,9 @@ def migrations_style(configured: str | None, mounts: tuple[BindMount, ...]) -> s
     return MIGRATIONS_KOLLA if kolla else MIGRATIONS_COMMAND
 
 
-def kolla_argv(command: list[str]) -> list[str]:
-    """``command`` run the Kolla way: after kolla_set_configs has copied config.json's files into place."""
+def styled_argv(style: str, command: list[str]) -> list[str]:
+    """``command`` as a throwaway of ``style`` runs it: the Kolla way, only after kolla_set_configs
+    has copied config.json's files into place; otherwise as it is."""
+    if style != MIGRATIONS_KOLLA:
+        return command
     return ["sh", "-c", 'kolla_set_configs >&2 && exec "$@"', "kolla-set-configs-then", *command]

@@ -64,7 +64,8 @@ class DockerNode:
         old = self._existing(self.node.container, "container")
         self._old_image(old)
         stop_timeout = old.inspect["Config"].get("StopTimeout") or DEFAULT_STOP_TIMEOUT_S
-        version = self.running_release() if old.status == "running" else old.keystone_version
+        # Read on the container just inspected (running_release would look it up again).
+        version = release_inside(self.engine, old.id) if old.status == "running" else old.keystone_version
         if self.unit.name is None:
             self.engine.stop(old.id, int(stop_timeout))
         else:

@@ -18,8 +18,8 @@ from runner.drivers.key_digests import DIGEST_FUNCTION, parse_key_digests
 from runner.drivers.keystone_release import RELEASE_FUNCTION
 from runner.errors import RunnerError
 from runner.facts.nodes import NodeFacts
-from runner.migrations import CHECKS_LOG_TO_OUTPUT, kolla_argv, migration_environment, migrations_style
-from runner.model import LOCAL_ENGINE, MIGRATIONS_KOLLA, Inventory
+from runner.migrations import CHECKS_LOG_TO_OUTPUT, migration_environment, migrations_style, styled_argv
+from runner.model import LOCAL_ENGINE, Inventory
 
 log = logging.getLogger(__name__)
 
@@ -91,25 +91,34 @@ def throwaway_environment(setup: ThrowawaySetup) -> tuple[tuple[str, str], ...]:
     return tuple(sorted({**dict(setup.environment), **migration_environment(readable)}.items()))
 
 
+def node_setup(
+    inventory: Inventory, node: NodeFacts, engine_of: Callable[[str], Engine]
+) -> ThrowawaySetup | None:
+    """A throwaway set up as ``node``'s replacement will run: its mounts, volumes, environment,
+    user and command with its target configuration on top, on its engine (None: unreadable now)."""
+    if node.container is None:
+        return None
+    try:
+        image = engine_of(node.config.engine).image(node.container.image_id)
+    except RunnerError:
+        return None
+    if image is None:
+        return None
+    own = inventory.target_config(node.config.name)
+    return derive_throwaway(node.container.inspect, image.inspect, own, node.config.engine)
+
+
 def throwaway_setup(
     inventory: Inventory, nodes: tuple[NodeFacts, ...], engine_of: Callable[[str], Engine]
 ) -> ThrowawaySetup:
-    """What the throwaway containers get: a node's mounts, volumes, environment, user and command
-    with the target configuration on top, run on that node's engine (where its host paths and
-    volumes are). The first node on the runner's own engine, else the first node that can be
-    read (Kolla's nodes are all ssh:// when the runner is on a deploy host); [target] alone on
-    the runner's engine when no node can be read."""
+    """What the throwaway containers get: a node's setup (``node_setup``), run on that node's
+    engine, where its host paths and volumes are. The first node on the runner's own engine, else
+    the first node that can be read (Kolla's nodes are all ssh:// when the runner is on a deploy
+    host); [target] alone on the runner's engine when no node can be read."""
     for node in sorted(nodes, key=lambda n: n.config.engine != LOCAL_ENGINE):
-        if node.container is None:
-            continue
-        try:
-            image = engine_of(node.config.engine).image(node.container.image_id)
-        except RunnerError:
-            continue
-        if image is not None:
-            # The node's own [nodes.target] too: the throwaways run as its replacement will.
-            own = inventory.target_config(node.config.name)
-            return derive_throwaway(node.container.inspect, image.inspect, own, node.config.engine)
+        setup = node_setup(inventory, node, engine_of)
+        if setup is not None:
+            return setup
     return inventory_setup(inventory)
 
 
@@ -143,9 +152,8 @@ def target_facts(
             "with-database" if database_ok else "without-database",
             *inventory.key_repositories,
         ]
-        if migrations_style(inventory.migrations, setup.mounts) == MIGRATIONS_KOLLA:
-            # Kolla images read their configuration only once kolla_set_configs has copied it into place.
-            command = kolla_argv(command)
+        # Kolla images read their configuration only once kolla_set_configs has copied it into place.
+        command = styled_argv(migrations_style(inventory.migrations, setup.mounts), command)
         inspected = engine.run_once(
             inventory.target_image,
             command,
@@ -215,22 +223,10 @@ def node_target_facts(
     own = {name for name, _ in inventory.node_targets}
     checked = []
     for node in nodes:
-        if node.config.name not in own or node.container is None:
-            continue
-        engine = engine_of(node.config.engine)
-        try:
-            image = engine.image(node.container.image_id)
-        except RunnerError:
-            continue
-        if image is None:
-            continue
-        setup = derive_throwaway(
-            node.container.inspect,
-            image.inspect,
-            inventory.target_config(node.config.name),
-            node.config.engine,
-        )
-        checked.append(
-            (node.config.name, target_facts(inventory, engine, run_label, database_ok, setup=setup))
-        )
+        setup = node_setup(inventory, node, engine_of) if node.config.name in own else None
+        if setup is not None:
+            engine = engine_of(node.config.engine)
+            checked.append(
+                (node.config.name, target_facts(inventory, engine, run_label, database_ok, setup=setup))
+            )
     return tuple(checked)

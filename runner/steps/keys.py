@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from runner.drivers.key_digests import KEY_DIGEST_SCRIPT, key_differences, parse_key_digests, short
 from runner.errors import DockerError, KeysError
 from runner.journal import Event
-from runner.migrations import kolla_argv
-from runner.model import LOCAL_ENGINE, MIGRATIONS_COMMAND, MIGRATIONS_KOLLA, BindMount, NodeConfig
+from runner.migrations import styled_argv
+from runner.model import LOCAL_ENGINE, MIGRATIONS_COMMAND, BindMount, NodeConfig
 from runner.steps.base import RunContext, Step, StepKind, Undo
 
 THROWAWAY = "the throwaway container"
@@ -45,7 +45,7 @@ class KeysAgree(Step):
         command = ["python3", "-c", KEY_DIGEST_SCRIPT, *self.repositories]
         finished = context.drivers.engine(self.engine).run_once(
             self.image,
-            kolla_argv(command) if self.migrations == MIGRATIONS_KOLLA else command,
+            styled_argv(self.migrations, command),
             mounts=self.mounts,
             environment=dict(self.environment),
             labels=context.labels(self.id),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from runner.drivers.containers import StillRunning
 from runner.errors import MigrationError, RunnerError
 from runner.journal import Event
-from runner.migrations import CHECKS_LOG_TO_OUTPUT, IDLE_TRANSACTION_S, LOCK_TIMEOUT, kolla_argv
+from runner.migrations import CHECKS_LOG_TO_OUTPUT, IDLE_TRANSACTION_S, LOCK_TIMEOUT, styled_argv
 from runner.model import LOCAL_ENGINE, MIGRATIONS_COMMAND, MIGRATIONS_KOLLA, BindMount, NodeConfig, ServerRef
 from runner.steps.base import RunContext, Step, StepKind, Undo
 from runner.waits import (
@@ -50,9 +50,7 @@ class Throwaway:
 
     def argv(self, command: list[str]) -> list[str]:
         """``command`` as the container runs it: after kolla_set_configs, the Kolla way."""
-        if not self.kolla:
-            return command
-        return kolla_argv(command)
+        return styled_argv(self.migrations, command)
 
 
 def run_throwaway(
