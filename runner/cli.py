@@ -11,6 +11,8 @@ from typing import Any
 import click
 import docker
 
+from runner.cli_copies import drift_command, rehearse_command
+from runner.cli_options import accept_drift_option, inventory_option, json_option
 from runner.config import load_inventory
 from runner.config.kolla import (
     DEFAULT_BACKUP_IMAGE,
@@ -103,21 +105,6 @@ def images_build(versions: tuple[str, ...], force: bool, with_runner: bool) -> N
 
 # -- the upgrade ------------------------------------------------------------------------------
 
-inventory_option = click.option(
-    "-i",
-    "--inventory",
-    "inventory_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="The cluster's inventory (TOML).",
-)
-json_option = click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print one JSON document on stdout and nothing else there (an error too, with its exit code).",
-)
-
 
 def render_plan(plan: Plan) -> str:
     """The plan for people: what runs, what is skipped and why."""
@@ -201,13 +188,14 @@ NOT_CONFIRMED = "not confirmed: nothing was changed"
 
 @main.command("plan")
 @inventory_option
+@accept_drift_option
 @json_option
-def plan_command(inventory_path: Path, as_json: bool) -> None:
+def plan_command(inventory_path: Path, accept_drift: tuple[str, ...], as_json: bool) -> None:
     """Gather facts read-only and print the steps an upgrade would take. Changes nothing."""
     out = for_command(as_json=as_json)
     inventory = load_inventory(inventory_path)
     require_secrets(inventory)
-    plan = make_plan(inventory, connect(inventory))
+    plan = make_plan(inventory, connect(inventory), accept_drift=accept_drift)
     if plan.refused:
         out.say(render_plan(plan))
         out.attach("plan", plan.to_dict())
@@ -226,8 +214,17 @@ def plan_command(inventory_path: Path, as_json: bool) -> None:
     is_flag=True,
     help="Send the inventory's [probe] traffic during the run and report it.",
 )
+@accept_drift_option
 @json_option
-def upgrade_command(inventory_path: Path, yes: bool, keep_old: bool, with_probe: bool, as_json: bool) -> None:
+def upgrade_command(
+    inventory_path: Path,
+    *,
+    yes: bool,
+    keep_old: bool,
+    with_probe: bool,
+    accept_drift: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Print the plan, ask, then upgrade node by node with zero failed requests."""
     out = for_command(as_json=as_json)
     inventory = load_inventory(inventory_path)
@@ -237,7 +234,13 @@ def upgrade_command(inventory_path: Path, yes: bool, keep_old: bool, with_probe:
         return confirmed(out, render_plan(plan), plan_line(plan), "execute this plan?", yes)
 
     plan = run_upgrade(
-        inventory, connect(inventory), confirm, show_report(out), keep_old=keep_old, with_probe=with_probe
+        inventory,
+        connect(inventory),
+        confirm,
+        show_report(out),
+        keep_old=keep_old,
+        with_probe=with_probe,
+        accept_drift=accept_drift,
     )
     run_document(out, plan)
 
@@ -419,6 +422,10 @@ def inventory_from_kolla_command(
             hint="name a new file in a writable directory (an existing one is never overwritten)",
         ) from exc
     click.echo(f"inventory: {output} (review it before use)", err=True)
+
+
+main.add_command(drift_command)
+main.add_command(rehearse_command)
 
 
 def run() -> None:

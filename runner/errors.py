@@ -33,6 +33,7 @@ class ExitCode(IntEnum):
     INTERRUPTED = 17  # SIGINT or SIGTERM: stopped between steps (resume goes on), or at once on a second
     KEYS = 18  # the key repositories do not hold the same keys on every node and throwaway
     CACHE = 19  # a memcached did not empty itself when the run asked it to ([cache] flush_after_upgrade)
+    DRIFT = 20  # the live schema differs from the one the running release's migrations build
 
 
 class RunnerError(Exception):
@@ -150,3 +151,9 @@ class KeysError(RunnerError):
     """The key repositories differ between nodes (or the throwaway containers): tokens would fail."""
 
     exit_code = ExitCode.KEYS
+
+
+class DriftError(RunnerError):
+    """The live schema differs from the one the running release's own migrations build."""
+
+    exit_code = ExitCode.DRIFT

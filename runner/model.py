@@ -300,6 +300,8 @@ class Inventory:
     probe: ProbeConfig | None = None
     # How long one db_sync phase may run before the run gives up on it ([run] migration_timeout_s).
     migration_timeout_s: float = 3600.0
+    # Load each backup into a scratch database once, to record what a faithful restore holds.
+    backup_restore_check: bool = True
     # The haproxy.cfg files given beside the sockets: preflight reads whether states survive a reload.
     haproxy_configs: tuple[str, ...] = ()
     # The memcached servers and whether to flush them after the upgrade ([cache]); None: not given.

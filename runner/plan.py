@@ -16,6 +16,7 @@ from runner.facts.target import inventory_setup, throwaway_environment
 from runner.migrations import migrations_style
 from runner.model import MIGRATIONS_KOLLA, Inventory, NodeConfig
 from runner.preflight import Finding, preflight_findings, preflight_notices
+from runner.preflight_drift import drift_findings, drift_notices
 from runner.steps import (
     Backup,
     Cleanup,
@@ -181,7 +182,7 @@ def build_plan(
     def step_id(name: str) -> str:
         return f"{hop}/{name}" if hop else name
 
-    findings = preflight_findings(inventory, facts)
+    findings = preflight_findings(inventory, facts) + drift_findings(facts)
     target = facts.target
     target_version = target.known_release
     target_heads, db_heads = target.heads, facts.database.heads
@@ -212,6 +213,7 @@ def build_plan(
                 why="a verified dump before the schema changes",
                 image=inventory.backup_image,
                 directory=str(inventory.backup_dir / run_id / (hop or "")),
+                restore_check=inventory.backup_restore_check,
             )
         )
     if needs_trust:
@@ -334,5 +336,5 @@ def build_plan(
         doctor_findings=target.doctor.tail(20) if target.doctor else None,
         findings=tuple(findings),
         steps=tuple(steps),
-        notices=preflight_notices(inventory, facts),
+        notices=preflight_notices(inventory, facts) + drift_notices(facts),
     )

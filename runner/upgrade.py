@@ -35,6 +35,7 @@ from runner.facts import (
     throwaway_setup,
     throwaways_running,
 )
+from runner.facts.drift import drift_facts
 from runner.history import journal_plan, unfinished
 from runner.interrupts import ForcedStop, Interrupted, stop_requests
 from runner.journal import Journal, new_run_id
@@ -98,8 +99,18 @@ def _tokens(probe: ProbeConfig | None) -> KeystoneTokens | None:
     return KeystoneTokens(Credentials(probe.username, password, probe.project, probe.domain))
 
 
-def gather_facts(inventory: Inventory, drivers: Drivers, *, pull_missing: bool = False) -> ClusterFacts:
-    """Read the cluster; change nothing (an upgrade may pull a missing target image)."""
+def gather_facts(
+    inventory: Inventory,
+    drivers: Drivers,
+    *,
+    pull_missing: bool = False,
+    accept_drift: tuple[str, ...] | None = None,
+) -> ClusterFacts:
+    """Read the cluster; change nothing (an upgrade may pull a missing target image).
+
+    ``accept_drift`` (None: the schema is not compared) names the drift differences the
+    operator accepts; the others refuse the plan.
+    """
     nodes = tuple(
         node_facts(
             node,
@@ -139,14 +150,29 @@ def gather_facts(inventory: Inventory, drivers: Drivers, *, pull_missing: bool =
             inventory, nodes, drivers.engine, {RUN_ID_LABEL: "preflight"}, database_ok=database.error is None
         ),
         throwaway=setup,
+        drift=None
+        if accept_drift is None
+        else drift_facts(
+            nodes,
+            drivers.database,
+            drivers.engine(LOCAL_ENGINE),
+            inventory.backup_image,
+            {RUN_ID_LABEL: "preflight"},
+            accepted=accept_drift,
+        ),
     )
 
 
 def make_plan(
-    inventory: Inventory, drivers: Drivers, *, pull_missing: bool = False, keep_old: bool = False
+    inventory: Inventory,
+    drivers: Drivers,
+    *,
+    pull_missing: bool = False,
+    keep_old: bool = False,
+    accept_drift: tuple[str, ...] = (),
 ) -> Plan:
-    """Facts, then the plan (with the id its run will have)."""
-    facts = gather_facts(inventory, drivers, pull_missing=pull_missing)
+    """Facts (the schema compared for drift), then the plan (with the id its run will have)."""
+    facts = gather_facts(inventory, drivers, pull_missing=pull_missing, accept_drift=accept_drift)
     return build_plan(inventory, facts, run_id=new_run_id(), keep_old=keep_old)
 
 
@@ -193,6 +219,7 @@ def run_upgrade(
     *,
     keep_old: bool = False,
     with_probe: bool = False,
+    accept_drift: tuple[str, ...] = (),
 ) -> Plan:
     """Preflight, then (confirmed, under the lock) every step of the plan; the report either way."""
     with ExitStack() as stack:
@@ -211,9 +238,9 @@ def run_upgrade(
             raise
         except RunnerError:
             # The database does not answer: preflight says so with everything else it finds.
-            raise refuse(make_plan(inventory, drivers)) from None
+            raise refuse(make_plan(inventory, drivers, accept_drift=accept_drift)) from None
         refuse_when_unfinished(inventory)
-        plan = make_plan(inventory, drivers, pull_missing=True, keep_old=keep_old)
+        plan = make_plan(inventory, drivers, pull_missing=True, keep_old=keep_old, accept_drift=accept_drift)
         if plan.refused:
             raise refuse(plan)
         if not confirm(plan):

@@ -190,10 +190,18 @@ class _Run:
     drain_timeout_s: float | None
     health_timeout_s: float | None
     migration_timeout_s: float | None
+    backup_restore_check: bool | None
 
 
 def _run(raw: Any, problems: Problems, base: Path) -> _Run:
-    known = {"state_dir", "backup_dir", "drain_timeout_s", "health_timeout_s", "migration_timeout_s"}
+    known = {
+        "state_dir",
+        "backup_dir",
+        "drain_timeout_s",
+        "health_timeout_s",
+        "migration_timeout_s",
+        "backup_restore_check",
+    }
     table = top_table(raw, "[run]", problems, known, base, required=False) or Table(
         {}, "[run]", problems, (), base
     )
@@ -208,6 +216,7 @@ def _run(raw: Any, problems: Problems, base: Path) -> _Run:
         table.seconds("drain_timeout_s", default=120.0, high=MAX_DRAIN_TIMEOUT_S),
         table.seconds("health_timeout_s", default=180.0, high=MAX_HEALTH_TIMEOUT_S),
         table.seconds("migration_timeout_s", default=3600.0, high=MAX_MIGRATION_TIMEOUT_S),
+        table.boolean("backup_restore_check", True),
     )
 
 
@@ -289,6 +298,7 @@ def load_inventory(path: Path) -> Inventory:
         or run.drain_timeout_s is None
         or run.health_timeout_s is None
         or run.migration_timeout_s is None
+        or run.backup_restore_check is None
     ):
         raise ConfigError(
             f"the inventory {path} has {len(problems.items)} problem(s); nothing was touched",
@@ -314,6 +324,7 @@ def load_inventory(path: Path) -> Inventory:
         drain_timeout_s=run.drain_timeout_s,
         health_timeout_s=run.health_timeout_s,
         migration_timeout_s=run.migration_timeout_s,
+        backup_restore_check=run.backup_restore_check,
         probe=probe,
         cache=cache,
     )

@@ -13,11 +13,12 @@ import gzip
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from runner.drivers.containers import PURPOSE_LABEL, Engine
 from runner.drivers.database import MysqlDatabase
+from runner.drivers.scratch_database import scratch_database
 from runner.errors import BackupError
 from runner.model import BindMount, DatabaseTarget
 
@@ -44,6 +45,16 @@ class BackupManifest:
     tables: dict[str, int]
     started_at: float
     finished_at: float
+    # What a faithful restore of this dump holds: rows and CHECKSUM TABLE per table, read from a
+    # scratch database the dump was loaded into once when it was taken (empty: not restored then).
+    restored_rows: dict[str, int] = field(default_factory=dict)
+    restored_checksums: dict[str, int | None] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: Path) -> BackupManifest:
+        """The manifest written next to a dump (``<dump>.manifest.json``)."""
+        data = json.loads(path.read_text())
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 # Where the CA bundle of [database.tls] appears inside the backup container.
@@ -77,8 +88,15 @@ def take_backup(
     target: DatabaseTarget,
     directory: Path,
     labels: dict[str, str],
+    *,
+    restore_check: bool = True,
 ) -> BackupManifest:
-    """Dump the database into ``directory`` and verify it; raise BackupError when anything is off."""
+    """Dump the database into ``directory`` and verify it; raise BackupError when anything is off.
+
+    ``restore_check``: load the dump into a scratch database once and record what it holds
+    (rows, CHECKSUM TABLE), so that any later restore can be checked against it. The numbers come
+    from the dump itself: the live tables, written to while the dump runs, would not match it.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     started = time.time()
     name = f"{target.database}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(started))}.sql.gz"
@@ -109,8 +127,37 @@ def take_backup(
         started_at=started,
         finished_at=time.time(),
     )
+    if restore_check:
+        rows, checksums = restored_contents(engine, image, dump, target.database, labels)
+        manifest = replace(manifest, restored_rows=rows, restored_checksums=checksums)
     (directory / f"{name}.manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
     return manifest
+
+
+def restored_contents(
+    engine: Engine, image: str, dump: Path, database: str, labels: dict[str, str]
+) -> tuple[dict[str, int], dict[str, int | None]]:
+    """Rows and CHECKSUM TABLE per table of ``dump`` loaded into a scratch database."""
+    with scratch_database(engine, image, labels, database=database, dumps=dump.parent) as scratch:
+        scratch.load(dump.name)
+        copy = MysqlDatabase(scratch.target)
+        return copy.table_row_counts(), copy.table_checksums()
+
+
+def restore_differences(
+    manifest: BackupManifest, rows: dict[str, int], checksums: dict[str, int | None]
+) -> list[str]:
+    """Where a restore differs from what the manifest says a faithful one holds (empty: none)."""
+    differences = []
+    for table in sorted(set(manifest.restored_rows) | set(rows)):
+        expected, found = manifest.restored_rows.get(table), rows.get(table)
+        if expected != found:
+            differences.append(f"{table}: {expected} rows expected, {found} restored")
+        elif manifest.restored_checksums.get(table) != checksums.get(table):
+            differences.append(
+                f"{table}: CHECKSUM TABLE {manifest.restored_checksums.get(table)} expected, {checksums.get(table)} restored"
+            )
+    return differences
 
 
 class ContainerBackups:
@@ -120,9 +167,11 @@ class ContainerBackups:
         self.engine = engine
         self.target = target
 
-    def take(self, image: str, directory: Path, labels: dict[str, str]) -> BackupManifest:
-        """A verified dump of the database in ``directory``."""
-        return take_backup(self.engine, image, self.target, directory, labels)
+    def take(
+        self, image: str, directory: Path, labels: dict[str, str], *, restore_check: bool = True
+    ) -> BackupManifest:
+        """A verified dump of the database in ``directory`` (restored once to record what it holds)."""
+        return take_backup(self.engine, image, self.target, directory, labels, restore_check=restore_check)
 
 
 def _verify(dump: Path, tables: dict[str, int]) -> tuple[str, int]:

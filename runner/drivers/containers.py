@@ -88,6 +88,18 @@ class Engine(Protocol):
         tmpfs: Sequence[str] = (),
         keep_on_timeout: bool = False,
     ) -> Finished: ...
+    # A throwaway server (a scratch database) that runs until the caller removes it.
+    def start_detached(
+        self,
+        image: str,
+        command: Sequence[str],
+        *,
+        mounts: Sequence[BindMount],
+        labels: Mapping[str, str],
+        entrypoint: Sequence[str] | None = None,
+        stdin_secret: str | None = None,
+        tmpfs: Sequence[str] = (),
+    ) -> str: ...
     def running_throwaways(self) -> list[str]: ...
     def exec_output(self, container: str, command: Sequence[str]) -> Finished: ...
     def output_tail(self, container: str, lines: int) -> str: ...

@@ -14,6 +14,7 @@ import pymysql
 
 from runner.errors import DatabaseError
 from runner.model import DatabaseTarget, DatabaseTls
+from runner.schema import Schema, schema_from_information_schema
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +252,62 @@ class MysqlDatabase:
                 counts[table] = int(row[0]) if row else 0
             cursor.execute("COMMIT")
             return counts
+
+    def schema(self) -> Schema:
+        """The database's base tables, their columns, indexes and foreign keys, as information_schema says."""
+        database = (self.target.database,)
+        with self._cursor("reading the schema") as cursor:
+            cursor.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = %s AND table_type = 'BASE TABLE'",
+                database,
+            )
+            tables = [row[0] for row in cursor.fetchall()]
+            cursor.execute(
+                "SELECT table_name, column_name, column_type, is_nullable, column_default "
+                "FROM information_schema.columns WHERE table_schema = %s ORDER BY table_name, ordinal_position",
+                database,
+            )
+            columns = cursor.fetchall()
+            cursor.execute(
+                "SELECT table_name, index_name, non_unique, column_name FROM information_schema.statistics "
+                "WHERE table_schema = %s ORDER BY table_name, index_name, seq_in_index",
+                database,
+            )
+            statistics = cursor.fetchall()
+            cursor.execute(
+                "SELECT k.table_name, k.constraint_name, k.column_name, k.referenced_table_name, "
+                "k.referenced_column_name, r.update_rule, r.delete_rule "
+                "FROM information_schema.key_column_usage k "
+                "JOIN information_schema.referential_constraints r ON r.constraint_schema = k.constraint_schema "
+                "AND r.table_name = k.table_name AND r.constraint_name = k.constraint_name "
+                "WHERE k.table_schema = %s AND k.referenced_table_name IS NOT NULL "
+                "ORDER BY k.table_name, k.constraint_name, k.ordinal_position",
+                database,
+            )
+            foreign_keys = cursor.fetchall()
+        return schema_from_information_schema(tables, columns, statistics, foreign_keys)
+
+    def table_checksums(self) -> dict[str, int | None]:
+        """``CHECKSUM TABLE`` of each base table (None where the server gives none).
+
+        Each table is read at its own moment, and the checksum depends on the
+        server's row format: compare checksums taken on the same server with no writes between.
+        """
+        with self._cursor("checksumming the tables") as cursor:
+            cursor.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = %s AND table_type = 'BASE TABLE' ORDER BY table_name",
+                (self.target.database,),
+            )
+            tables = [str(row[0]) for row in cursor.fetchall()]
+            checksums: dict[str, int | None] = {}
+            for table in tables:
+                quoted = table.replace("`", "``")  # names from the server, quoted as identifiers
+                cursor.execute(f"CHECKSUM TABLE `{quoted}`")
+                row = cursor.fetchone()
+                checksums[table] = None if row is None or row[1] is None else int(row[1])
+            return checksums
 
     @contextmanager
     def advisory_lock(self, name: str) -> Iterator[bool]:

@@ -6,6 +6,7 @@ Library errors become RunnerErrors here, at the boundary.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -202,29 +203,17 @@ class DockerEngine:
         is left running and reported (StillRunning), not removed.
         """
         api = self.client.api
-        try:
-            created = api.create_container(
-                image,
-                command=list(command),
-                entrypoint=list(entrypoint) if entrypoint is not None else None,
-                environment=dict(environment or {}),
-                user=user or "",
-                labels={RUNNER_LABEL: "1", **labels},
-                # StdinOnce: the container's stdin ends when the runner closes its side.
-                stdin_open=stdin_secret is not None,
-                host_config=api.create_host_config(
-                    network_mode="host",
-                    # A quarter of a serving container's CPU weight: on a busy host the
-                    # nodes answering requests win over migrations and checks.
-                    cpu_shares=THROWAWAY_CPU_SHARES,
-                    # A list, not a mapping by source: a node may mount one directory or volume twice.
-                    binds=[str(m) for m in mounts],
-                    tmpfs=dict.fromkeys(tmpfs, "size=64k,mode=0700"),
-                ),
-            )
-        except DockerException as exc:
-            raise self._fail(f"cannot create a throwaway container of {image}", exc) from exc
-        container_id = created["Id"]
+        container_id = self._create_throwaway(
+            image,
+            command,
+            mounts=mounts,
+            labels=labels,
+            environment=environment,
+            user=user,
+            entrypoint=entrypoint,
+            stdin_open=stdin_secret is not None,
+            tmpfs=tmpfs,
+        )
         leave_running = False
         try:
             api.start(container_id)
@@ -277,6 +266,81 @@ class DockerEngine:
                     api.remove_container(container_id, force=True)
                 except DockerException as exc:
                     log.warning("could not remove throwaway container %s: %s", container_id[:12], exc)
+
+    def _create_throwaway(
+        self,
+        image: str,
+        command: Sequence[str],
+        *,
+        mounts: Sequence[BindMount],
+        labels: Mapping[str, str],
+        environment: Mapping[str, str] | None,
+        user: str | None,
+        entrypoint: Sequence[str] | None,
+        stdin_open: bool,
+        tmpfs: Sequence[str],
+    ) -> str:
+        """Create (not start) a throwaway container on host networking; its id."""
+        api = self.client.api
+        try:
+            created = api.create_container(
+                image,
+                command=list(command),
+                entrypoint=list(entrypoint) if entrypoint is not None else None,
+                environment=dict(environment or {}),
+                user=user or "",
+                labels={RUNNER_LABEL: "1", **labels},
+                # StdinOnce: the container's stdin ends when the runner closes its side.
+                stdin_open=stdin_open,
+                host_config=api.create_host_config(
+                    network_mode="host",
+                    # A quarter of a serving container's CPU weight: on a busy host the
+                    # nodes answering requests win over migrations and checks.
+                    cpu_shares=THROWAWAY_CPU_SHARES,
+                    # A list, not a mapping by source: a node may mount one directory or volume twice.
+                    binds=[str(m) for m in mounts],
+                    tmpfs=dict.fromkeys(tmpfs, "size=64k,mode=0700"),
+                ),
+            )
+        except DockerException as exc:
+            raise self._fail(f"cannot create a throwaway container of {image}", exc) from exc
+        return str(created["Id"])
+
+    def start_detached(
+        self,
+        image: str,
+        command: Sequence[str],
+        *,
+        mounts: Sequence[BindMount],
+        labels: Mapping[str, str],
+        entrypoint: Sequence[str] | None = None,
+        stdin_secret: str | None = None,
+        tmpfs: Sequence[str] = (),
+    ) -> str:
+        """Start a throwaway server (a scratch database) and hand it ``stdin_secret``; its id.
+
+        The caller removes it (``remove``); one that cannot be started is removed here.
+        """
+        container_id = self._create_throwaway(
+            image,
+            command,
+            mounts=mounts,
+            labels=labels,
+            environment=None,
+            user=None,
+            entrypoint=entrypoint,
+            stdin_open=stdin_secret is not None,
+            tmpfs=tmpfs,
+        )
+        try:
+            self.client.api.start(container_id)
+            if stdin_secret is not None:
+                self._send_stdin(container_id, stdin_secret)
+        except BaseException:
+            with contextlib.suppress(DockerException):
+                self.client.api.remove_container(container_id, force=True)
+            raise
+        return container_id
 
     def _send_stdin(self, container_id: str, text: str) -> None:
         """Write ``text`` to the container's stdin and close it (the command reads until EOF)."""

@@ -20,6 +20,7 @@ from runner.drivers.containers import Engine
 from runner.drivers.database import BinlogSettings, IdleTransaction
 from runner.drivers.haproxy import HaproxyRuntime
 from runner.model import NodeConfig, ServerRef, TargetConfig
+from runner.schema import Schema
 
 # What an effect on a node reports for the journal (container ids, names, versions).
 EffectData = dict[str, Any]
@@ -40,13 +41,16 @@ class Database(Protocol):
     def idle_transactions(self, user: str, min_idle_s: int) -> list[IdleTransaction]: ...
     def kill_connections(self, ids: list[int]) -> None: ...
     def table_row_counts(self) -> dict[str, int]: ...
+    def schema(self) -> Schema: ...
     def advisory_lock(self, name: str) -> AbstractContextManager[bool]: ...
 
 
 class Backups(Protocol):
     """Where the verified dump before any schema change comes from."""
 
-    def take(self, image: str, directory: Path, labels: dict[str, str]) -> BackupManifest: ...
+    def take(
+        self, image: str, directory: Path, labels: dict[str, str], *, restore_check: bool = True
+    ) -> BackupManifest: ...
 
 
 class NodeRuntime(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runner.drivers.docker_blueprint import ThrowawaySetup
+from runner.facts.drift import DriftFacts
 from runner.facts.nodes import DatabaseFacts, NodeFacts, SocketFacts
 from runner.facts.target import TargetFacts
 
@@ -29,6 +30,8 @@ class ClusterFacts:
     node_targets: tuple[tuple[str, TargetFacts], ...] = ()
     # The cache the mounted keystone.conf turns on ([cache] backend, or "enabled"); None: no cache.
     cache_backend: str | None = None
+    # The live schema against the running release's own (None: not compared, as on resume).
+    drift: DriftFacts | None = None
 
     def node(self, name: str) -> NodeFacts:
         """The facts of the node named ``name``."""

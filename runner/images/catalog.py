@@ -74,6 +74,29 @@ def constraints_for(version: str) -> str:
         ) from None
 
 
+# Keystone's major version goes up by one with every OpenStack release, two a year; the series
+# are named by date since 2023.1, which is Keystone 23 (the table above agrees: 23 -> 2023.1.txt).
+FIRST_DATED_MAJOR = 23
+_MAJOR = re.compile(r"^(\d+)\.\d")
+
+
+def series_of_major(major: int) -> str | None:
+    """The OpenStack series of a Keystone major version (29 -> "2026.1"); None before 2023.1."""
+    if major < FIRST_DATED_MAJOR:
+        return None
+    years, half = divmod(major - FIRST_DATED_MAJOR, 2)
+    return f"{2023 + years}.{half + 1}"
+
+
+def series_of(version: str) -> str | None:
+    """The OpenStack series a Keystone release belongs to ("29.1.0" -> "2026.1").
+
+    None before 2023.1, and for anything that is not a version.
+    """
+    match = _MAJOR.match(version)
+    return series_of_major(int(match.group(1))) if match else None
+
+
 def keystone_image(version: str) -> ImageSpec:
     """The image spec of one Keystone release."""
     return ImageSpec(

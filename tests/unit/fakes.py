@@ -20,6 +20,7 @@ from runner.drivers.key_digests import KEY_DIGEST_SCRIPT
 from runner.drivers.ports import Drivers, EffectData
 from runner.errors import DockerError
 from runner.model import BindMount, NodeConfig, ServerRef, TargetConfig
+from runner.schema import Schema
 from runner.waits import CONTAINER_EXITED, WaitPolicy, WaitTimeout
 
 Calls = list[str]
@@ -53,6 +54,20 @@ class FakeEngine:
 
     def image(self, reference: str) -> ImageFacts | None:
         return None
+
+    def start_detached(
+        self,
+        image: str,
+        command: Sequence[str],
+        *,
+        mounts: Sequence[BindMount],
+        labels: Mapping[str, str],
+        entrypoint: Sequence[str] | None = None,
+        stdin_secret: str | None = None,
+        tmpfs: Sequence[str] = (),
+    ) -> str:
+        self.calls.append("start " + " ".join(command))
+        return f"s-{len(self.calls)}"
 
     def run_once(
         self,
@@ -150,6 +165,9 @@ class FakeDatabase:
 
     def table_row_counts(self) -> dict[str, int]:
         return {}
+
+    def schema(self) -> Schema:
+        return Schema({})
 
     @contextmanager
     def advisory_lock(self, name: str) -> Iterator[bool]:
@@ -279,7 +297,9 @@ class FakeBackups:
     def __init__(self, calls: Calls) -> None:
         self.calls = calls
 
-    def take(self, image: str, directory: Path, labels: dict[str, str]) -> BackupManifest:
+    def take(
+        self, image: str, directory: Path, labels: dict[str, str], *, restore_check: bool = True
+    ) -> BackupManifest:
         self.calls.append("backup")
         return BackupManifest(str(directory / "dump.sql.gz"), "0" * 64, 10, "keystone", {"user": 1}, 0.0, 1.0)
 

@@ -15,7 +15,7 @@ RUNNER = Path(__file__).resolve().parents[2] / "runner"
 # Bottom first. A module belongs to the first layer one of whose prefixes names it or its package.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # Values and the rules every layer shares; they import nothing of the project but each other.
-    ("foundation", ("runner.model", "runner.errors", "runner.waits", "runner.interrupts")),
+    ("foundation", ("runner.model", "runner.errors", "runner.waits", "runner.interrupts", "runner.schema")),
     # Everything with side effects: Docker, HAProxy, the database, HTTP, the machine itself.
     ("drivers", ("runner.drivers", "runner.host", "runner.engine", "runner.images")),
     # Reading the inventory and secrets, the journal, traffic and what it means, the lab.
@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "runner.journal",
             "runner.journal_shape",  # a prefix covers only its own dotted names
             "runner.migrations",
+            "runner.release_path",
             "runner.keystone_conf",
             "runner.probe",
             "runner.watch",
@@ -39,13 +40,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # What the cluster is (facts) and what can be done to it (steps).
     ("facts and steps", ("runner.facts", "runner.steps")),
     # Pure functions of inventory and facts.
-    ("plan", ("runner.preflight", "runner.plan")),
+    ("plan", ("runner.preflight", "runner.preflight_drift", "runner.plan")),
     ("executor", ("runner.executor",)),
     # The last run, read back from its journal and checked against the cluster.
     ("history", ("runner.history",)),
     # Wiring real drivers to the plan and the executor.
-    ("commands", ("runner.upgrade", "runner.rollback", "runner.resume", "runner.traffic")),
-    ("cli", ("runner.cli", "runner.terminal", "runner.__main__")),
+    ("commands", ("runner.upgrade", "runner.rollback", "runner.resume", "runner.traffic", "runner.rehearse")),
+    ("cli", ("runner.cli", "runner.cli_options", "runner.cli_copies", "runner.terminal", "runner.__main__")),
 ]
 
 

@@ -1,0 +1,30 @@
+"""Options several commands share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+inventory_option = click.option(
+    "-i",
+    "--inventory",
+    "inventory_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The cluster's inventory (TOML).",
+)
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document on stdout and nothing else there (an error too, with its exit code).",
+)
+accept_drift_option = click.option(
+    "--accept-drift",
+    "accept_drift",
+    multiple=True,
+    metavar="KEY",
+    help="Accept one schema difference drift reports (its key, e.g. column:trust.remaining_uses) "
+    "for this run; repeatable. Every other difference refuses the upgrade.",
+)

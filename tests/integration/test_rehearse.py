@@ -1,0 +1,152 @@
+"""Proof on copies against a real cluster: drift, rehearse, and a backup that changed after it was taken.
+
+One 28.1.0 cluster for the module: the rehearsals only read it, and the drift
+test puts back what it changes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pymysql
+import pytest
+
+from runner.errors import ExitCode
+from runner.lab.cluster import LabEndpoints
+from tests.integration.harness import lab_cluster
+from tests.integration.upgrade_helpers import database, keystone_upgrade, snapshot, write_inventory
+
+pytestmark = pytest.mark.integration
+
+DROPPED_COLUMN = "column:trust.remaining_uses"
+EXTRA_INDEX = "index:local_user.ix_ku_test_extra"
+
+
+@pytest.fixture(scope="module")
+def cluster(docker_client: docker.DockerClient) -> Iterator[LabEndpoints]:
+    """One 28.1.0 cluster: nothing here may leave it changed."""
+    with lab_cluster(docker_client, "28.1.0") as endpoints:
+        yield endpoints
+
+
+def _as_root(cluster: LabEndpoints, *statements: str) -> None:
+    password = (cluster.config_dir / "secrets" / "db-root-password").read_text().strip()
+    connection = pymysql.connect(
+        host=cluster.db_host, port=cluster.db_port, user="root", password=password, database=cluster.db_name
+    )
+    try:
+        with connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+    finally:
+        connection.close()
+
+
+def test_drift_reports_a_dropped_column_and_an_extra_index_and_upgrade_refuses_them(
+    docker_client: docker.DockerClient, cluster: LabEndpoints
+) -> None:
+    inventory = write_inventory(cluster, "29.1.0")
+    clean = keystone_upgrade("drift", "-i", inventory, "--json")
+    assert clean.returncode == 0, clean.stderr
+    assert json.loads(clean.stdout)["differences"] == []
+    assert json.loads(clean.stdout)["skipped"] is None
+
+    _as_root(
+        cluster,
+        "ALTER TABLE trust DROP COLUMN remaining_uses",
+        "CREATE INDEX ix_ku_test_extra ON local_user (name)",
+    )
+    try:
+        drifted = keystone_upgrade("drift", "-i", inventory, "--json")
+        assert drifted.returncode == ExitCode.DRIFT, drifted.stdout + drifted.stderr
+        found = {d["key"]: d for d in json.loads(drifted.stdout)["differences"]}
+        assert set(found) == {DROPPED_COLUMN, EXTRA_INDEX}
+        assert found[DROPPED_COLUMN]["kind"] == "missing"
+        assert "int(11)" in found[DROPPED_COLUMN]["detail"]
+        assert found[EXTRA_INDEX]["kind"] == "extra"
+        assert "(name)" in found[EXTRA_INDEX]["detail"]
+
+        before = snapshot(docker_client, cluster)
+        refused = keystone_upgrade("upgrade", "-i", inventory, "--yes")
+        assert refused.returncode == ExitCode.PREFLIGHT, refused.stdout + refused.stderr
+        assert f"--accept-drift {DROPPED_COLUMN}" in refused.stderr
+        assert f"--accept-drift {EXTRA_INDEX}" in refused.stderr
+        assert snapshot(docker_client, cluster) == before
+
+        half = keystone_upgrade("plan", "-i", inventory, "--accept-drift", DROPPED_COLUMN)
+        assert half.returncode == ExitCode.PREFLIGHT
+        assert EXTRA_INDEX in half.stderr
+        accepted = keystone_upgrade(
+            "plan", "-i", inventory, "--accept-drift", DROPPED_COLUMN, "--accept-drift", EXTRA_INDEX, "--json"
+        )
+        assert accepted.returncode == 0, accepted.stderr
+        assert any("schema drift accepted" in n for n in json.loads(accepted.stdout)["notices"])
+    finally:
+        _as_root(
+            cluster,
+            "ALTER TABLE trust ADD COLUMN remaining_uses int(11) NULL DEFAULT NULL",
+            "DROP INDEX ix_ku_test_extra ON local_user",
+        )
+    assert keystone_upgrade("drift", "-i", inventory).returncode == 0
+
+
+def test_rehearse_migrates_a_copy_and_leaves_the_cluster_as_it_was(
+    docker_client: docker.DockerClient, cluster: LabEndpoints
+) -> None:
+    inventory = write_inventory(cluster, "29.1.0")
+    before, heads = snapshot(docker_client, cluster), database(cluster).alembic_heads()
+    result = keystone_upgrade("rehearse", "-i", inventory, "--from-live", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    rehearsal = json.loads(result.stdout)
+    assert [(p["phase"], p["exit_code"]) for p in rehearsal["phases"]] == [
+        ("--expand", 0),
+        ("--migrate", 0),
+        ("--contract", 0),
+    ]
+    assert all(p["seconds"] > 0 for p in rehearsal["phases"])
+    assert rehearsal["heads"] == rehearsal["target_heads"] != sorted(heads)
+    assert rehearsal["schema_differences"] == []
+    assert snapshot(docker_client, cluster) == before
+    assert database(cluster).alembic_heads() == heads
+    assert not [c.name for c in docker_client.containers.list(all=True) if "scratch" in str(c.labels)]
+
+
+def _altered_copy(dump: Path, into: Path, *, fix_sha256: bool) -> Path:
+    """The dump with one value changed in one table's rows, and its manifest (sha256 fixed or not)."""
+    text = gzip.decompress(dump.read_bytes()).decode()
+    marker = "INSERT INTO `region` VALUES\n("  # mariadb-dump's layout: one row per line
+    assert marker in text
+    text = text.replace(marker, "INSERT INTO `region` VALUES\n('ku-test-forged','',NULL,NULL),(", 1)
+    into.mkdir(parents=True, exist_ok=True)
+    copy = into / dump.name
+    copy.write_bytes(gzip.compress(text.encode()))
+    manifest = json.loads((dump.parent / f"{dump.name}.manifest.json").read_text())
+    if fix_sha256:
+        manifest["sha256"] = hashlib.sha256(copy.read_bytes()).hexdigest()
+    (into / f"{dump.name}.manifest.json").write_text(json.dumps(manifest))
+    return copy
+
+
+def test_a_dump_changed_after_the_backup_is_caught(cluster: LabEndpoints, tmp_path: Path) -> None:
+    inventory = write_inventory(cluster, "29.1.0")
+    taken = cluster.state_dir / "upgrade" / "rehearsals"
+    if not list(taken.rglob("*.sql.gz")):  # run alone: take the dump the rehearsal test leaves
+        assert keystone_upgrade("rehearse", "-i", inventory, "--from-live").returncode == 0
+    dumps = sorted(taken.rglob("*.sql.gz"))
+    changed = keystone_upgrade(
+        "rehearse", "-i", inventory, "--dump", _altered_copy(dumps[-1], tmp_path / "a", fix_sha256=False)
+    )
+    assert changed.returncode == ExitCode.BACKUP, changed.stdout + changed.stderr
+    assert "changed after the backup" in changed.stderr
+    # The manifest rewritten to match: the restore check itself catches the extra row.
+    forged = keystone_upgrade(
+        "rehearse", "-i", inventory, "--dump", _altered_copy(dumps[-1], tmp_path / "b", fix_sha256=True)
+    )
+    assert forged.returncode == ExitCode.BACKUP, forged.stdout + forged.stderr
+    assert "did not restore to what it held" in forged.stderr
+    assert "region:" in forged.stderr
