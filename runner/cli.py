@@ -37,7 +37,7 @@ from runner.rollback import run_rollback
 from runner.steps import Expand
 from runner.terminal import Output, begin, current, for_command
 from runner.traffic import replace_probe_seconds, start_traffic, traffic_report
-from runner.upgrade import connect, make_plan, refuse, run_upgrade
+from runner.upgrade import connect, hop_plan, make_plan, refuse, release_path, run_upgrade
 
 
 @click.group()
@@ -195,7 +195,8 @@ def plan_command(inventory_path: Path, accept_drift: tuple[str, ...], as_json: b
     out = for_command(as_json=as_json)
     inventory = load_inventory(inventory_path)
     require_secrets(inventory)
-    plan = make_plan(inventory, connect(inventory), accept_drift=accept_drift)
+    drivers = connect(inventory)
+    plan = hop_plan(inventory, drivers, release_path(inventory, drivers), 1, accept_drift=accept_drift)
     if plan.refused:
         out.say(render_plan(plan))
         out.attach("plan", plan.to_dict())

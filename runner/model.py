@@ -302,6 +302,8 @@ class Inventory:
     migration_timeout_s: float = 3600.0
     # Load each backup into a scratch database once, to record what a faithful restore holds.
     backup_restore_check: bool = True
+    # [target] image as a list: the images before the last, each a complete upgrade first (hops).
+    through_images: tuple[str, ...] = ()
     # The haproxy.cfg files given beside the sockets: preflight reads whether states survive a reload.
     haproxy_configs: tuple[str, ...] = ()
     # The memcached servers and whether to flush them after the upgrade ([cache]); None: not given.

@@ -16,7 +16,7 @@ from runner.facts.target import inventory_setup, throwaway_environment
 from runner.migrations import migrations_style
 from runner.model import MIGRATIONS_KOLLA, Inventory, NodeConfig
 from runner.preflight import Finding, preflight_findings, preflight_notices
-from runner.preflight_drift import drift_findings, drift_notices
+from runner.preflight_schema import drift_findings, drift_notices, release_path_findings
 from runner.steps import (
     Backup,
     Cleanup,
@@ -182,7 +182,7 @@ def build_plan(
     def step_id(name: str) -> str:
         return f"{hop}/{name}" if hop else name
 
-    findings = preflight_findings(inventory, facts) + drift_findings(facts)
+    findings = preflight_findings(inventory, facts) + drift_findings(facts) + release_path_findings(facts)
     target = facts.target
     target_version = target.known_release
     target_heads, db_heads = target.heads, facts.database.heads

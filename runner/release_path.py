@@ -18,7 +18,7 @@ from runner.images.catalog import series_of_major
 
 _RELEASE = re.compile(r"^\d+(?:\.\d+)*")
 
-GIVE_EACH_HOP = "give --target for each hop"
+GIVE_EACH_HOP = "list each hop's image, oldest first, in [target] image"
 WAY_BACK = (
     "an upgrade only goes forward: to go back to an older release, `keystone-upgrade rollback` "
     "undoes the last run (until its contract step), and after contract restore the database "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from runner.drivers.docker_node import DockerNode
 from runner.drivers.haproxy import RuntimeSocket
 from runner.drivers.http import RequestsHttp
 from runner.drivers.keystone import Credentials, KeystoneTokens
+from runner.drivers.keystone_release import release_inside, release_of_image
 from runner.drivers.memcached import MemcachedClient
 from runner.drivers.ports import Drivers
 from runner.drivers.rotation import HaproxyRotation
@@ -37,14 +39,15 @@ from runner.facts import (
 )
 from runner.facts.drift import drift_facts
 from runner.history import journal_plan, unfinished
-from runner.interrupts import ForcedStop, Interrupted, stop_requests
+from runner.interrupts import ForcedStop, Interrupted, StopRequests, stop_requests
 from runner.journal import Journal, new_run_id
 from runner.keystone_conf import mounted_cache_backend
 from runner.model import LOCAL_ENGINE, Inventory, NodeConfig, ProbeConfig
 from runner.plan import Plan, build_plan
+from runner.release_path import check_release_path
 from runner.report import build_report, write_report
 from runner.steps import RunContext
-from runner.traffic import start_traffic, traffic_report
+from runner.traffic import Traffic, start_traffic, traffic_report
 from runner.waits import HAPROXY_RECONNECT
 
 log = logging.getLogger(__name__)
@@ -170,10 +173,11 @@ def make_plan(
     pull_missing: bool = False,
     keep_old: bool = False,
     accept_drift: tuple[str, ...] = (),
+    hop: str | None = None,
 ) -> Plan:
     """Facts (the schema compared for drift), then the plan (with the id its run will have)."""
     facts = gather_facts(inventory, drivers, pull_missing=pull_missing, accept_drift=accept_drift)
-    return build_plan(inventory, facts, run_id=new_run_id(), keep_old=keep_old)
+    return build_plan(inventory, facts, run_id=new_run_id(), keep_old=keep_old, hop=hop)
 
 
 def refuse(plan: Plan) -> PreflightError:
@@ -211,6 +215,72 @@ def hold_run_lock(stack: ExitStack, drivers: Drivers) -> None:
         )
 
 
+def hop_plan(
+    inventory: Inventory,
+    drivers: Drivers,
+    hops: tuple[tuple[str | None, Inventory], ...],
+    number: int,
+    **options: Any,
+) -> Plan:
+    """The plan of hop ``number`` (from 1) of ``hops``; a path's plans say where they stand in it."""
+    hop, hop_inventory = hops[number - 1]
+    plan = make_plan(hop_inventory, drivers, hop=hop if inventory.through_images else None, **options)
+    if not inventory.through_images:
+        return plan
+    where = (
+        f"release path {' -> '.join(h or '?' for h, _ in hops)}: this is hop {number} of {len(hops)} "
+        f"(from {' and '.join(plan.source_versions)}); "
+        "upgrade runs each hop once the one before has finished, with its own preflight, plan and report"
+    )
+    return replace(plan, notices=(where, *plan.notices))
+
+
+def release_path(inventory: Inventory, drivers: Drivers) -> tuple[tuple[str | None, Inventory], ...]:
+    """One inventory per hop still to run, with its release as the steps' id prefix (None: one hop).
+
+    A list in [target] image is a release path: each image's release is read inside it, the
+    path checked from the nodes' releases (a downgrade, an unsupported skip: PreflightError
+    naming the path to use), and the hops already done are dropped, so that the same command,
+    run again after a stopped hop was resumed, goes on with the rest.
+    """
+    if not inventory.through_images:
+        return ((None, inventory),)
+    images = (*inventory.through_images, inventory.target_image)
+    local = drivers.engine(LOCAL_ENGINE)
+    labels = {RUN_ID_LABEL: "preflight"}
+    releases: dict[str, str] = {}
+    for image in images:
+        release = release_of_image(local, image, labels) if local.image(image) is not None else None
+        if release is None:
+            raise PreflightError(
+                f"cannot read the Keystone release of {image}, a hop of [target] image; nothing was changed",
+                observed="not on the runner's engine"
+                if local.image(image) is None
+                else "no keystone package in it",
+                hint=f"build or load {image} on this host first (every hop's image is read here)",
+            )
+        releases[release] = image
+    current = sorted(
+        {
+            release
+            for node in inventory.nodes
+            if (release := release_inside(drivers.engine(node.engine), node.container)) is not None
+        }
+    )
+    if not current:
+        raise PreflightError(
+            "no node's Keystone release could be read: the release path cannot be checked; nothing was changed",
+            observed=", ".join(node.container for node in inventory.nodes),
+            hint="start the node containers (keystone-upgrade status shows them) and run again",
+        )
+    path = check_release_path(current, list(releases))
+    remaining = path.hops or (list(releases)[-1],)
+    return tuple(
+        (release, replace(inventory, target_image=releases[release], through_images=()))
+        for release in remaining
+    )
+
+
 def run_upgrade(
     inventory: Inventory,
     drivers: Drivers,
@@ -221,7 +291,11 @@ def run_upgrade(
     with_probe: bool = False,
     accept_drift: tuple[str, ...] = (),
 ) -> Plan:
-    """Preflight, then (confirmed, under the lock) every step of the plan; the report either way."""
+    """Preflight, then (confirmed, under the lock) every step of the plan; the report either way.
+
+    A release path runs one complete upgrade per hop, each with its own preflight, plan,
+    journal and report; the probe runs across them all and goes with the last report.
+    """
     with ExitStack() as stack:
         stop = stack.enter_context(stop_requests())
         # Traffic starts first, so the report shows preflight's requests too.
@@ -240,26 +314,65 @@ def run_upgrade(
             # The database does not answer: preflight says so with everything else it finds.
             raise refuse(make_plan(inventory, drivers, accept_drift=accept_drift)) from None
         refuse_when_unfinished(inventory)
-        plan = make_plan(inventory, drivers, pull_missing=True, keep_old=keep_old, accept_drift=accept_drift)
-        if plan.refused:
-            raise refuse(plan)
-        if not confirm(plan):
-            return plan
-        journal = Journal.start(inventory.state_dir, plan.to_dict(), str(inventory.path))
-        context = RunContext(drivers, journal, inventory.state_dir / "runs" / journal.run_id, stop)
-        status = "failed"
-        try:
-            Executor(plan, context).run()
-            status = "succeeded"
-        except (Interrupted, ForcedStop):
-            status = INTERRUPTED
-            raise
-        finally:
-            journal.finish(status)
-            extra = {}
-            if traffic is not None:
-                png = inventory.state_dir / f"report-{journal.run_id}.png"
-                extra["probe"] = traffic_report(traffic, journal.as_dict(), png)
-            report = build_report(journal, extra)
-            on_report(report, write_report(report, inventory.state_dir))
+        hops = release_path(inventory, drivers)
+        ran: list[dict[str, Any]] = []  # the journals of the hops run, for the probe's phases
+        for number, (_, hop_inventory) in enumerate(hops, start=1):
+            plan = hop_plan(
+                inventory,
+                drivers,
+                hops,
+                number,
+                pull_missing=True,
+                keep_old=keep_old,
+                accept_drift=accept_drift,
+            )
+            if plan.refused:
+                raise refuse(plan)
+            if not confirm(plan):
+                return plan
+            last = number == len(hops)
+            # A failed hop raises (its report written first): the next hops never start.
+            _run_plan(
+                plan,
+                hop_inventory,
+                drivers,
+                stop=stop,
+                on_report=on_report,
+                traffic=traffic,
+                ran=ran,
+                last=last,
+            )
         return plan
+
+
+def _run_plan(
+    plan: Plan,
+    inventory: Inventory,
+    drivers: Drivers,
+    *,
+    stop: StopRequests,
+    on_report: Callable[[dict[str, Any], Path], None],
+    traffic: Traffic | None,
+    ran: list[dict[str, Any]],
+    last: bool,
+) -> None:
+    """One plan under its own journal; its report (with the probe's, when it is the last or failed)."""
+    journal = Journal.start(inventory.state_dir, plan.to_dict(), str(inventory.path))
+    context = RunContext(drivers, journal, inventory.state_dir / "runs" / journal.run_id, stop)
+    status = "failed"
+    try:
+        Executor(plan, context).run()
+        status = "succeeded"
+    except (Interrupted, ForcedStop):
+        status = INTERRUPTED
+        raise
+    finally:
+        journal.finish(status)
+        ran.append(journal.as_dict())
+        extra = {}
+        if traffic is not None and (last or status != "succeeded"):
+            png = inventory.state_dir / f"report-{journal.run_id}.png"
+            every_hop = {**journal.as_dict(), "steps": [step for hop in ran for step in hop["steps"]]}
+            extra["probe"] = traffic_report(traffic, every_hop, png)
+        report = build_report(journal, extra)
+        on_report(report, write_report(report, inventory.state_dir))

@@ -309,6 +309,7 @@ def load_inventory(path: Path) -> Inventory:
         path=path,
         database=database,
         target_image=target.image,
+        through_images=target.through,
         backup_image=target.backup_image,
         mounts=target.config.mounts,
         environment=target.config.environment,

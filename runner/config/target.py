@@ -25,6 +25,8 @@ class TargetSection:
     config: TargetConfig
     key_repositories: tuple[str, ...]
     migrations: str | None
+    # The images before the last when [target] image is a list (a release path, oldest first).
+    through: tuple[str, ...] = ()
 
 
 # The keys of a target configuration, in [target] and in a node's [nodes.target].
@@ -97,12 +99,10 @@ def read_target(raw: Any, problems: Problems, base: Path) -> TargetSection:
             fix=f"{MIGRATIONS_KOLLA!r}: the image's own start with KOLLA_UPGRADE / KOLLA_FINISH_UPGRADE; "
             f"{MIGRATIONS_COMMAND!r}: keystone-manage db_sync as the command; leave it out to detect",
         )
+    images = _images(table)
     return TargetSection(
-        image=table.text(
-            "image",
-            check=check_image,
-            fix="give the Keystone image to upgrade to, e.g. keystone-upgrade/keystone:29.1.0",
-        ),
+        image=images[-1] if images else None,
+        through=tuple(images[:-1]),
         backup_image=table.text(
             "backup_image",
             check=check_image,
@@ -112,3 +112,24 @@ def read_target(raw: Any, problems: Problems, base: Path) -> TargetSection:
         key_repositories=repositories,
         migrations=migrations,
     )
+
+
+IMAGE_FIX = (
+    "give the Keystone image to upgrade to, e.g. keystone-upgrade/keystone:29.1.0, or the images of a "
+    'release path in order, e.g. ["keystone-upgrade/keystone:28.1.0", "keystone-upgrade/keystone:29.1.0"]'
+)
+
+
+def _images(table: Table) -> list[str]:
+    """[target] image: one image, or a list of them (one upgrade per image, in order)."""
+    if not isinstance(table.raw.get("image"), list):
+        image = table.text("image", check=check_image, fix=IMAGE_FIX)
+        return [image] if image is not None else []
+    images = strings(table, "image", IMAGE_FIX) or []
+    for image in images:
+        wrong = check_image(image)
+        if wrong is not None:
+            table.add(f"'image' {wrong}", found=image, fix=IMAGE_FIX)
+            return []
+    unique(images, "[target] image", "image", table.problems)
+    return images

@@ -187,6 +187,16 @@ class MysqlDatabase:
                     hint="check the account's privileges and the server's log",
                 ) from exc
 
+    def table_names(self) -> frozenset[str]:
+        """The database's base tables."""
+        with self._cursor("listing the tables") as cursor:
+            cursor.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = %s AND table_type = 'BASE TABLE'",
+                (self.target.database,),
+            )
+            return frozenset(str(row[0]) for row in cursor.fetchall())
+
     def alembic_heads(self) -> frozenset[str]:
         """The revisions in alembic_version: Keystone keeps one per branch (expand, contract)."""
         with self._cursor("reading the schema heads") as cursor:

@@ -42,3 +42,13 @@ def label_disagreement(label: str | None, observed: str | None) -> str | None:
     if label and observed and label != observed:
         return f"its label says {label}, the Keystone package inside it is {observed}"
     return None
+
+
+def release_of_image(engine: Engine, image: str, labels: dict[str, str]) -> str | None:
+    """The Keystone release installed in ``image``, read in a throwaway container of it."""
+    for command in (VERSION_FROM_METADATA, VERSION_FROM_MANAGE):
+        finished = engine.run_once(image, command[1:], entrypoint=command[:1], mounts=[], labels=labels)
+        lines = finished.output.strip().splitlines()
+        if finished.exit_code == 0 and lines:
+            return lines[-1].strip()
+    return None

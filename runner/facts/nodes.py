@@ -81,6 +81,8 @@ class DatabaseFacts:
     error: str | None
     heads: frozenset[str] = frozenset()
     binlog: BinlogSettings | None = None
+    # Its base tables (empty: not read). Without alembic_version, alembic never migrated it.
+    tables: frozenset[str] = frozenset()
 
 
 def keeps_states_across_reloads(config_text: str) -> bool:
@@ -228,6 +230,9 @@ def socket_facts(runtime: HaproxyRuntime) -> SocketFacts:
 def database_facts(database: Database) -> DatabaseFacts:
     """Whether the configured user gets in, and the schema heads."""
     try:
-        return DatabaseFacts(None, database.alembic_heads(), database.binlog_settings())
+        tables = database.table_names()
+        if "alembic_version" not in tables:  # sqlalchemy-migrate's, or empty: no heads to read
+            return DatabaseFacts(None, frozenset(), database.binlog_settings(), tables)
+        return DatabaseFacts(None, database.alembic_heads(), database.binlog_settings(), tables)
     except RunnerError as exc:
         return DatabaseFacts(exc.render())

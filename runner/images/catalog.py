@@ -26,7 +26,7 @@ CONSTRAINTS_BY_MAJOR: dict[int, str] = {
 }
 
 # The releases the tests and the demo use; `images build` builds these by default.
-DEFAULT_KEYSTONE_VERSIONS: tuple[str, ...] = ("23.0.2", "24.1.0", "28.1.0", "29.1.0")
+DEFAULT_KEYSTONE_VERSIONS: tuple[str, ...] = ("23.0.2", "24.1.0", "27.1.0", "28.1.0", "29.1.0")
 
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 

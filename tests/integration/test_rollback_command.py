@@ -39,6 +39,10 @@ def test_rollback_brings_every_node_back_until_contract_and_then_refuses(
     cluster_factory: ClusterFactory, docker_client: docker.DockerClient
 ) -> None:
     cluster = cluster_factory("23.0.2")
+    # A skip Keystone does not support (2023.1 to 2025.1) is refused at plan time, with the path.
+    skip = keystone_upgrade("plan", "-i", write_inventory(cluster, "27.1.0"))
+    assert skip.returncode == ExitCode.PREFLIGHT, skip.stdout + skip.stderr
+    assert "upgrade through 23.x -> 25.x -> 27.x" in skip.stdout + skip.stderr
     inventory = write_inventory(cluster, "24.1.0")
     with traffic_around(cluster):
         # The runner is killed (SIGKILL: no chance to clean up) once keystone-2 is upgraded,

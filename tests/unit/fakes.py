@@ -169,6 +169,9 @@ class FakeDatabase:
     def schema(self) -> Schema:
         return Schema({})
 
+    def table_names(self) -> frozenset[str]:
+        return frozenset({"alembic_version", "user"})
+
     @contextmanager
     def advisory_lock(self, name: str) -> Iterator[bool]:
         yield True

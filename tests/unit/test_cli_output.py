@@ -196,6 +196,8 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> Plan:
     plan = _plan()
     monkeypatch.setattr(cli, "connect", lambda inventory, **_: None)
     monkeypatch.setattr(cli, "make_plan", lambda inventory, drivers, **_: plan)
+    monkeypatch.setattr(cli, "release_path", lambda inventory, drivers: ((None, inventory),))
+    monkeypatch.setattr(cli, "hop_plan", lambda inventory, drivers, hops, number, **_: plan)
     return plan
 
 

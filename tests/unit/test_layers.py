@@ -40,7 +40,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # What the cluster is (facts) and what can be done to it (steps).
     ("facts and steps", ("runner.facts", "runner.steps")),
     # Pure functions of inventory and facts.
-    ("plan", ("runner.preflight", "runner.preflight_drift", "runner.plan")),
+    ("plan", ("runner.preflight", "runner.preflight_schema", "runner.plan")),
     ("executor", ("runner.executor",)),
     # The last run, read back from its journal and checked against the cluster.
     ("history", ("runner.history",)),

@@ -73,7 +73,7 @@ def test_a_skip_from_a_non_slurp_release_is_refused_with_the_path_to_use() -> No
     error = refusal(["28.1.0"], ["30.0.0"])
     assert "from 28.1.0 to 30.0.0" in error.what
     assert error.hint == (
-        "upgrade through 28.x -> 29.x -> 30.x (2025.2 -> 2026.1 -> 2026.2): give --target for each hop"
+        "upgrade through 28.x -> 29.x -> 30.x (2025.2 -> 2026.1 -> 2026.2): list each hop's image, oldest first, in [target] image"
     )
 
 

@@ -1,9 +1,12 @@
-"""Preflight's findings and notices about schema drift (see runner/facts/drift.py). Pure, no I/O."""
+"""Preflight's findings about the schema and the release path: drift (runner/facts/drift.py), a
+database alembic never migrated, a downgrade or a hop Keystone does not support. Pure, no I/O."""
 
 from __future__ import annotations
 
+from runner.errors import PreflightError
 from runner.facts import ClusterFacts
 from runner.preflight import Finding
+from runner.release_path import check_release_path, refuse_without_alembic
 
 
 def drift_findings(facts: ClusterFacts) -> list[Finding]:
@@ -44,3 +47,18 @@ def drift_notices(facts: ClusterFacts) -> tuple[str, ...]:
             + ", ".join(drift.accepted_unseen)
         )
     return tuple(notices)
+
+
+def release_path_findings(facts: ClusterFacts) -> list[Finding]:
+    """The nodes' release to the target's: a downgrade, an unsupported skip, a database alembic never
+    migrated, each with the path to use instead."""
+    current = sorted({n.known_release for n in facts.nodes if n.container and n.known_release})
+    target = facts.target.known_release
+    try:
+        if current and target:
+            path = check_release_path(current, [target])
+            if path.hops and facts.database.tables:
+                refuse_without_alembic(facts.database.tables, path.hops[0])
+    except PreflightError as exc:
+        return [Finding("release-path", exc.what, exc.observed or "", exc.hint or "")]
+    return []
