@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 import docker
 
-from runner.cli_copies import drift_command, rehearse_command
-from runner.cli_options import accept_drift_option, inventory_option, json_option
+from runner.cli_copies import drift_command, rehearse_command, restore_command
+from runner.cli_options import accept_drift_option, cold_option, inventory_option, json_option
+from runner.cli_render import (
+    NOT_CONFIRMED,
+    confirmed,
+    plan_line,
+    render_plan,
+    run_document,
+    show_report,
+)
 from runner.config import load_inventory
 from runner.config.kolla import (
     DEFAULT_BACKUP_IMAGE,
@@ -34,8 +41,7 @@ from runner.plan import Plan
 from runner.report import build_report, render_report, render_traffic
 from runner.resume import run_resume
 from runner.rollback import run_rollback
-from runner.steps import Expand
-from runner.terminal import Output, begin, current, for_command
+from runner.terminal import begin, current, for_command
 from runner.traffic import replace_probe_seconds, start_traffic, traffic_report
 from runner.upgrade import connect, hop_plan, make_plan, refuse, release_path, run_upgrade
 
@@ -106,97 +112,20 @@ def images_build(versions: tuple[str, ...], force: bool, with_runner: bool) -> N
 # -- the upgrade ------------------------------------------------------------------------------
 
 
-def render_plan(plan: Plan) -> str:
-    """The plan for people: what runs, what is skipped and why."""
-    lines = [
-        f"upgrade {', '.join(plan.source_versions) or '?'} -> {plan.target_version} ({plan.target_image})",
-        f"  database heads {', '.join(plan.database_heads) or '-'}; target heads {', '.join(plan.target_heads) or '-'}",
-        f"  db_sync --check with the target: exit {plan.check_exit_code}",
-    ]
-    if plan.doctor_findings is not None:
-        said = [line for line in plan.doctor_findings.splitlines() if line.strip()]
-        lines.append(f"  keystone-manage doctor (target image): {'says:' if said else 'no findings'}")
-        lines += [f"    {line}" for line in said]
-    expand = next((s for s in plan.steps if isinstance(s, Expand)), None)
-    if expand is not None:
-        lines.append(
-            f"  throwaway containers: engine {expand.engine}; "
-            + ("KOLLA_UPGRADE / KOLLA_FINISH_UPGRADE" if expand.kolla else "keystone-manage db_sync")
-            + f"; mounts {', '.join(m.target for m in expand.mounts) or 'none'}"
-        )
-    for number, step in enumerate(plan.steps, start=1):
-        verdict = f"skip: {step.skip_reason}" if step.skipped else step.why
-        lines.append(f"  {number:2}. {step.id:<22} {verdict}")
-    if plan.notices:
-        lines.append("notices:")
-        lines += [f"  - {notice}" for notice in plan.notices]
-    if plan.findings:
-        lines.append("preflight findings:")
-        lines += ["  " + finding.render().replace("\n", "\n  ") for finding in plan.findings]
-    return "\n".join(lines)
-
-
-def plan_line(plan: Plan) -> str:
-    """The plan in one line (--quiet, and its question)."""
-    skipped = sum(1 for step in plan.steps if step.skipped)
-    notices = f", {len(plan.notices)} notice(s)" if plan.notices else ""
-    return (
-        f"upgrade {', '.join(plan.source_versions) or '?'} -> {plan.target_version} ({plan.target_image}): "
-        f"{len(plan.steps)} steps, {skipped} skipped{notices}"
-    )
-
-
-def report_line(report: dict[str, Any], path: Path) -> str:
-    """A run's report in one line (--quiet)."""
-    seconds = f" in {report['seconds']:.0f}s" if report.get("seconds") is not None else ""
-    probe = report.get("probe")
-    traffic = f"; {probe['requests']} requests, {probe['failed']} failed" if probe else ""
-    versions = f"{', '.join(report['source_versions'])} -> {report['target_version']}"
-    return f"run {report['run_id']} {report['status']} ({versions}){seconds}{traffic}; report: {path}"
-
-
-def confirmed(out: Output, shown: str, summary: str, question: str, yes: bool) -> bool:
-    """``shown`` as the mode allows, then the question unless --yes (on stderr with --json)."""
-    out.say(shown)
-    if yes:
-        return True
-    if out.as_json:
-        click.echo(shown, err=True)  # stdout holds only the JSON document; the operator still sees the plan
-    return click.confirm(f"{summary}; {question}" if out.quiet else question, default=False, err=out.as_json)
-
-
-def show_report(out: Output) -> Callable[[dict[str, Any], Path], None]:
-    """What a run does with its report: shown as the mode allows, and kept for --json."""
-
-    def show(report: dict[str, Any], path: Path) -> None:
-        out.say(f"{render_report(report)}\nreport: {path}", line=report_line(report, path))
-        out.attach("report", {**report, "report_file": str(path)})
-
-    return show
-
-
-def run_document(out: Output, plan: Plan | None) -> None:
-    """The one document of upgrade and resume: the run's report, or the plan that was not confirmed."""
-    report = out.attached.get("report")
-    if report is None:
-        out.say(None, line=NOT_CONFIRMED)
-    out.document(report or {"status": "not confirmed", "plan": plan.to_dict() if plan else None})
-
-
-NOT_CONFIRMED = "not confirmed: nothing was changed"
-
-
 @main.command("plan")
 @inventory_option
+@cold_option
 @accept_drift_option
 @json_option
-def plan_command(inventory_path: Path, accept_drift: tuple[str, ...], as_json: bool) -> None:
+def plan_command(inventory_path: Path, cold: bool, accept_drift: tuple[str, ...], as_json: bool) -> None:
     """Gather facts read-only and print the steps an upgrade would take. Changes nothing."""
     out = for_command(as_json=as_json)
     inventory = load_inventory(inventory_path)
     require_secrets(inventory)
     drivers = connect(inventory)
-    plan = hop_plan(inventory, drivers, release_path(inventory, drivers), 1, accept_drift=accept_drift)
+    plan = hop_plan(
+        inventory, drivers, release_path(inventory, drivers), 1, accept_drift=accept_drift, cold=cold
+    )
     if plan.refused:
         out.say(render_plan(plan))
         out.attach("plan", plan.to_dict())
@@ -215,6 +144,7 @@ def plan_command(inventory_path: Path, accept_drift: tuple[str, ...], as_json: b
     is_flag=True,
     help="Send the inventory's [probe] traffic during the run and report it.",
 )
+@cold_option
 @accept_drift_option
 @json_option
 def upgrade_command(
@@ -223,6 +153,7 @@ def upgrade_command(
     yes: bool,
     keep_old: bool,
     with_probe: bool,
+    cold: bool,
     accept_drift: tuple[str, ...],
     as_json: bool,
 ) -> None:
@@ -242,6 +173,7 @@ def upgrade_command(
         keep_old=keep_old,
         with_probe=with_probe,
         accept_drift=accept_drift,
+        cold=cold,
     )
     run_document(out, plan)
 
@@ -427,6 +359,7 @@ def inventory_from_kolla_command(
 
 main.add_command(drift_command)
 main.add_command(rehearse_command)
+main.add_command(restore_command)
 
 
 def run() -> None:

@@ -1,4 +1,4 @@
-"""The commands that prove an upgrade on copies first: drift and rehearse. They change nothing live."""
+"""The commands around backups and copies: drift and rehearse (they change nothing live), and restore."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ from pathlib import Path
 import click
 
 from runner.cli_options import accept_drift_option, inventory_option, json_option
+from runner.cli_render import confirmed, render_plan, run_document, show_report
 from runner.config import load_inventory
 from runner.credentials import require_secrets
 from runner.errors import DriftError
+from runner.plan import Plan
 from runner.rehearse import run_drift, run_rehearsal
+from runner.restore import Loss, run_restore
 from runner.terminal import for_command
 from runner.upgrade import connect
 
@@ -91,3 +94,27 @@ def rehearse_command(
     lines.append(f"  heads {', '.join(rehearsal.heads)}: the target's; schema as the target builds it")
     out.say("\n".join(lines), line=lines[0])
     out.document(rehearsal.to_dict())
+
+
+@click.command("restore")
+@inventory_option
+@click.option(
+    "--dump",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The backup to go back to (its manifest beside it). Default: the newest in backup_dir.",
+)
+@click.option("--yes", is_flag=True, help="Do not ask (the loss is still printed).")
+@json_option
+def restore_command(inventory_path: Path, dump: Path | None, yes: bool, as_json: bool) -> None:
+    """Go back to a verified backup, cold: every node stopped, the dump loaded, every node started on
+    the release that served when it was taken. Everything written after the backup is lost."""
+    out = for_command(as_json=as_json)
+    inventory = load_inventory(inventory_path)
+    require_secrets(inventory)
+
+    def confirm(plan: Plan, loss: Loss) -> bool:
+        shown = f"{render_plan(plan)}\nWHAT IS LOST: {loss.describe()}"
+        return confirmed(out, shown, f"restore {plan.target_version}", "restore, and lose that?", yes)
+
+    plan = run_restore(inventory, connect(inventory, token_gate=False), confirm, show_report(out), dump=dump)
+    run_document(out, plan)

@@ -28,3 +28,10 @@ accept_drift_option = click.option(
     help="Accept one schema difference drift reports (its key, e.g. column:trust.remaining_uses) "
     "for this run; repeatable. Every other difference refuses the upgrade.",
 )
+cold_option = click.option(
+    "--cold",
+    is_flag=True,
+    help="Keystone's offline procedure instead of the rolling one: every node out of rotation and "
+    "stopped, backup, expand/migrate/contract, every node started on the target. An outage (--probe "
+    "measures it), for hops that cannot run old and new side by side.",
+)

@@ -222,7 +222,7 @@ class Executor:
                 "the run cannot be rolled back: " + "; ".join(s.closes_window_because for s in closing),
                 observed=f"{', '.join(s.id for s in closing)} started; nothing was changed now",
                 hint=f"the verified backup this run took{backup} holds the database as it was before; "
-                "the nodes keep the target release until it is restored",
+                "the nodes keep the target release until it is restored (keystone-upgrade restore -i INVENTORY)",
             )
         undone = []
         for step in reversed(started):

@@ -17,7 +17,10 @@ from runner.facts import ClusterFacts
 from runner.journal import Journal, StepStatus
 from runner.journal_shape import damaged_journal
 from runner.plan import Plan
-from runner.steps import NodeUpgrade, StepKind
+from runner.steps import NodeIn, NodeOut, NodeUpgrade, StepKind
+
+# Steps that leave a node changed (swapped, stopped): a run stopped after one is resumed or rolled back.
+NODE_KINDS = frozenset({StepKind.NODE, StepKind.NODE_OUT, StepKind.NODE_IN})
 
 FINISHED = ("succeeded", "rolled back")
 
@@ -107,7 +110,7 @@ def unfinished(journal: Journal, plan: Plan) -> list[str]:
     for step in plan.steps:
         status = journal.step(step.id).status
         if status is StepStatus.RUNNING or (
-            step.kind is StepKind.NODE
+            step.kind in NODE_KINDS
             and (
                 status is StepStatus.DONE
                 or (status is StepStatus.FAILED and not journal.rolled_back(step.id))
@@ -121,8 +124,8 @@ def disagreements(plan: Plan, journal: Journal, facts: ClusterFacts) -> list[str
     """Where the cluster is not what the journal says the run left; empty when resume can go on."""
     found = []
     for step in plan.steps:
-        if not isinstance(step, NodeUpgrade):
-            continue
+        if not isinstance(step, NodeUpgrade) or isinstance(step, (NodeOut, NodeIn)):
+            continue  # a stopped node of an offline procedure carries no release to compare
         status = journal.step(step.id).status
         node = next((n for n in facts.nodes if n.config.name == step.node.name), None)
         running = node.known_release if node is not None else None

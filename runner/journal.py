@@ -59,6 +59,7 @@ class Event(StrEnum):
     ROLLED_BACK = "rolled back"
     # The database.
     DUMPED = "dumped"
+    LOADED = "backup loaded"  # restore: the live database replaced by a dump
     TRUST_SET = "set"
     TRUST_RESTORED = "restored"
     IDLE_TRANSACTIONS_ENDED = "ended idle transactions"

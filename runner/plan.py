@@ -53,6 +53,8 @@ class Plan:
     keep_old: bool = False
     # What the operator should know that does not stop the run (each says what to do).
     notices: tuple[str, ...] = ()
+    # "rolling" (node by node, serving throughout), "cold" or "restore" (every node stopped at once).
+    procedure: str = "rolling"
 
     def __post_init__(self) -> None:
         ids = [step.id for step in self.steps]
@@ -73,6 +75,7 @@ class Plan:
         """A JSON-ready form (plan --json, the journal, the report)."""
         return {
             "run_id": self.run_id,
+            "procedure": self.procedure,
             "keep_old": self.keep_old,
             "notices": list(self.notices),
             "target_image": self.target_image,
@@ -102,6 +105,7 @@ class Plan:
             findings=tuple(Finding(**f) for f in data["findings"]),
             steps=tuple(step_from_dict(s) for s in data["steps"]),
             notices=tuple(data.get("notices", ())),
+            procedure=data.get("procedure", "rolling"),
         )
 
 
@@ -205,6 +209,7 @@ def build_plan(
         "command": setup.command,
         "engine": setup.engine,
     }
+    sources = tuple(sorted({n.known_release or "unknown" for n in facts.nodes if n.container}))
     steps: list[Step] = []
     if not at_target:
         steps.append(
@@ -214,6 +219,12 @@ def build_plan(
                 image=inventory.backup_image,
                 directory=str(inventory.backup_dir / run_id / (hop or "")),
                 restore_check=inventory.backup_restore_check,
+                release=sources[0] if len(sources) == 1 and sources[0] != "unknown" else None,
+                node_images=tuple(
+                    (n.config.name, n.container.image_reference)
+                    for n in facts.nodes
+                    if n.container is not None
+                ),
             )
         )
     if needs_trust:
@@ -323,7 +334,6 @@ def build_plan(
             kept_as=kept,
         )
     )
-    sources = tuple(sorted({n.known_release or "unknown" for n in facts.nodes if n.container}))
     return Plan(
         run_id=run_id,
         keep_old=keep_old,

@@ -10,18 +10,17 @@ builds from nothing, and removes the copy.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.drivers.backup import BackupManifest, restore_differences
+from runner.drivers.backup import checked_manifest, latest_manifest, restore_differences
 from runner.drivers.containers import RUN_ID_LABEL
 from runner.drivers.database import MysqlDatabase
 from runner.drivers.ports import Drivers
 from runner.drivers.scratch_database import keystone_manage, scratch_database
-from runner.errors import BackupError, ConfigError, MigrationError
+from runner.errors import BackupError, MigrationError
 from runner.facts import node_facts
 from runner.facts.drift import DriftFacts, cached_reference, drift_facts, reference_cache_dir
 from runner.model import LOCAL_ENGINE, Inventory
@@ -72,38 +71,6 @@ class Rehearsal:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (rehearse --json)."""
         return asdict(self)
-
-
-def latest_manifest(backup_dir: Path) -> Path:
-    """The newest manifest under ``backup_dir``; ConfigError when there is none."""
-    manifests = sorted(backup_dir.rglob("*.sql.gz.manifest.json"), key=lambda p: p.stat().st_mtime)
-    if not manifests:
-        raise ConfigError(
-            f"no backup to rehearse with under {backup_dir}",
-            observed="no *.sql.gz.manifest.json there",
-            hint="give one with --dump, or let rehearse dump the live database with --from-live",
-        )
-    return manifests[-1]
-
-
-def checked_manifest(dump: Path) -> BackupManifest:
-    """The dump's manifest, with the dump's sha256 checked against it; BackupError when it differs."""
-    manifest_path = dump.parent / f"{dump.name}.manifest.json"
-    if not manifest_path.is_file():
-        raise ConfigError(
-            f"the dump {dump} has no manifest beside it",
-            observed=f"{manifest_path} does not exist",
-            hint="rehearse with a backup the runner took (its manifest says what a restore must hold)",
-        )
-    manifest = BackupManifest.read(manifest_path)
-    digest = hashlib.sha256(dump.read_bytes()).hexdigest()
-    if digest != manifest.sha256:
-        raise BackupError(
-            f"the dump {dump} is not the one that was taken: it changed after the backup",
-            observed=f"sha256 {digest}, the manifest says {manifest.sha256}",
-            hint="do not restore it; take a new backup (rehearse --from-live) or use an older verified one",
-        )
-    return manifest
 
 
 def run_rehearsal(

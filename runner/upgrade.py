@@ -23,7 +23,7 @@ from runner.drivers.memcached import MemcachedClient
 from runner.drivers.ports import Drivers
 from runner.drivers.rotation import HaproxyRotation
 from runner.drivers.systemd import NodeUnits, Systemctl
-from runner.errors import LockedError, PreflightError, RunnerError
+from runner.errors import LockedError, PreflightError, RollbackError, RunnerError
 from runner.executor import Executor
 from runner.facts import (
     ClusterFacts,
@@ -44,6 +44,7 @@ from runner.journal import Journal, new_run_id
 from runner.keystone_conf import mounted_cache_backend
 from runner.model import LOCAL_ENGINE, Inventory, NodeConfig, ProbeConfig
 from runner.plan import Plan, build_plan
+from runner.plan_offline import COLD, cold_plan
 from runner.release_path import check_release_path
 from runner.report import build_report, write_report
 from runner.steps import RunContext
@@ -88,7 +89,7 @@ def connect(inventory: Inventory, *, token_gate: bool = True) -> Drivers:
         admin_database=MysqlDatabase(admin) if admin is not None else None,
         http=http,
         node_runtime=node_runtime,
-        backups=ContainerBackups(engines[LOCAL_ENGINE], target),
+        backups=ContainerBackups(engines[LOCAL_ENGINE], target, admin),
         tokens=_tokens(inventory.probe) if token_gate else None,
         cache=MemcachedClient(),
     )
@@ -174,10 +175,13 @@ def make_plan(
     keep_old: bool = False,
     accept_drift: tuple[str, ...] = (),
     hop: str | None = None,
+    cold: bool = False,
 ) -> Plan:
-    """Facts (the schema compared for drift), then the plan (with the id its run will have)."""
+    """Facts (the schema compared for drift), then the plan (with the id its run will have);
+    ``cold``: the same work offline (every node stopped at once: an outage, measured by --probe)."""
     facts = gather_facts(inventory, drivers, pull_missing=pull_missing, accept_drift=accept_drift)
-    return build_plan(inventory, facts, run_id=new_run_id(), keep_old=keep_old, hop=hop)
+    plan = build_plan(inventory, facts, run_id=new_run_id(), keep_old=keep_old, hop=hop)
+    return cold_plan(plan) if cold and not plan.refused else plan
 
 
 def refuse(plan: Plan) -> PreflightError:
@@ -290,6 +294,7 @@ def run_upgrade(
     keep_old: bool = False,
     with_probe: bool = False,
     accept_drift: tuple[str, ...] = (),
+    cold: bool = False,
 ) -> Plan:
     """Preflight, then (confirmed, under the lock) every step of the plan; the report either way.
 
@@ -325,6 +330,7 @@ def run_upgrade(
                 pull_missing=True,
                 keep_old=keep_old,
                 accept_drift=accept_drift,
+                cold=cold,
             )
             if plan.refused:
                 raise refuse(plan)
@@ -360,11 +366,16 @@ def _run_plan(
     journal = Journal.start(inventory.state_dir, plan.to_dict(), str(inventory.path))
     context = RunContext(drivers, journal, inventory.state_dir / "runs" / journal.run_id, stop)
     status = "failed"
+    executor = Executor(plan, context)
     try:
-        Executor(plan, context).run()
+        executor.run()
         status = "succeeded"
     except (Interrupted, ForcedStop):
         status = INTERRUPTED
+        raise
+    except RunnerError as failure:
+        if plan.procedure == COLD:
+            raise _cold_undone(executor, failure) from failure
         raise
     finally:
         journal.finish(status)
@@ -376,3 +387,24 @@ def _run_plan(
             extra["probe"] = traffic_report(traffic, every_hop, png)
         report = build_report(journal, extra)
         on_report(report, write_report(report, inventory.state_dir))
+
+
+def _cold_undone(executor: Executor, failure: RunnerError) -> RunnerError:
+    """A cold run that failed before its schema changed is undone at once: every stopped node is
+    started again on its old release. After the change it stays as it is (resume, or restore)."""
+    try:
+        undone = executor.undo()
+    except RollbackError as refused:
+        return type(failure)(
+            failure.what,
+            observed=failure.observed,
+            hint=f"{failure.hint}. The schema has changed, so the old nodes cannot come back: fix the "
+            f"cause and run 'keystone-upgrade resume', or go back with 'keystone-upgrade restore' "
+            f"({refused.what})",
+        )
+    return type(failure)(
+        failure.what,
+        observed=failure.observed,
+        hint=f"the cold run was undone before its schema changed ({len(undone)} step(s)): every node "
+        f"serves its old release again. {failure.hint}",
+    )

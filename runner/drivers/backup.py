@@ -19,7 +19,7 @@ from pathlib import Path
 from runner.drivers.containers import PURPOSE_LABEL, Engine
 from runner.drivers.database import MysqlDatabase
 from runner.drivers.scratch_database import scratch_database
-from runner.errors import BackupError
+from runner.errors import BackupError, ConfigError
 from runner.model import BindMount, DatabaseTarget
 
 OPTIONS_FILE = "/run/keystone-upgrade/client.cnf"
@@ -49,6 +49,9 @@ class BackupManifest:
     # scratch database the dump was loaded into once when it was taken (empty: not restored then).
     restored_rows: dict[str, int] = field(default_factory=dict)
     restored_checksums: dict[str, int | None] = field(default_factory=dict)
+    # What served on this database when it was taken: a restore starts the nodes on these again.
+    release: str | None = None
+    node_images: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def read(cls, path: Path) -> BackupManifest:
@@ -90,6 +93,8 @@ def take_backup(
     labels: dict[str, str],
     *,
     restore_check: bool = True,
+    release: str | None = None,
+    node_images: dict[str, str] | None = None,
 ) -> BackupManifest:
     """Dump the database into ``directory`` and verify it; raise BackupError when anything is off.
 
@@ -126,6 +131,8 @@ def take_backup(
         tables=tables,
         started_at=started,
         finished_at=time.time(),
+        release=release,
+        node_images=dict(node_images or {}),
     )
     if restore_check:
         rows, checksums = restored_contents(engine, image, dump, target.database, labels)
@@ -160,18 +167,107 @@ def restore_differences(
     return differences
 
 
-class ContainerBackups:
-    """The ``Backups`` port: dumps taken by a throwaway container of the backup image on ``engine``."""
+LOAD_SCRIPT = (
+    "set -eo pipefail; umask 077; "
+    f"timeout 30 cat > {OPTIONS_DIR}/client.cnf; "
+    f'mariadb --defaults-extra-file={OPTIONS_DIR}/client.cnf -e "DROP DATABASE IF EXISTS \\`$0\\`"; '
+    f'gunzip -c "/backup/$1" | mariadb --defaults-extra-file={OPTIONS_DIR}/client.cnf'
+)
 
-    def __init__(self, engine: Engine, target: DatabaseTarget):
+
+def load_backup(
+    engine: Engine,
+    image: str,
+    *,
+    target: DatabaseTarget,
+    account: DatabaseTarget,
+    dump: Path,
+    sha256: str,
+    labels: dict[str, str],
+) -> dict[str, int]:
+    """Replace ``target``'s database with ``dump`` (loaded as ``account``); its rows, checked against
+    the manifest. BackupError when the dump is not the one planned or the result is not what it held."""
+    digest = hashlib.sha256(dump.read_bytes()).hexdigest()
+    if digest != sha256:
+        raise BackupError(
+            f"the dump {dump} changed since the restore was planned; nothing was loaded",
+            observed=f"sha256 {digest}, planned {sha256}",
+            hint="plan the restore again with a verified backup",
+        )
+    finished = engine.run_once(
+        image,
+        [target.database, dump.name],
+        entrypoint=["bash", "-c", LOAD_SCRIPT],
+        mounts=[BindMount(str(dump.parent), "/backup", read_only=True), *_mounts(dump.parent, account)[1:]],
+        labels={**labels, PURPOSE_LABEL: "restore"},
+        stdin_secret=_client_options(account),
+        tmpfs=(OPTIONS_DIR,),
+    )
+    if finished.exit_code != 0:
+        raise BackupError(
+            f"loading {dump} into the database failed; the database may be partly loaded",
+            observed=f"mariadb exited {finished.exit_code}:\n{finished.tail()}",
+            hint="fix the cause (the account needs DROP and CREATE on the database) and run restore again: "
+            "it drops what is there and loads the whole dump",
+        )
+    rows = MysqlDatabase(target).table_row_counts()
+    manifest = BackupManifest.read(dump.parent / f"{dump.name}.manifest.json")
+    # Rows only: CHECKSUM TABLE depends on the server's version and row format, and the live server
+    # need not be the scratch one the manifest's checksums came from (rehearse compares those).
+    wrong = restore_differences(manifest, rows, manifest.restored_checksums) if manifest.restored_rows else []
+    if wrong:
+        raise BackupError(
+            f"the database does not hold what {dump} held when it was taken",
+            observed="; ".join(wrong),
+            hint="load it again (restore drops what is there first); if it stays so, the dump is damaged",
+        )
+    return rows
+
+
+class ContainerBackups:
+    """The ``Backups`` port: dumps taken (and loaded back) by a throwaway container of the backup image.
+
+    ``admin`` ([database.admin]) loads a dump where given: its triggers need more than Keystone's account.
+    """
+
+    def __init__(self, engine: Engine, target: DatabaseTarget, admin: DatabaseTarget | None = None):
         self.engine = engine
         self.target = target
+        self.admin = admin
+
+    def load(self, image: str, dump: Path, sha256: str, labels: dict[str, str]) -> dict[str, int]:
+        """The database replaced by ``dump``, checked; its rows per table."""
+        return load_backup(
+            self.engine,
+            image,
+            target=self.target,
+            account=self.admin or self.target,
+            dump=dump,
+            sha256=sha256,
+            labels=labels,
+        )
 
     def take(
-        self, image: str, directory: Path, labels: dict[str, str], *, restore_check: bool = True
+        self,
+        image: str,
+        directory: Path,
+        labels: dict[str, str],
+        *,
+        restore_check: bool = True,
+        release: str | None = None,
+        node_images: dict[str, str] | None = None,
     ) -> BackupManifest:
         """A verified dump of the database in ``directory`` (restored once to record what it holds)."""
-        return take_backup(self.engine, image, self.target, directory, labels, restore_check=restore_check)
+        return take_backup(
+            self.engine,
+            image,
+            self.target,
+            directory,
+            labels,
+            restore_check=restore_check,
+            release=release,
+            node_images=node_images,
+        )
 
 
 def _verify(dump: Path, tables: dict[str, int]) -> tuple[str, int]:
@@ -196,3 +292,35 @@ def _verify(dump: Path, tables: dict[str, int]) -> tuple[str, int]:
             hint="look at the backup container's output and the database's log",
         )
     return digest, dump.stat().st_size
+
+
+def latest_manifest(backup_dir: Path) -> Path:
+    """The newest manifest under ``backup_dir``; ConfigError when there is none."""
+    manifests = sorted(backup_dir.rglob("*.sql.gz.manifest.json"), key=lambda p: p.stat().st_mtime)
+    if not manifests:
+        raise ConfigError(
+            f"no backup to rehearse with under {backup_dir}",
+            observed="no *.sql.gz.manifest.json there",
+            hint="give one with --dump, or let rehearse dump the live database with --from-live",
+        )
+    return manifests[-1]
+
+
+def checked_manifest(dump: Path) -> BackupManifest:
+    """The dump's manifest, with the dump's sha256 checked against it; BackupError when it differs."""
+    manifest_path = dump.parent / f"{dump.name}.manifest.json"
+    if not manifest_path.is_file():
+        raise ConfigError(
+            f"the dump {dump} has no manifest beside it",
+            observed=f"{manifest_path} does not exist",
+            hint="rehearse with a backup the runner took (its manifest says what a restore must hold)",
+        )
+    manifest = BackupManifest.read(manifest_path)
+    digest = hashlib.sha256(dump.read_bytes()).hexdigest()
+    if digest != manifest.sha256:
+        raise BackupError(
+            f"the dump {dump} is not the one that was taken: it changed after the backup",
+            observed=f"sha256 {digest}, the manifest says {manifest.sha256}",
+            hint="do not restore it; take a new backup (rehearse --from-live) or use an older verified one",
+        )
+    return manifest

@@ -50,8 +50,16 @@ class Backups(Protocol):
     """Where the verified dump before any schema change comes from."""
 
     def take(
-        self, image: str, directory: Path, labels: dict[str, str], *, restore_check: bool = True
+        self,
+        image: str,
+        directory: Path,
+        labels: dict[str, str],
+        *,
+        restore_check: bool = True,
+        release: str | None = None,
+        node_images: dict[str, str] | None = None,
     ) -> BackupManifest: ...
+    def load(self, image: str, dump: Path, sha256: str, labels: dict[str, str]) -> dict[str, int]: ...
 
 
 class NodeRuntime(Protocol):

@@ -11,6 +11,7 @@ from runner.steps.database import Backup, RestoreTrust, TrustFunctionCreators
 from runner.steps.keys import KeysAgree
 from runner.steps.migration import Contract, Expand, Migrate, Throwaway
 from runner.steps.node import NodeUpgrade
+from runner.steps.offline import LoadBackup, NodeIn, NodeOut, OfflineMigration
 
 STEP_TYPES: dict[StepKind, type[Step]] = {
     cls.kind: cls
@@ -25,6 +26,10 @@ STEP_TYPES: dict[StepKind, type[Step]] = {
         Contract,
         FlushCache,
         Cleanup,
+        NodeOut,
+        OfflineMigration,
+        LoadBackup,
+        NodeIn,
     )
 }
 
@@ -41,8 +46,12 @@ __all__ = [
     "Expand",
     "FlushCache",
     "KeysAgree",
+    "LoadBackup",
     "Migrate",
+    "NodeIn",
+    "NodeOut",
     "NodeUpgrade",
+    "OfflineMigration",
     "RestoreTrust",
     "RunContext",
     "Step",

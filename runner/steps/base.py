@@ -37,6 +37,11 @@ class StepKind(StrEnum):
     CONTRACT = "contract"
     FLUSH_CACHE = "flush-cache"
     CLEANUP = "cleanup"
+    # The offline procedures (--cold, restore): every node out, the database changed, every node in.
+    NODE_OUT = "node-out"
+    OFFLINE_MIGRATION = "offline-migration"
+    LOAD_BACKUP = "load-backup"
+    NODE_IN = "node-in"
 
 
 class Undo(StrEnum):

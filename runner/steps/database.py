@@ -20,12 +20,20 @@ class Backup(Step):
     image: str  # the backup client image (mariadb-dump, bash)
     directory: str  # where this run's dump and manifest go
     restore_check: bool = True  # restored once into a scratch database to record what it holds
+    # What serves on the database now (a restore starts these again): its release, node -> image.
+    release: str | None = None
+    node_images: tuple[tuple[str, str], ...] = ()
 
     def apply(self, context: RunContext) -> None:
         """Dump, read the dump back, write its manifest."""
         context.journal.intend(self.id, Event.DUMPED, directory=self.directory)
         manifest = context.drivers.backups.take(
-            self.image, Path(self.directory), context.labels("backup"), restore_check=self.restore_check
+            self.image,
+            Path(self.directory),
+            context.labels("backup"),
+            restore_check=self.restore_check,
+            release=self.release,
+            node_images=dict(self.node_images),
         )
         context.journal.event(
             self.id, Event.DUMPED, dump=manifest.dump, sha256=manifest.sha256, tables=len(manifest.tables)

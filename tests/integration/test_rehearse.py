@@ -1,7 +1,8 @@
-"""Proof on copies against a real cluster: drift, rehearse, and a backup that changed after it was taken.
+"""Proof on copies, and the way back, against a real cluster: drift, rehearse, a backup that
+changed after it was taken, a cold upgrade and a restore to its backup.
 
-One 28.1.0 cluster for the module: the rehearsals only read it, and the drift
-test puts back what it changes.
+One 28.1.0 cluster for the module: the rehearsals only read it, the drift test
+puts back what it changes, and the last test ends where it began (restored).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import pymysql
 import pytest
 
 from runner.errors import ExitCode
+from runner.images.catalog import REPOSITORY
 from runner.lab.cluster import LabEndpoints
 from tests.integration.harness import lab_cluster
+from tests.integration.throwaway import migration_heads
 from tests.integration.upgrade_helpers import database, keystone_upgrade, snapshot, write_inventory
 
 pytestmark = pytest.mark.integration
@@ -150,3 +153,46 @@ def test_a_dump_changed_after_the_backup_is_caught(cluster: LabEndpoints, tmp_pa
     assert forged.returncode == ExitCode.BACKUP, forged.stdout + forged.stderr
     assert "did not restore to what it held" in forged.stderr
     assert "region:" in forged.stderr
+
+
+def test_a_cold_upgrade_shows_its_outage_and_restore_brings_the_backup_back(
+    docker_client: docker.DockerClient, cluster: LabEndpoints
+) -> None:
+    """--cold 28.1.0 -> 29.1.0 (contracted: rollback cannot help), then restore to its backup."""
+    inventory = write_inventory(cluster, "29.1.0", **{"[run]\n": "[run]\nbackup_restore_check = true\n"})
+    cold = keystone_upgrade("upgrade", "-i", inventory, "--cold", "--yes", "--probe", "--json")
+    assert cold.returncode == 0, cold.stdout[-3000:] + cold.stderr[-3000:]
+    report = json.loads(cold.stdout)
+    assert report["status"] == "succeeded"
+    probe = report["probe"]
+    # Every node was stopped at once: the probe saw the outage, and the report says how long.
+    assert probe["failed"] > 0
+    assert probe["longest_outage_s"] > 1.0
+    stopped = {p["phase"]: p for p in probe["phases"]}["offline-migration"]
+    assert stopped["requests"] == stopped["failed"] > 0
+    assert not probe["writes"]["lost"]
+    assert database(cluster).alembic_heads() == migration_heads(f"{REPOSITORY}/keystone:29.1.0")
+
+    _as_root(cluster, "INSERT INTO region (id, description, extra) VALUES ('ku-after-backup', '', '{}')")
+    rollback = keystone_upgrade("rollback", "-i", inventory, "--yes")
+    assert rollback.returncode == ExitCode.ROLLBACK  # contracted: only the backup goes back
+    assert "keystone-upgrade restore" in rollback.stderr
+
+    restored = keystone_upgrade("restore", "-i", inventory, "--yes", "--json")
+    assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr[-3000:]
+    assert json.loads(restored.stdout)["status"] == "succeeded"
+    releases = {
+        docker_client.containers.get(c).exec_run(["keystone-manage", "--version"]).output.decode().strip()
+        for c in cluster.node_containers.values()
+    }
+    assert releases == {"28.1.0"}
+    assert database(cluster).alembic_heads() == migration_heads(f"{REPOSITORY}/keystone:28.1.0")
+    backup = json.loads(
+        next((cluster.state_dir / "upgrade" / "backups").rglob("*.manifest.json")).read_text()
+    )
+    assert backup["release"] == "28.1.0"
+    # What the backup held, and not the row written after it.
+    assert database(cluster).table_row_counts() == backup["restored_rows"]
+    served = keystone_upgrade("probe", "-i", inventory, "--seconds", "3", "--json")
+    assert served.returncode == 0, served.stderr
+    assert json.loads(served.stdout)["failed"] == 0

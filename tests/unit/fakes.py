@@ -300,8 +300,19 @@ class FakeBackups:
     def __init__(self, calls: Calls) -> None:
         self.calls = calls
 
+    def load(self, image: str, dump: Path, sha256: str, labels: dict[str, str]) -> dict[str, int]:
+        self.calls.append(f"load {dump.name}")
+        return {"user": 1}
+
     def take(
-        self, image: str, directory: Path, labels: dict[str, str], *, restore_check: bool = True
+        self,
+        image: str,
+        directory: Path,
+        labels: dict[str, str],
+        *,
+        restore_check: bool = True,
+        release: str | None = None,
+        node_images: dict[str, str] | None = None,
     ) -> BackupManifest:
         self.calls.append("backup")
         return BackupManifest(str(directory / "dump.sql.gz"), "0" * 64, 10, "keystone", {"user": 1}, 0.0, 1.0)

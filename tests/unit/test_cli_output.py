@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from runner import cli, terminal
+from runner import cli, cli_render, terminal
 from runner.errors import MigrationError
 from runner.plan import Plan, build_plan
 from runner.terminal import SHOW_AFTER_S, StatusLine, error_document
@@ -241,10 +241,10 @@ def test_plan_as_always_quiet_and_json(
 ) -> None:
     inventory = _inventory_file(tmp_path, monkeypatch)
     assert _run(monkeypatch, "plan", "-i", inventory) == 0
-    assert capsys.readouterr().out == cli.render_plan(offline) + "\n"
+    assert capsys.readouterr().out == cli_render.render_plan(offline) + "\n"
     assert _run(monkeypatch, "--quiet", "plan", "-i", inventory) == 0
     out, err = capsys.readouterr()
-    assert out == f"{cli.plan_line(offline)}\n"
+    assert out == f"{cli_render.plan_line(offline)}\n"
     assert "28.1.0 -> 29.1.0" in out
     assert err == ""
     assert _run(monkeypatch, "plan", "-i", inventory, "--json") == 0
@@ -306,7 +306,7 @@ def test_upgrade_json_is_the_report_alone_and_quiet_is_one_line(
     )
     assert _run(monkeypatch, "upgrade", "-i", inventory, "--yes") == 0
     out = capsys.readouterr().out
-    assert out.startswith(cli.render_plan(offline))  # as always: the plan, then the report
+    assert out.startswith(cli_render.render_plan(offline))  # as always: the plan, then the report
     assert out.endswith("report: /state/report-r1.json\n")
 
 
@@ -339,7 +339,7 @@ def test_json_without_yes_asks_on_stderr_and_keeps_stdout_for_the_document(
     out, err = capsys.readouterr()
     assert json.loads(out)["run_id"] == "r1"
     assert "execute this plan?" in err
-    assert cli.render_plan(offline) in err
+    assert cli_render.render_plan(offline) in err
 
 
 def test_verbose_and_quiet_together_are_a_usage_error(

@@ -40,13 +40,33 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # What the cluster is (facts) and what can be done to it (steps).
     ("facts and steps", ("runner.facts", "runner.steps")),
     # Pure functions of inventory and facts.
-    ("plan", ("runner.preflight", "runner.preflight_schema", "runner.plan")),
+    ("plan", ("runner.preflight", "runner.preflight_schema", "runner.plan", "runner.plan_offline")),
     ("executor", ("runner.executor",)),
     # The last run, read back from its journal and checked against the cluster.
     ("history", ("runner.history",)),
     # Wiring real drivers to the plan and the executor.
-    ("commands", ("runner.upgrade", "runner.rollback", "runner.resume", "runner.traffic", "runner.rehearse")),
-    ("cli", ("runner.cli", "runner.cli_options", "runner.cli_copies", "runner.terminal", "runner.__main__")),
+    (
+        "commands",
+        (
+            "runner.upgrade",
+            "runner.rollback",
+            "runner.resume",
+            "runner.traffic",
+            "runner.rehearse",
+            "runner.restore",
+        ),
+    ),
+    (
+        "cli",
+        (
+            "runner.cli",
+            "runner.cli_options",
+            "runner.cli_render",
+            "runner.cli_copies",
+            "runner.terminal",
+            "runner.__main__",
+        ),
+    ),
 ]
 
 

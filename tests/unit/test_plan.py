@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from runner.cli import render_plan
+from runner.cli_render import render_plan
 from runner.drivers.containers import ContainerFacts, Finished, ImageFacts
 from runner.drivers.docker_blueprint import ThrowawaySetup
 from runner.drivers.haproxy import OperationalState, ServerStat, ServerState
