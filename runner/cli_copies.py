@@ -63,6 +63,7 @@ def drift_command(inventory_path: Path, accept_drift: tuple[str, ...], as_json: 
     help="A dump the runner took (its manifest beside it). Default: the newest backup in backup_dir.",
 )
 @click.option("--from-live", is_flag=True, help="Dump the live database now and rehearse with that.")
+@click.option("--keep-dump", is_flag=True, help="With --from-live: keep the dump (removed by default).")
 @click.option(
     "--through",
     "images",
@@ -72,7 +73,13 @@ def drift_command(inventory_path: Path, accept_drift: tuple[str, ...], as_json: 
 )
 @json_option
 def rehearse_command(
-    inventory_path: Path, dump: Path | None, from_live: bool, images: tuple[str, ...], as_json: bool
+    inventory_path: Path,
+    *,
+    dump: Path | None,
+    from_live: bool,
+    keep_dump: bool,
+    images: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Restore a backup into a scratch database, check it, run every migration on it; the live cluster
     is untouched."""
@@ -82,7 +89,12 @@ def rehearse_command(
     inventory = load_inventory(inventory_path)
     require_secrets(inventory)
     rehearsal = run_rehearsal(
-        inventory, connect(inventory, token_gate=False), dump=dump, from_live=from_live, images=images
+        inventory,
+        connect(inventory, token_gate=False),
+        dump=dump,
+        from_live=from_live,
+        keep_dump=keep_dump,
+        images=images,
     )
     lines = [
         f"rehearsal: {rehearsal.dump} restored ({rehearsal.restored_tables} tables, rows and checksums as "

@@ -202,19 +202,28 @@ class Executor:
             except RunnerError as exc:
                 log.error("could not run %s after the failure: %s", step.id, exc.render())
 
+    def _started(self) -> list[Step]:
+        return [
+            s
+            for s in self.plan.steps
+            if self.journal.step(s.id).status in (StepStatus.RUNNING, StepStatus.DONE, StepStatus.FAILED)
+            and not self.journal.rolled_back(s.id)
+        ]
+
+    def window_closed_by(self) -> list[Step]:
+        """The steps that ended the undo window once they started (contract, a loaded backup)."""
+        return [
+            s for s in self._started() if s.undo_rule is Undo.ENDS_WINDOW and s.closed_window(self.context)
+        ]
+
     def undo(self) -> list[str]:
         """Undo what this run did, newest first; the ids undone. RollbackError when it cannot.
 
         Expand and migrate are kept: the old release serves on the expanded
         schema, as Keystone promises between expand and contract.
         """
-        started = [
-            s
-            for s in self.plan.steps
-            if self.journal.step(s.id).status in (StepStatus.RUNNING, StepStatus.DONE, StepStatus.FAILED)
-            and not self.journal.rolled_back(s.id)
-        ]
-        closing = [s for s in started if s.undo_rule is Undo.ENDS_WINDOW and s.closed_window(self.context)]
+        started = self._started()
+        closing = self.window_closed_by()
         if closing:
             dumps = [e["dump"] for s in self.plan.steps for e in self.journal.events_of(s.id, Event.DUMPED)]
             backup = f" ({', '.join(dumps)})" if dumps else ""

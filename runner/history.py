@@ -22,7 +22,8 @@ from runner.steps import NodeIn, NodeOut, NodeUpgrade, StepKind
 # Steps that leave a node changed (swapped, stopped): a run stopped after one is resumed or rolled back.
 NODE_KINDS = frozenset({StepKind.NODE, StepKind.NODE_OUT, StepKind.NODE_IN})
 
-FINISHED = ("succeeded", "rolled back")
+ROLLED_BACK = "rolled back"  # the journal status of a run put back (rollback, or an offline run undone)
+FINISHED = ("succeeded", ROLLED_BACK)
 
 
 def last_run(state_dir: Path) -> tuple[Journal, Plan]:

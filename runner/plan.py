@@ -26,6 +26,7 @@ from runner.steps import (
     KeysAgree,
     Migrate,
     NodeUpgrade,
+    OfflineMigration,
     RestoreTrust,
     Step,
     TrustFunctionCreators,
@@ -109,6 +110,11 @@ class Plan:
         )
 
 
+def kept_name(container: str, run_id: str, hop: str | None = None) -> str:
+    """What a node's old container is called while it is kept for rollback (until cleanup)."""
+    return f"{container}{OLD_CONTAINER_SUFFIX}{run_id}" + (f"-{hop}" if hop else "")
+
+
 def with_current_timeouts(plan: Plan, inventory: Inventory) -> Plan:
     """The plan with the inventory's timeouts as they are now: what a resume or rollback may change.
 
@@ -117,7 +123,7 @@ def with_current_timeouts(plan: Plan, inventory: Inventory) -> Plan:
     """
 
     def retimed(step: Step) -> Step:
-        if isinstance(step, Expand | Migrate | Contract):
+        if isinstance(step, Expand | Migrate | Contract | OfflineMigration):
             return replace(step, timeout_s=inventory.migration_timeout_s)
         if isinstance(step, NodeUpgrade):
             return replace(
@@ -134,11 +140,11 @@ def with_current_environment(plan: Plan, inventory: Inventory, setup: ThrowawayS
     timeouts are."""
 
     def filled(step: Step) -> Step:
-        if isinstance(step, Expand | Migrate | Contract):
+        if isinstance(step, Expand | Migrate | Contract | OfflineMigration):
             return replace(step, environment=throwaway_environment(setup))
         if isinstance(step, KeysAgree):
             return replace(step, environment=setup.environment)
-        if isinstance(step, NodeUpgrade):
+        if isinstance(step, NodeUpgrade) and step.config.environment:  # a restore's nodes get none
             own = inventory.target_config(step.node.name).environment
             return replace(step, config=replace(step.config, environment=own))
         return step
@@ -225,6 +231,9 @@ def build_plan(
                     for n in facts.nodes
                     if n.container is not None
                 ),
+                node_image_ids=tuple(
+                    (n.config.name, n.container.image_id) for n in facts.nodes if n.container is not None
+                ),
             )
         )
     if needs_trust:
@@ -271,7 +280,7 @@ def build_plan(
             image=inventory.target_image,
             release=target_version,
             from_release=version,
-            kept_as=f"{node.config.container}{OLD_CONTAINER_SUFFIX}{run_id}" + (f"-{hop}" if hop else ""),
+            kept_as=kept_name(node.config.container, run_id, hop),
             drain_timeout_s=inventory.drain_timeout_s,
             health_timeout_s=inventory.health_timeout_s,
             peers=_peers(inventory.nodes, node.config),

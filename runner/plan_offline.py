@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import fields, replace
 from typing import Any
 
-from runner.plan import OLD_CONTAINER_SUFFIX, Plan
+from runner.plan import Plan, kept_name
 from runner.steps import (
+    Backup,
     Cleanup,
     Contract,
     Expand,
@@ -29,6 +30,7 @@ from runner.steps.migration import Throwaway
 
 COLD = "cold"
 RESTORE = "restore"
+OFFLINE = frozenset({COLD, RESTORE})  # every node stopped at once
 
 
 def _node_fields(step: NodeUpgrade) -> dict[str, Any]:
@@ -37,14 +39,15 @@ def _node_fields(step: NodeUpgrade) -> dict[str, Any]:
 
 def _out(step: NodeUpgrade, id_prefix: str) -> NodeOut:
     return NodeOut(
-        **_node_fields(step),
+        **{**_node_fields(step), "skip_reason": None},  # offline: every node stops, whatever it runs
         id=f"{id_prefix}node-out:{step.node.name}",
         why=f"drain, MAINT and stop {step.node.container}: it serves nothing until it is started again",
     )
 
 
 def _in(step: NodeUpgrade, id_prefix: str, why: str, **changes: Any) -> NodeIn:
-    return NodeIn(**{**_node_fields(step), **changes}, id=f"{id_prefix}node-in:{step.node.name}", why=why)
+    fields_ = {**_node_fields(step), "skip_reason": None, **changes}
+    return NodeIn(**fields_, id=f"{id_prefix}node-in:{step.node.name}", why=why)
 
 
 def cold_plan(rolling: Plan) -> Plan:
@@ -66,7 +69,13 @@ def cold_plan(rolling: Plan) -> Plan:
     steps: list[Step] = [
         *(s for s in pre if isinstance(s, KeysAgree)),
         *(_out(s, prefix) for s in nodes),
-        *(s for s in pre if not isinstance(s, (KeysAgree, Expand, Migrate))),  # backup, trust
+        # The backup and the trust setting, now that nothing writes. The restore check of the
+        # backup would lengthen the outage: the dump is read back and its rows counted instead.
+        *(
+            replace(s, restore_check=False) if isinstance(s, Backup) else s
+            for s in pre
+            if not isinstance(s, (KeysAgree, Expand, Migrate))
+        ),
         offline,
         *(_in(s, prefix, f"start {s.node.container} on {s.image}, gate it, READY") for s in nodes),
         *(s for s in post if not isinstance(s, Contract)),
@@ -82,12 +91,22 @@ def restore_plan(
     sha256: str,
     images: dict[str, str],
     release: str | None,
+    safety_dir: str,
 ) -> Plan:
     """Back to a backup: every node out and stopped, the dump loaded, every node started on the image
     it ran when the backup was taken (``images``: node -> image), gated on ``release``, put back."""
     nodes = [s for s in template.steps if type(s) is NodeUpgrade]
     run_id = template.run_id
-    steps: list[Step] = [*(_out(replace(s, skip_reason=None), "") for s in nodes)]
+    steps: list[Step] = [*(_out(s, "") for s in nodes)]
+    steps.append(
+        Backup(
+            id="backup",
+            why="a dump of the database as it is now, before the restore replaces it (nothing is lost twice)",
+            image=backup_image,
+            directory=safety_dir,
+            restore_check=False,
+        )
+    )
     steps.append(
         LoadBackup(
             id="load-backup",
@@ -99,11 +118,11 @@ def restore_plan(
     )
     kept = []
     for step in nodes:
-        kept_as = f"{step.node.container}{OLD_CONTAINER_SUFFIX}{run_id}"
+        kept_as = kept_name(step.node.container, run_id)
         kept.append(kept_as)
         steps.append(
             _in(
-                replace(step, skip_reason=None),
+                step,
                 "",
                 f"start {step.node.container} on {images[step.node.name]} (the backup's), gate it, READY",
                 image=images[step.node.name],

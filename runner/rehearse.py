@@ -10,12 +10,13 @@ builds from nothing, and removes the copy.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.drivers.backup import checked_manifest, latest_manifest, restore_differences
+from runner.drivers.backup import checked_manifest, newest_dump, restore_differences
 from runner.drivers.containers import RUN_ID_LABEL
 from runner.drivers.database import MysqlDatabase
 from runner.drivers.ports import Drivers
@@ -79,21 +80,38 @@ def run_rehearsal(
     *,
     dump: Path | None = None,
     from_live: bool = False,
+    keep_dump: bool = False,
     images: tuple[str, ...] = (),
 ) -> Rehearsal:
     """Restore a backup into a scratch database, check it, migrate it through ``images`` (default: the
-    target), check heads and schema, remove it. Raises BackupError / MigrationError with the output."""
-    engine = drivers.engine(LOCAL_ENGINE)
+    target), check heads and schema, remove it. Raises BackupError / MigrationError with the output.
+
+    ``from_live``: dump the live database first, into the state directory; the dump (the whole
+    database, password hashes included) is removed afterwards unless ``keep_dump``."""
     labels = {RUN_ID_LABEL: f"rehearse-{int(time.time())}"}
-    if from_live:
-        taken = drivers.backups.take(
-            inventory.backup_image, inventory.state_dir / "rehearsals" / labels[RUN_ID_LABEL], labels
-        )
-        dump = Path(taken.dump)
-    elif dump is None:
-        manifest_path = latest_manifest(inventory.backup_dir)
-        dump = manifest_path.with_name(manifest_path.name.removesuffix(".manifest.json"))
+    if not from_live:
+        return _rehearse(inventory, drivers, dump or newest_dump(inventory.backup_dir), labels, images)
+    directory = inventory.state_dir / "rehearsals" / labels[RUN_ID_LABEL]
+    try:
+        taken = drivers.backups.take(inventory.backup_image, directory, labels)
+        return _rehearse(inventory, drivers, Path(taken.dump), labels, images)
+    finally:
+        if not keep_dump:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _rehearse(
+    inventory: Inventory, drivers: Drivers, dump: Path, labels: dict[str, str], images: tuple[str, ...]
+) -> Rehearsal:
+    engine = drivers.engine(LOCAL_ENGINE)
     manifest = checked_manifest(dump)
+    if not manifest.restored_rows:
+        raise BackupError(
+            f"the backup {dump} records nothing to check a restore against",
+            observed="its manifest has no restored rows or checksums (taken with backup_restore_check = "
+            "false, or by --cold, which skips it to keep the outage short)",
+            hint="rehearse with --from-live, or with a backup taken with [run] backup_restore_check = true",
+        )
     started = time.monotonic()
     with scratch_database(
         engine, inventory.backup_image, labels, database=manifest.database, dumps=dump.parent
@@ -101,12 +119,6 @@ def run_rehearsal(
         scratch.load(dump.name)
         copy = MysqlDatabase(scratch.target)
         rows, checksums = copy.table_row_counts(), copy.table_checksums()
-        if not manifest.restored_rows:
-            raise BackupError(
-                f"the backup {dump} records nothing to check a restore against",
-                observed="its manifest has no restored rows or checksums (taken with backup_restore_check = false)",
-                hint="rehearse with --from-live, or with a backup taken with [run] backup_restore_check = true",
-            )
         wrong = restore_differences(manifest, rows, checksums)
         if wrong:
             raise BackupError(

@@ -21,22 +21,19 @@ from typing import Any
 from runner.drivers.backup import (
     BackupManifest,
     checked_manifest,
-    latest_manifest,
+    newest_dump,
     restore_differences,
     restored_contents,
 )
 from runner.drivers.containers import RUN_ID_LABEL
 from runner.drivers.ports import Drivers
 from runner.errors import BackupError, ConfigError, PreflightError
-from runner.executor import Executor
-from runner.interrupts import ForcedStop, Interrupted, stop_requests
-from runner.journal import Journal, new_run_id
+from runner.interrupts import stop_requests
+from runner.journal import new_run_id
 from runner.model import LOCAL_ENGINE, Inventory
 from runner.plan import Plan, build_plan
 from runner.plan_offline import restore_plan
-from runner.report import build_report, write_report
-from runner.steps import RunContext
-from runner.upgrade import INTERRUPTED, gather_facts, hold_run_lock
+from runner.upgrade import gather_facts, hold_run_lock, run_plan
 
 
 @dataclass(frozen=True)
@@ -62,8 +59,7 @@ class Loss:
 
 def _backup(inventory: Inventory, dump: Path | None) -> tuple[Path, BackupManifest]:
     if dump is None:
-        manifest_path = latest_manifest(inventory.backup_dir)
-        dump = manifest_path.with_name(manifest_path.name.removesuffix(".manifest.json"))
+        dump = newest_dump(inventory.backup_dir)
     manifest = checked_manifest(dump)
     if not manifest.node_images or manifest.release is None:
         raise ConfigError(
@@ -86,15 +82,18 @@ def plan_restore(inventory: Inventory, drivers: Drivers, dump: Path | None) -> t
             hint="give --dump a backup this inventory's cluster took",
         )
     engine = drivers.engine(LOCAL_ENGINE)
-    for image in sorted(set(manifest.node_images.values())):
-        for node in inventory.nodes:
-            if drivers.engine(node.engine).image(image) is None:
-                raise PreflightError(
-                    f"node {node.name}'s engine has no {image}, which served when the backup was taken; "
-                    "nothing was changed",
-                    observed=f"engine {node.engine}",
-                    hint=f"load or pull {image} there first",
-                )
+    for node in inventory.nodes:
+        image = manifest.node_images[node.name]
+        found = drivers.engine(node.engine).image(image)
+        served = manifest.node_image_ids.get(node.name)
+        if found is None or (served is not None and found.id != served):
+            raise PreflightError(
+                f"node {node.name}: the image that served when the backup was taken is not on its engine; "
+                "nothing was changed",
+                observed=f"{image} on engine {node.engine}: "
+                + ("missing" if found is None else f"now {found.id}, then {served}"),
+                hint=f"load the image {served or image} there (the same build, not only the same tag)",
+            )
     if manifest.restored_rows:
         labels = {RUN_ID_LABEL: "restore-check"}
         rows, checksums = restored_contents(engine, inventory.backup_image, dump, manifest.database, labels)
@@ -114,6 +113,7 @@ def plan_restore(inventory: Inventory, drivers: Drivers, dump: Path | None) -> t
         sha256=manifest.sha256,
         images=manifest.node_images,
         release=manifest.release,
+        safety_dir=str(inventory.backup_dir / template.run_id),
     )
     live = drivers.database.table_row_counts()
     before = manifest.restored_rows or manifest.tables
@@ -142,17 +142,5 @@ def run_restore(
         plan, loss = plan_restore(inventory, drivers, dump)
         if not confirm(plan, loss):
             return plan
-        journal = Journal.start(inventory.state_dir, plan.to_dict(), str(inventory.path))
-        context = RunContext(drivers, journal, inventory.state_dir / "runs" / journal.run_id, stop)
-        status = "failed"
-        try:
-            Executor(plan, context).run()
-            status = "succeeded"
-        except (Interrupted, ForcedStop):
-            status = INTERRUPTED
-            raise
-        finally:
-            journal.finish(status)
-            report = build_report(journal)
-            on_report(report, write_report(report, inventory.state_dir))
+        run_plan(plan, inventory, drivers, stop=stop, on_report=on_report)
         return plan

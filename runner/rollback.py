@@ -15,14 +15,12 @@ from runner.drivers.ports import Drivers
 from runner.errors import PreflightError
 from runner.executor import Executor
 from runner.facts import throwaways_running
-from runner.history import last_run
+from runner.history import ROLLED_BACK, last_run
 from runner.journal import Journal
 from runner.model import Inventory
 from runner.plan import Plan, with_current_timeouts
 from runner.steps import RunContext
 from runner.upgrade import hold_run_lock
-
-ROLLED_BACK = "rolled back"
 
 
 def run_rollback(

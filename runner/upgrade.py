@@ -38,13 +38,13 @@ from runner.facts import (
     throwaways_running,
 )
 from runner.facts.drift import drift_facts
-from runner.history import journal_plan, unfinished
+from runner.history import ROLLED_BACK, journal_plan, unfinished
 from runner.interrupts import ForcedStop, Interrupted, StopRequests, stop_requests
 from runner.journal import Journal, new_run_id
 from runner.keystone_conf import mounted_cache_backend
 from runner.model import LOCAL_ENGINE, Inventory, NodeConfig, ProbeConfig
 from runner.plan import Plan, build_plan
-from runner.plan_offline import COLD, cold_plan
+from runner.plan_offline import OFFLINE, cold_plan
 from runner.release_path import check_release_path
 from runner.report import build_report, write_report
 from runner.steps import RunContext
@@ -338,7 +338,7 @@ def run_upgrade(
                 return plan
             last = number == len(hops)
             # A failed hop raises (its report written first): the next hops never start.
-            _run_plan(
+            run_plan(
                 plan,
                 hop_inventory,
                 drivers,
@@ -351,18 +351,23 @@ def run_upgrade(
         return plan
 
 
-def _run_plan(
+def run_plan(
     plan: Plan,
     inventory: Inventory,
     drivers: Drivers,
     *,
     stop: StopRequests,
     on_report: Callable[[dict[str, Any], Path], None],
-    traffic: Traffic | None,
-    ran: list[dict[str, Any]],
-    last: bool,
+    traffic: Traffic | None = None,
+    ran: list[dict[str, Any]] | None = None,
+    last: bool = True,
 ) -> None:
-    """One plan under its own journal; its report (with the probe's, when it is the last or failed)."""
+    """One plan under its own journal; its report (with the probe's, when it is the last or failed).
+
+    An offline procedure (--cold, restore) that fails before its window closed is undone at once:
+    every node it stopped serves its old release again, and the journal says "rolled back".
+    """
+    ran = ran if ran is not None else []
     journal = Journal.start(inventory.state_dir, plan.to_dict(), str(inventory.path))
     context = RunContext(drivers, journal, inventory.state_dir / "runs" / journal.run_id, stop)
     status = "failed"
@@ -374,9 +379,12 @@ def _run_plan(
         status = INTERRUPTED
         raise
     except RunnerError as failure:
-        if plan.procedure == COLD:
-            raise _cold_undone(executor, failure) from failure
-        raise
+        if plan.procedure not in OFFLINE:
+            raise
+        undone, error = _offline_undone(executor, failure)
+        if undone:
+            status = ROLLED_BACK
+        raise error from failure
     finally:
         journal.finish(status)
         ran.append(journal.as_dict())
@@ -389,22 +397,29 @@ def _run_plan(
         on_report(report, write_report(report, inventory.state_dir))
 
 
-def _cold_undone(executor: Executor, failure: RunnerError) -> RunnerError:
-    """A cold run that failed before its schema changed is undone at once: every stopped node is
-    started again on its old release. After the change it stays as it is (resume, or restore)."""
-    try:
-        undone = executor.undo()
-    except RollbackError as refused:
-        return type(failure)(
+def _offline_undone(executor: Executor, failure: RunnerError) -> tuple[bool, RunnerError]:
+    """Whether the failed offline run was undone, and the error to stop with, saying which."""
+    closing = executor.window_closed_by()
+    if closing:
+        return False, type(failure)(
             failure.what,
             observed=failure.observed,
-            hint=f"{failure.hint}. The schema has changed, so the old nodes cannot come back: fix the "
-            f"cause and run 'keystone-upgrade resume', or go back with 'keystone-upgrade restore' "
-            f"({refused.what})",
+            hint=f"{failure.hint}. {'; '.join(s.closes_window_because for s in closing)}: the old nodes "
+            "cannot come back, so every node stays stopped and in MAINT. Fix the cause and run "
+            "'keystone-upgrade resume'; or go back to the backup with 'keystone-upgrade restore'",
         )
-    return type(failure)(
+    try:
+        undone = executor.undo()
+    except RollbackError as undo_failed:
+        return False, RollbackError(
+            f"{failure.what}; undoing the run failed too: {undo_failed.what}",
+            observed=f"{failure.observed}\n{undo_failed.observed}",
+            hint=f"the database was not changed by this run. {undo_failed.hint}; then start the "
+            "stopped nodes (keystone-upgrade rollback tries again)",
+        )
+    return True, type(failure)(
         failure.what,
         observed=failure.observed,
-        hint=f"the cold run was undone before its schema changed ({len(undone)} step(s)): every node "
+        hint=f"the run was undone before the database changed ({len(undone)} step(s)): every node "
         f"serves its old release again. {failure.hint}",
     )

@@ -16,11 +16,12 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from runner.drivers.containers import PURPOSE_LABEL, Engine
+from runner.drivers.containers import PURPOSE_LABEL, Engine, Finished, StillRunning
 from runner.drivers.database import MysqlDatabase
 from runner.drivers.scratch_database import scratch_database
 from runner.errors import BackupError, ConfigError
 from runner.model import BindMount, DatabaseTarget
+from runner.waits import MIGRATION_FINISHES
 
 OPTIONS_FILE = "/run/keystone-upgrade/client.cnf"
 OPTIONS_DIR = "/run/keystone-upgrade"  # a tmpfs of the backup container
@@ -52,6 +53,7 @@ class BackupManifest:
     # What served on this database when it was taken: a restore starts the nodes on these again.
     release: str | None = None
     node_images: dict[str, str] = field(default_factory=dict)
+    node_image_ids: dict[str, str] = field(default_factory=dict)  # the builds, not only the tags
 
     @classmethod
     def read(cls, path: Path) -> BackupManifest:
@@ -95,6 +97,7 @@ def take_backup(
     restore_check: bool = True,
     release: str | None = None,
     node_images: dict[str, str] | None = None,
+    node_image_ids: dict[str, str] | None = None,
 ) -> BackupManifest:
     """Dump the database into ``directory`` and verify it; raise BackupError when anything is off.
 
@@ -133,6 +136,7 @@ def take_backup(
         finished_at=time.time(),
         release=release,
         node_images=dict(node_images or {}),
+        node_image_ids=dict(node_image_ids or {}),
     )
     if restore_check:
         rows, checksums = restored_contents(engine, image, dump, target.database, labels)
@@ -175,6 +179,29 @@ LOAD_SCRIPT = (
 )
 
 
+def _load(
+    engine: Engine,
+    image: str,
+    *,
+    target: DatabaseTarget,
+    account: DatabaseTarget,
+    dump: Path,
+    labels: dict[str, str],
+) -> Finished:
+    """The load container: bounded like a migration, and never killed mid-load (left running)."""
+    return engine.run_once(
+        image,
+        [target.database, dump.name],
+        entrypoint=["bash", "-c", LOAD_SCRIPT],
+        mounts=[BindMount(str(dump.parent), "/backup", read_only=True), *_mounts(dump.parent, account)[1:]],
+        labels={**labels, PURPOSE_LABEL: "restore"},
+        stdin_secret=_client_options(account),
+        tmpfs=(OPTIONS_DIR,),
+        policy=MIGRATION_FINISHES,
+        keep_on_timeout=True,
+    )
+
+
 def load_backup(
     engine: Engine,
     image: str,
@@ -187,22 +214,21 @@ def load_backup(
 ) -> dict[str, int]:
     """Replace ``target``'s database with ``dump`` (loaded as ``account``); its rows, checked against
     the manifest. BackupError when the dump is not the one planned or the result is not what it held."""
-    digest = hashlib.sha256(dump.read_bytes()).hexdigest()
+    digest = file_sha256(dump)
     if digest != sha256:
         raise BackupError(
             f"the dump {dump} changed since the restore was planned; nothing was loaded",
             observed=f"sha256 {digest}, planned {sha256}",
             hint="plan the restore again with a verified backup",
         )
-    finished = engine.run_once(
-        image,
-        [target.database, dump.name],
-        entrypoint=["bash", "-c", LOAD_SCRIPT],
-        mounts=[BindMount(str(dump.parent), "/backup", read_only=True), *_mounts(dump.parent, account)[1:]],
-        labels={**labels, PURPOSE_LABEL: "restore"},
-        stdin_secret=_client_options(account),
-        tmpfs=(OPTIONS_DIR,),
-    )
+    try:
+        finished = _load(engine, image, target=target, account=account, dump=dump, labels=labels)
+    except StillRunning as exc:
+        raise BackupError(
+            f"loading {dump} is still running after {MIGRATION_FINISHES.timeout_s:.0f}s; it was left to finish",
+            observed=exc.observed,
+            hint=f"{exc.hint}; then run restore again (it drops what is there and loads the whole dump)",
+        ) from exc
     if finished.exit_code != 0:
         raise BackupError(
             f"loading {dump} into the database failed; the database may be partly loaded",
@@ -256,6 +282,7 @@ class ContainerBackups:
         restore_check: bool = True,
         release: str | None = None,
         node_images: dict[str, str] | None = None,
+        node_image_ids: dict[str, str] | None = None,
     ) -> BackupManifest:
         """A verified dump of the database in ``directory`` (restored once to record what it holds)."""
         return take_backup(
@@ -267,12 +294,13 @@ class ContainerBackups:
             restore_check=restore_check,
             release=release,
             node_images=node_images,
+            node_image_ids=node_image_ids,
         )
 
 
 def _verify(dump: Path, tables: dict[str, int]) -> tuple[str, int]:
     """Read the whole dump back: gzip intact, every table created, the dump complete."""
-    digest = hashlib.sha256(dump.read_bytes()).hexdigest()
+    digest = file_sha256(dump)
     created = set()
     last_line = ""
     try:
@@ -292,6 +320,18 @@ def _verify(dump: Path, tables: dict[str, int]) -> tuple[str, int]:
             hint="look at the backup container's output and the database's log",
         )
     return digest, dump.stat().st_size
+
+
+def file_sha256(path: Path) -> str:
+    """The file's SHA-256, read in chunks (a dump may be larger than memory)."""
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def newest_dump(backup_dir: Path) -> Path:
+    """The dump of the newest manifest under ``backup_dir``; ConfigError when there is none."""
+    manifest = latest_manifest(backup_dir)
+    return manifest.with_name(manifest.name.removesuffix(".manifest.json"))
 
 
 def latest_manifest(backup_dir: Path) -> Path:
@@ -316,7 +356,7 @@ def checked_manifest(dump: Path) -> BackupManifest:
             hint="rehearse with a backup the runner took (its manifest says what a restore must hold)",
         )
     manifest = BackupManifest.read(manifest_path)
-    digest = hashlib.sha256(dump.read_bytes()).hexdigest()
+    digest = file_sha256(dump)
     if digest != manifest.sha256:
         raise BackupError(
             f"the dump {dump} is not the one that was taken: it changed after the backup",

@@ -187,15 +187,19 @@ class MysqlDatabase:
                     hint="check the account's privileges and the server's log",
                 ) from exc
 
+    def _base_tables(self, cursor: pymysql.cursors.Cursor) -> list[str]:
+        """The database's base tables (not views), by name."""
+        cursor.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = %s AND table_type = 'BASE TABLE' ORDER BY table_name",
+            (self.target.database,),
+        )
+        return [str(row[0]) for row in cursor.fetchall()]
+
     def table_names(self) -> frozenset[str]:
         """The database's base tables."""
         with self._cursor("listing the tables") as cursor:
-            cursor.execute(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = %s AND table_type = 'BASE TABLE'",
-                (self.target.database,),
-            )
-            return frozenset(str(row[0]) for row in cursor.fetchall())
+            return frozenset(self._base_tables(cursor))
 
     def alembic_heads(self) -> frozenset[str]:
         """The revisions in alembic_version: Keystone keeps one per branch (expand, contract)."""
@@ -249,12 +253,7 @@ class MysqlDatabase:
         """Rows per base table, read in one consistent snapshot."""
         with self._cursor("counting rows") as cursor:
             cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-            cursor.execute(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = %s AND table_type = 'BASE TABLE' ORDER BY table_name",
-                (self.target.database,),
-            )
-            tables = [str(row[0]) for row in cursor.fetchall()]
+            tables = self._base_tables(cursor)
             counts = {}
             for table in tables:
                 cursor.execute(f"SELECT COUNT(*) FROM `{table}`")  # noqa: S608 - names from the server
@@ -267,12 +266,7 @@ class MysqlDatabase:
         """The database's base tables, their columns, indexes and foreign keys, as information_schema says."""
         database = (self.target.database,)
         with self._cursor("reading the schema") as cursor:
-            cursor.execute(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = %s AND table_type = 'BASE TABLE'",
-                database,
-            )
-            tables = [row[0] for row in cursor.fetchall()]
+            tables = self._base_tables(cursor)
             cursor.execute(
                 "SELECT table_name, column_name, column_type, is_nullable, column_default "
                 "FROM information_schema.columns WHERE table_schema = %s ORDER BY table_name, ordinal_position",
@@ -305,12 +299,7 @@ class MysqlDatabase:
         server's row format: compare checksums taken on the same server with no writes between.
         """
         with self._cursor("checksumming the tables") as cursor:
-            cursor.execute(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = %s AND table_type = 'BASE TABLE' ORDER BY table_name",
-                (self.target.database,),
-            )
-            tables = [str(row[0]) for row in cursor.fetchall()]
+            tables = self._base_tables(cursor)
             checksums: dict[str, int | None] = {}
             for table in tables:
                 quoted = table.replace("`", "``")  # names from the server, quoted as identifiers

@@ -58,6 +58,7 @@ class Backups(Protocol):
         restore_check: bool = True,
         release: str | None = None,
         node_images: dict[str, str] | None = None,
+        node_image_ids: dict[str, str] | None = None,
     ) -> BackupManifest: ...
     def load(self, image: str, dump: Path, sha256: str, labels: dict[str, str]) -> dict[str, int]: ...
 

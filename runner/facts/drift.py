@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from runner.drivers.containers import Engine
@@ -101,7 +101,7 @@ def cached_reference(
         pass
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("rebuilding the reference schema: the cached %s is unreadable (%s)", path, exc)
-    reference = build_reference(engine, keystone.id, server_image, labels)
+    reference = replace(build_reference(engine, keystone.id, server_image, labels), image=image)
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     partial.write_text(json.dumps({"heads": sorted(reference.heads), "schema": reference.schema.to_dict()}))

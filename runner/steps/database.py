@@ -23,6 +23,7 @@ class Backup(Step):
     # What serves on the database now (a restore starts these again): its release, node -> image.
     release: str | None = None
     node_images: tuple[tuple[str, str], ...] = ()
+    node_image_ids: tuple[tuple[str, str], ...] = ()
 
     def apply(self, context: RunContext) -> None:
         """Dump, read the dump back, write its manifest."""
@@ -34,6 +35,7 @@ class Backup(Step):
             restore_check=self.restore_check,
             release=self.release,
             node_images=dict(self.node_images),
+            node_image_ids=dict(self.node_image_ids),
         )
         context.journal.event(
             self.id, Event.DUMPED, dump=manifest.dump, sha256=manifest.sha256, tables=len(manifest.tables)

@@ -38,6 +38,14 @@ class NodeOut(NodeUpgrade):
 
     # undo: NodeUpgrade's (the stopped container started again, gated on its release, READY).
 
+    def after_rollback(self, failure: RunnerError) -> RunnerError:
+        """This node serves again; the nodes stopped before it are brought back by the procedure."""
+        return type(failure)(
+            f"node {self.node.name} could not be taken out and stopped: {failure.what}",
+            observed=failure.observed,
+            hint=f"node {self.node.name} was started again on {self.from_release}. {failure.hint or ''}".strip(),
+        )
+
 
 @dataclass(frozen=True, kw_only=True)
 class NodeIn(NodeUpgrade):
@@ -101,9 +109,12 @@ class OfflineMigration(Throwaway, Step):
     release: str | None
 
     def apply(self, context: RunContext) -> None:
-        """Each phase with the rolling run's bounded lock wait; a resumed run repeats them safely."""
+        """Each phase with the rolling run's bounded lock wait; a resumed run repeats them safely.
+
+        The Kolla way has two: KOLLA_UPGRADE runs --migrate right after --expand."""
         for phase in OFFLINE_PHASES:
-            db_sync(context, self.id, self, phase)
+            if not (self.kolla and phase == "--migrate"):
+                db_sync(context, self.id, self, phase)
 
     def closed_window(self, context: RunContext) -> bool:
         """Once contract was announced."""

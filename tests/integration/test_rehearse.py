@@ -117,6 +117,7 @@ def test_rehearse_migrates_a_copy_and_leaves_the_cluster_as_it_was(
     assert snapshot(docker_client, cluster) == before
     assert database(cluster).alembic_heads() == heads
     assert not [c.name for c in docker_client.containers.list(all=True) if "scratch" in str(c.labels)]
+    assert not list((cluster.state_dir / "upgrade" / "rehearsals").rglob("*.sql.gz"))  # the dump is removed
 
 
 def _altered_copy(dump: Path, into: Path, *, fix_sha256: bool) -> Path:
@@ -137,10 +138,10 @@ def _altered_copy(dump: Path, into: Path, *, fix_sha256: bool) -> Path:
 
 def test_a_dump_changed_after_the_backup_is_caught(cluster: LabEndpoints, tmp_path: Path) -> None:
     inventory = write_inventory(cluster, "29.1.0")
-    taken = cluster.state_dir / "upgrade" / "rehearsals"
-    if not list(taken.rglob("*.sql.gz")):  # run alone: take the dump the rehearsal test leaves
-        assert keystone_upgrade("rehearse", "-i", inventory, "--from-live").returncode == 0
-    dumps = sorted(taken.rglob("*.sql.gz"))
+    kept = keystone_upgrade("rehearse", "-i", inventory, "--from-live", "--keep-dump")
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    dumps = sorted((cluster.state_dir / "upgrade" / "rehearsals").rglob("*.sql.gz"))
+    assert len(dumps) == 1
     changed = keystone_upgrade(
         "rehearse", "-i", inventory, "--dump", _altered_copy(dumps[-1], tmp_path / "a", fix_sha256=False)
     )
@@ -159,7 +160,7 @@ def test_a_cold_upgrade_shows_its_outage_and_restore_brings_the_backup_back(
     docker_client: docker.DockerClient, cluster: LabEndpoints
 ) -> None:
     """--cold 28.1.0 -> 29.1.0 (contracted: rollback cannot help), then restore to its backup."""
-    inventory = write_inventory(cluster, "29.1.0", **{"[run]\n": "[run]\nbackup_restore_check = true\n"})
+    inventory = write_inventory(cluster, "29.1.0")
     cold = keystone_upgrade("upgrade", "-i", inventory, "--cold", "--yes", "--probe", "--json")
     assert cold.returncode == 0, cold.stdout[-3000:] + cold.stderr[-3000:]
     report = json.loads(cold.stdout)
@@ -187,12 +188,16 @@ def test_a_cold_upgrade_shows_its_outage_and_restore_brings_the_backup_back(
     }
     assert releases == {"28.1.0"}
     assert database(cluster).alembic_heads() == migration_heads(f"{REPOSITORY}/keystone:28.1.0")
-    backup = json.loads(
-        next((cluster.state_dir / "upgrade" / "backups").rglob("*.manifest.json")).read_text()
-    )
-    assert backup["release"] == "28.1.0"
+    backups = cluster.state_dir / "upgrade" / "backups"
+    manifests = [json.loads(p.read_text()) for p in backups.rglob("*.manifest.json")]
+    # The cold run's backup (taken with every node stopped: its row counts are the dump's), and the
+    # restore's own dump of the database it replaced (the row written after the backup is in it).
+    assert sorted(m["release"] for m in manifests) == ["28.1.0", "29.1.0"]
+    backup = next(m for m in manifests if m["release"] == "28.1.0")
+    safety = next(m for m in manifests if m["release"] == "29.1.0")
+    assert safety["tables"]["region"] == backup["tables"]["region"] + 1
     # What the backup held, and not the row written after it.
-    assert database(cluster).table_row_counts() == backup["restored_rows"]
+    assert database(cluster).table_row_counts() == backup["tables"]
     served = keystone_upgrade("probe", "-i", inventory, "--seconds", "3", "--json")
     assert served.returncode == 0, served.stderr
     assert json.loads(served.stdout)["failed"] == 0

@@ -313,6 +313,7 @@ class FakeBackups:
         restore_check: bool = True,
         release: str | None = None,
         node_images: dict[str, str] | None = None,
+        node_image_ids: dict[str, str] | None = None,
     ) -> BackupManifest:
         self.calls.append("backup")
         return BackupManifest(str(directory / "dump.sql.gz"), "0" * 64, 10, "keystone", {"user": 1}, 0.0, 1.0)

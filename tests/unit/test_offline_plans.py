@@ -64,10 +64,11 @@ def test_restore_starts_every_node_on_the_image_that_served_when_the_backup_was_
         sha256="f" * 64,
         images={"k1": "ks:28", "k2": "ks:28", "k3": "ks:28-patched"},
         release="28.1.0",
+        safety_dir="/b/r",
     )
     assert plan.procedure == "restore"
     assert [s.id for s in plan.steps] == [
-        "node-out:k1", "node-out:k2", "node-out:k3", "load-backup",
+        "node-out:k1", "node-out:k2", "node-out:k3", "backup", "load-backup",
         "node-in:k1", "node-in:k2", "node-in:k3", "cleanup",
     ]  # fmt: skip
     assert not any(s.skipped for s in plan.steps)
