@@ -22,7 +22,14 @@ from runner.images.catalog import REPOSITORY
 from runner.lab.cluster import LabEndpoints
 from tests.integration.harness import lab_cluster
 from tests.integration.throwaway import migration_heads
-from tests.integration.upgrade_helpers import database, keystone_upgrade, snapshot, write_inventory
+from tests.integration.upgrade_helpers import (
+    database,
+    holding_a_request_on,
+    keystone_upgrade,
+    runtime,
+    snapshot,
+    write_inventory,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -154,6 +161,28 @@ def test_a_dump_changed_after_the_backup_is_caught(cluster: LabEndpoints, tmp_pa
     assert forged.returncode == ExitCode.BACKUP, forged.stdout + forged.stderr
     assert "did not restore to what it held" in forged.stderr
     assert "region:" in forged.stderr
+
+
+def test_a_cold_run_that_fails_before_the_schema_changes_puts_every_node_back(
+    docker_client: docker.DockerClient, cluster: LabEndpoints
+) -> None:
+    """keystone-2 does not drain: keystone-1, already stopped, and keystone-2 are started again."""
+    inventory = write_inventory(cluster, "29.1.0", **{"[run]\n": "[run]\ndrain_timeout_s = 1\n"})
+    heads = database(cluster).alembic_heads()
+    with holding_a_request_on(cluster, "keystone-2"):
+        failed = keystone_upgrade("upgrade", "-i", inventory, "--cold", "--yes")
+    assert failed.returncode == ExitCode.DRAIN, failed.stdout + failed.stderr
+    assert "every node serves its old release again" in failed.stderr
+    journal = json.loads((cluster.state_dir / "upgrade" / "journal.json").read_text())
+    assert journal["status"] == "rolled back"
+    steps = {s["id"]: s["status"] for s in journal["steps"]}
+    assert steps["node-out:keystone-1"] == "undone"
+    assert steps["offline-migration"] == "pending"
+    assert database(cluster).alembic_heads() == heads
+    assert all(s.ready for s in runtime(cluster).show_servers_state())
+    assert all(s.is_up for s in runtime(cluster).show_stat())
+    for container in cluster.node_containers.values():
+        assert docker_client.containers.get(container).status == "running"
 
 
 def test_a_cold_upgrade_shows_its_outage_and_restore_brings_the_backup_back(
