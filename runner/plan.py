@@ -175,6 +175,29 @@ def _flush_cache(inventory: Inventory, step_id: str, nothing_upgraded: bool) -> 
     )
 
 
+def _sources(facts: ClusterFacts) -> tuple[str, ...]:
+    return tuple(sorted({n.known_release or "unknown" for n in facts.nodes if n.container}))
+
+
+def backup_of_serving(
+    inventory: Inventory, facts: ClusterFacts, step_id: str, directory: str, why: str
+) -> Backup:
+    """A backup whose manifest says what serves on the database now (release, node images and
+    builds): what a restore of it starts again."""
+    sources = _sources(facts)
+    running = [n for n in facts.nodes if n.container is not None]
+    return Backup(
+        id=step_id,
+        why=why,
+        image=inventory.backup_image,
+        directory=directory,
+        restore_check=inventory.backup_restore_check,
+        release=sources[0] if len(sources) == 1 and sources[0] != "unknown" else None,
+        node_images=tuple((n.config.name, n.container.image_reference) for n in running if n.container),
+        node_image_ids=tuple((n.config.name, n.container.image_id) for n in running if n.container),
+    )
+
+
 def build_plan(
     inventory: Inventory,
     facts: ClusterFacts,
@@ -215,25 +238,16 @@ def build_plan(
         "command": setup.command,
         "engine": setup.engine,
     }
-    sources = tuple(sorted({n.known_release or "unknown" for n in facts.nodes if n.container}))
+    sources = _sources(facts)
     steps: list[Step] = []
     if not at_target:
         steps.append(
-            Backup(
-                id=step_id("backup"),
-                why="a verified dump before the schema changes",
-                image=inventory.backup_image,
-                directory=str(inventory.backup_dir / run_id / (hop or "")),
-                restore_check=inventory.backup_restore_check,
-                release=sources[0] if len(sources) == 1 and sources[0] != "unknown" else None,
-                node_images=tuple(
-                    (n.config.name, n.container.image_reference)
-                    for n in facts.nodes
-                    if n.container is not None
-                ),
-                node_image_ids=tuple(
-                    (n.config.name, n.container.image_id) for n in facts.nodes if n.container is not None
-                ),
+            backup_of_serving(
+                inventory,
+                facts,
+                step_id("backup"),
+                str(inventory.backup_dir / run_id / (hop or "")),
+                "a verified dump before the schema changes",
             )
         )
     if needs_trust:

@@ -91,22 +91,14 @@ def restore_plan(
     sha256: str,
     images: dict[str, str],
     release: str | None,
-    safety_dir: str,
+    safety: Backup,
 ) -> Plan:
     """Back to a backup: every node out and stopped, the dump loaded, every node started on the image
     it ran when the backup was taken (``images``: node -> image), gated on ``release``, put back."""
     nodes = [s for s in template.steps if type(s) is NodeUpgrade]
     run_id = template.run_id
     steps: list[Step] = [*(_out(s, "") for s in nodes)]
-    steps.append(
-        Backup(
-            id="backup",
-            why="a dump of the database as it is now, before the restore replaces it (nothing is lost twice)",
-            image=backup_image,
-            directory=safety_dir,
-            restore_check=False,
-        )
-    )
+    steps.append(replace(safety, restore_check=False))  # the database as it is now: nothing is lost twice
     steps.append(
         LoadBackup(
             id="load-backup",

@@ -31,7 +31,7 @@ from runner.errors import BackupError, ConfigError, PreflightError
 from runner.interrupts import stop_requests
 from runner.journal import new_run_id
 from runner.model import LOCAL_ENGINE, Inventory
-from runner.plan import Plan, build_plan
+from runner.plan import Plan, backup_of_serving, build_plan
 from runner.plan_offline import restore_plan
 from runner.upgrade import gather_facts, hold_run_lock, run_plan
 
@@ -113,7 +113,13 @@ def plan_restore(inventory: Inventory, drivers: Drivers, dump: Path | None) -> t
         sha256=manifest.sha256,
         images=manifest.node_images,
         release=manifest.release,
-        safety_dir=str(inventory.backup_dir / template.run_id),
+        safety=backup_of_serving(
+            inventory,
+            facts,
+            "backup",
+            str(inventory.backup_dir / template.run_id),
+            "a dump of the database as it is now, before the restore replaces it",
+        ),
     )
     live = drivers.database.table_row_counts()
     before = manifest.restored_rows or manifest.tables

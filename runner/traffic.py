@@ -12,7 +12,6 @@ from runner.drivers.haproxy import HaproxyRuntime
 from runner.drivers.keystone import Credentials
 from runner.errors import ConfigError
 from runner.model import Inventory
-from runner.plot import timeline_png
 from runner.probe import Probe, ProbeSettings, summarize
 from runner.watch import HaproxyWatcher
 
@@ -96,5 +95,8 @@ def traffic_report(traffic: Traffic, journal: dict[str, Any], png: Path) -> dict
     }
     if samples:
         title = f"run {journal['run_id']}: {summary.requests} requests, {summary.failed} failed"
+        # Imported here: matplotlib costs most of a second, and most commands draw nothing.
+        from runner.plot import timeline_png  # noqa: PLC0415
+
         section["timeline_png"] = str(timeline_png(png, samples, phases, states, title))
     return section

@@ -40,11 +40,7 @@ def _assert_serves(cluster: LabEndpoints) -> None:
         assert all(s.ready and s.operational is OperationalState.RUNNING for s in states), states
 
 
-@pytest.mark.parametrize("release", ["28.1.0", "23.0.2"])
-def test_cluster_serves_and_the_target_release_sees_pending_migrations(
-    cluster_factory: ClusterFactory, release: str
-) -> None:
-    cluster = cluster_factory(release)
+def _assert_serves_and_sees_pending_migrations(cluster: LabEndpoints, release: str) -> None:
     _assert_serves(cluster)
 
     # The database carries exactly the schema heads of the release it was made with.
@@ -56,6 +52,12 @@ def test_cluster_serves_and_the_target_release_sees_pending_migrations(
     assert check.exit_code == 2, check.output
 
 
+def test_a_28_cluster_serves_and_the_target_release_sees_pending_migrations(
+    cluster_factory: ClusterFactory,
+) -> None:
+    _assert_serves_and_sees_pending_migrations(cluster_factory("28.1.0"), "28.1.0")
+
+
 def test_the_23_to_24_check_is_not_to_be_trusted_but_the_heads_are(
     cluster_factory: ClusterFactory,
 ) -> None:
@@ -65,6 +67,7 @@ def test_the_23_to_24_check_is_not_to_be_trusted_but_the_heads_are(
     EXPAND_HEAD and CONTRACT_HEAD instead of trusting the exit code.
     """
     cluster = cluster_factory("23.0.2")
+    _assert_serves_and_sees_pending_migrations(cluster, "23.0.2")  # one 23.0.2 cluster for both
     target = f"{REPOSITORY}/keystone:24.1.0"
     check = run_once(target, ["keystone-manage", "db_sync", "--check"], cluster)
     assert check.exit_code == 0, check.output

@@ -53,6 +53,7 @@ def _as_root(cluster: LabEndpoints, *statements: str) -> None:
         with connection.cursor() as cursor:
             for statement in statements:
                 cursor.execute(statement)
+        connection.commit()
     finally:
         connection.close()
 

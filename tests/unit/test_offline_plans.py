@@ -10,6 +10,7 @@ from runner.plan import Plan, build_plan
 from runner.plan_offline import cold_plan, restore_plan
 from runner.schema import Difference
 from runner.steps import (
+    Backup,
     LoadBackup,
     NodeIn,
     NodeOut,
@@ -64,7 +65,7 @@ def test_restore_starts_every_node_on_the_image_that_served_when_the_backup_was_
         sha256="f" * 64,
         images={"k1": "ks:28", "k2": "ks:28", "k3": "ks:28-patched"},
         release="28.1.0",
-        safety_dir="/b/r",
+        safety=Backup(id="backup", why="now", image="db:1", directory="/b/r", release="29.1.0"),
     )
     assert plan.procedure == "restore"
     assert [s.id for s in plan.steps] == [
@@ -72,6 +73,9 @@ def test_restore_starts_every_node_on_the_image_that_served_when_the_backup_was_
         "node-in:k1", "node-in:k2", "node-in:k3", "cleanup",
     ]  # fmt: skip
     assert not any(s.skipped for s in plan.steps)
+    safety = plan.step("backup")
+    assert isinstance(safety, Backup)
+    assert (safety.restore_check, safety.release) == (False, "29.1.0")  # restorable in turn
     load = plan.step("load-backup")
     assert isinstance(load, LoadBackup)
     assert (load.dump, load.undo_rule) == ("/b/keystone.sql.gz", Undo.ENDS_WINDOW)
