@@ -65,11 +65,7 @@ class NodeUpgrade(Step):
         journal.intend(self.id, Event.STOPPED)
         journal.event(self.id, Event.STOPPED, **runtime.stop())
         self._keep_out(context)  # a reload while it stopped: no traffic to a node that is not there
-        journal.intend(self.id, Event.RENAMED, old_name=self.kept_as)
-        journal.event(self.id, Event.RENAMED, **runtime.set_aside(self.kept_as))
-        journal.intend(self.id, Event.STARTED, image=self.image)
-        journal.event(self.id, Event.STARTED, **runtime.start_target(self.image, self.kept_as, self.config))
-        self._keep_out(context)
+        self._replace(context, runtime)
         self._gate(
             context,
             runtime,
@@ -81,6 +77,15 @@ class NodeUpgrade(Step):
         self._tokens_accepted_both_ways(context)
         self._keep_out(context)
         self._put_into_rotation(context)
+
+    def _replace(self, context: RunContext, runtime: NodeRuntime) -> None:
+        """The stopped container set aside, its replacement on ``image`` started (kept in MAINT)."""
+        journal = context.journal
+        journal.intend(self.id, Event.RENAMED, old_name=self.kept_as)
+        journal.event(self.id, Event.RENAMED, **runtime.set_aside(self.kept_as))
+        journal.intend(self.id, Event.STARTED, image=self.image)
+        journal.event(self.id, Event.STARTED, **runtime.start_target(self.image, self.kept_as, self.config))
+        self._keep_out(context)
 
     def undo(self, context: RunContext) -> None:
         """The old node back in its place, on the release it ran, and back into rotation.

@@ -60,13 +60,8 @@ class NodeIn(NodeUpgrade):
     def apply(self, context: RunContext) -> None:
         """Set the stopped container aside, start the replacement, gate it, READY."""
         runtime = context.drivers.node_runtime(self.node)
-        journal = context.journal
         self._keep_out(context)
-        journal.intend(self.id, Event.RENAMED, old_name=self.kept_as)
-        journal.event(self.id, Event.RENAMED, **runtime.set_aside(self.kept_as))
-        journal.intend(self.id, Event.STARTED, image=self.image)
-        journal.event(self.id, Event.STARTED, **runtime.start_target(self.image, self.kept_as, self.config))
-        self._keep_out(context)
+        self._replace(context, runtime)
         self._gate(
             context,
             runtime,
