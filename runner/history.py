@@ -17,7 +17,7 @@ from runner.facts import ClusterFacts
 from runner.journal import Journal, StepStatus
 from runner.journal_shape import damaged_journal
 from runner.plan import Plan
-from runner.steps import NodeIn, NodeOut, NodeUpgrade, StepKind
+from runner.steps import NodeUpgrade, StepKind
 
 # Steps that leave a node changed (swapped, stopped): a run stopped after one is resumed or rolled back.
 NODE_KINDS = frozenset({StepKind.NODE, StepKind.NODE_OUT, StepKind.NODE_IN})
@@ -125,8 +125,8 @@ def disagreements(plan: Plan, journal: Journal, facts: ClusterFacts) -> list[str
     """Where the cluster is not what the journal says the run left; empty when resume can go on."""
     found = []
     for step in plan.steps:
-        if not isinstance(step, NodeUpgrade) or isinstance(step, (NodeOut, NodeIn)):
-            continue  # a stopped node of an offline procedure carries no release to compare
+        if not isinstance(step, NodeUpgrade):
+            continue  # only a rolling swap says which release its node runs between steps
         status = journal.step(step.id).status
         node = next((n for n in facts.nodes if n.config.name == step.node.name), None)
         running = node.known_release if node is not None else None

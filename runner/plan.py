@@ -25,6 +25,7 @@ from runner.steps import (
     FlushCache,
     KeysAgree,
     Migrate,
+    NodeStep,
     NodeUpgrade,
     OfflineMigration,
     RestoreTrust,
@@ -125,7 +126,7 @@ def with_current_timeouts(plan: Plan, inventory: Inventory) -> Plan:
     def retimed(step: Step) -> Step:
         if isinstance(step, Expand | Migrate | Contract | OfflineMigration):
             return replace(step, timeout_s=inventory.migration_timeout_s)
-        if isinstance(step, NodeUpgrade):
+        if isinstance(step, NodeStep):
             return replace(
                 step, drain_timeout_s=inventory.drain_timeout_s, health_timeout_s=inventory.health_timeout_s
             )
@@ -144,7 +145,7 @@ def with_current_environment(plan: Plan, inventory: Inventory, setup: ThrowawayS
             return replace(step, environment=throwaway_environment(setup))
         if isinstance(step, KeysAgree):
             return replace(step, environment=setup.environment)
-        if isinstance(step, NodeUpgrade) and step.config.environment:  # a restore's nodes get none
+        if isinstance(step, NodeStep) and step.config.environment:  # a restore's nodes get none
             own = inventory.target_config(step.node.name).environment
             return replace(step, config=replace(step.config, environment=own))
         return step

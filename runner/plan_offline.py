@@ -22,6 +22,7 @@ from runner.steps import (
     Migrate,
     NodeIn,
     NodeOut,
+    NodeStep,
     NodeUpgrade,
     OfflineMigration,
     Step,
@@ -34,7 +35,7 @@ OFFLINE = frozenset({COLD, RESTORE})  # every node stopped at once
 
 
 def _node_fields(step: NodeUpgrade) -> dict[str, Any]:
-    return {f.name: getattr(step, f.name) for f in fields(NodeUpgrade) if f.name not in ("id", "why")}
+    return {f.name: getattr(step, f.name) for f in fields(NodeStep) if f.name not in ("id", "why")}
 
 
 def _out(step: NodeUpgrade, id_prefix: str) -> NodeOut:
@@ -53,7 +54,7 @@ def _in(step: NodeUpgrade, id_prefix: str, why: str, **changes: Any) -> NodeIn:
 def cold_plan(rolling: Plan) -> Plan:
     """The rolling plan's work done offline: every node out and stopped, the backup, expand, migrate
     and contract at once, every node started on the target and put back. The outage is the price."""
-    nodes = [s for s in rolling.steps if type(s) is NodeUpgrade]
+    nodes = [s for s in rolling.steps if isinstance(s, NodeUpgrade)]
     first, last = rolling.steps.index(nodes[0]), rolling.steps.index(nodes[-1])
     pre, post = rolling.steps[:first], rolling.steps[last + 1 :]
     expand = next(s for s in pre if isinstance(s, Expand))
@@ -95,7 +96,7 @@ def restore_plan(
 ) -> Plan:
     """Back to a backup: every node out and stopped, the dump loaded, every node started on the image
     it ran when the backup was taken (``images``: node -> image), gated on ``release``, put back."""
-    nodes = [s for s in template.steps if type(s) is NodeUpgrade]
+    nodes = [s for s in template.steps if isinstance(s, NodeUpgrade)]
     run_id = template.run_id
     steps: list[Step] = [*(_out(s, "") for s in nodes)]
     steps.append(replace(safety, restore_check=False))  # the database as it is now: nothing is lost twice

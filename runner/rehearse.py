@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.drivers.backup import checked_manifest, newest_dump, restore_differences
+from runner.drivers.backup import checked_manifest, newest_dump, require_faithful
 from runner.drivers.containers import RUN_ID_LABEL
 from runner.drivers.database import MysqlDatabase
 from runner.drivers.ports import Drivers
@@ -119,13 +119,13 @@ def _rehearse(
         scratch.load(dump.name)
         copy = MysqlDatabase(scratch.target)
         rows, checksums = copy.table_row_counts(), copy.table_checksums()
-        wrong = restore_differences(manifest, rows, checksums)
-        if wrong:
-            raise BackupError(
-                f"the backup {dump} did not restore to what it held when it was taken",
-                observed="; ".join(wrong),
-                hint="do not rely on this backup: take a new one and rehearse again",
-            )
+        require_faithful(
+            manifest,
+            rows,
+            checksums,
+            what=f"the backup {dump} did not restore to what it held when it was taken",
+            hint="do not rely on this backup: take a new one and rehearse again",
+        )
         restored_s = time.monotonic() - started
         timings = []
         for image in images or (inventory.target_image,):

@@ -22,12 +22,12 @@ from runner.drivers.backup import (
     BackupManifest,
     checked_manifest,
     newest_dump,
-    restore_differences,
+    require_faithful,
     restored_contents,
 )
 from runner.drivers.containers import RUN_ID_LABEL
 from runner.drivers.ports import Drivers
-from runner.errors import BackupError, ConfigError, PreflightError
+from runner.errors import ConfigError, PreflightError
 from runner.interrupts import stop_requests
 from runner.journal import new_run_id
 from runner.model import LOCAL_ENGINE, Inventory
@@ -97,13 +97,13 @@ def plan_restore(inventory: Inventory, drivers: Drivers, dump: Path | None) -> t
     if manifest.restored_rows:
         labels = {RUN_ID_LABEL: "restore-check"}
         rows, checksums = restored_contents(engine, inventory.backup_image, dump, manifest.database, labels)
-        wrong = restore_differences(manifest, rows, checksums)
-        if wrong:
-            raise BackupError(
-                f"the backup {dump} does not restore to what it held when it was taken; nothing was changed",
-                observed="; ".join(wrong),
-                hint="do not restore it: use another verified backup (--dump)",
-            )
+        require_faithful(
+            manifest,
+            rows,
+            checksums,
+            what=f"the backup {dump} does not restore to what it held when it was taken; nothing was changed",
+            hint="do not restore it: use another verified backup (--dump)",
+        )
     facts = gather_facts(inventory, drivers)
     template = build_plan(inventory, facts, run_id=new_run_id())
     plan = restore_plan(

@@ -254,13 +254,12 @@ def release_path(inventory: Inventory, drivers: Drivers) -> tuple[tuple[str | No
     labels = {RUN_ID_LABEL: "preflight"}
     releases: dict[str, str] = {}
     for image in images:
-        release = release_of_image(local, image, labels) if local.image(image) is not None else None
+        present = local.image(image) is not None
+        release = release_of_image(local, image, labels) if present else None
         if release is None:
             raise PreflightError(
                 f"cannot read the Keystone release of {image}, a hop of [target] image; nothing was changed",
-                observed="not on the runner's engine"
-                if local.image(image) is None
-                else "no keystone package in it",
+                observed="no keystone package in it" if present else "not on the runner's engine",
                 hint=f"build or load {image} on this host first (every hop's image is read here)",
             )
         releases[release] = image

@@ -155,20 +155,29 @@ def restored_contents(
         return copy.table_row_counts(), copy.table_checksums()
 
 
-def restore_differences(
-    manifest: BackupManifest, rows: dict[str, int], checksums: dict[str, int | None]
-) -> list[str]:
-    """Where a restore differs from what the manifest says a faithful one holds (empty: none)."""
+def require_faithful(
+    manifest: BackupManifest,
+    rows: dict[str, int],
+    checksums: dict[str, int | None] | None,
+    *,
+    what: str,
+    hint: str,
+) -> None:
+    """BackupError (``what``, ``hint``) naming every table where a restore differs from what the
+    manifest says a faithful one holds. ``checksums`` None: rows only (another server's
+    CHECKSUM TABLE is not comparable)."""
     differences = []
     for table in sorted(set(manifest.restored_rows) | set(rows)):
         expected, found = manifest.restored_rows.get(table), rows.get(table)
         if expected != found:
             differences.append(f"{table}: {expected} rows expected, {found} restored")
-        elif manifest.restored_checksums.get(table) != checksums.get(table):
+        elif checksums is not None and manifest.restored_checksums.get(table) != checksums.get(table):
             differences.append(
-                f"{table}: CHECKSUM TABLE {manifest.restored_checksums.get(table)} expected, {checksums.get(table)} restored"
+                f"{table}: CHECKSUM TABLE {manifest.restored_checksums.get(table)} expected, "
+                f"{checksums.get(table)} restored"
             )
-    return differences
+    if differences:
+        raise BackupError(what, observed="; ".join(differences), hint=hint)
 
 
 LOAD_SCRIPT = (
@@ -240,11 +249,12 @@ def load_backup(
     manifest = BackupManifest.read(dump.parent / f"{dump.name}.manifest.json")
     # Rows only: CHECKSUM TABLE depends on the server's version and row format, and the live server
     # need not be the scratch one the manifest's checksums came from (rehearse compares those).
-    wrong = restore_differences(manifest, rows, manifest.restored_checksums) if manifest.restored_rows else []
-    if wrong:
-        raise BackupError(
-            f"the database does not hold what {dump} held when it was taken",
-            observed="; ".join(wrong),
+    if manifest.restored_rows:
+        require_faithful(
+            manifest,
+            rows,
+            None,
+            what=f"the database does not hold what {dump} held when it was taken",
             hint="load it again (restore drops what is there first); if it stays so, the dump is damaged",
         )
     return rows

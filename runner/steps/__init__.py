@@ -10,7 +10,7 @@ from runner.steps.cleanup import Cleanup
 from runner.steps.database import Backup, RestoreTrust, TrustFunctionCreators
 from runner.steps.keys import KeysAgree
 from runner.steps.migration import Contract, Expand, Migrate, Throwaway
-from runner.steps.node import NodeUpgrade
+from runner.steps.node import NodeStep, NodeUpgrade
 from runner.steps.offline import LoadBackup, NodeIn, NodeOut, OfflineMigration
 
 STEP_TYPES: dict[StepKind, type[Step]] = {
@@ -50,6 +50,7 @@ __all__ = [
     "Migrate",
     "NodeIn",
     "NodeOut",
+    "NodeStep",
     "NodeUpgrade",
     "OfflineMigration",
     "RestoreTrust",

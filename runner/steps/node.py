@@ -31,10 +31,11 @@ OUT_OF_ROTATION_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, kw_only=True)
-class NodeUpgrade(Step):
-    """Swap one node to the target release behind the load balancers."""
+class NodeStep(Step):
+    """What every step on one node carries, and the moves they share: out of rotation and back,
+    the swap of its container, the health and release gates, and the undo that brings the old
+    container back. The rolling swap and the offline procedures' steps are each one kind of it."""
 
-    kind = StepKind.NODE
     undo_rule = Undo.REVERSIBLE
     undo_on_failure = True  # a node that fails a gate is rolled back at once, not left out of rotation
 
@@ -55,28 +56,6 @@ class NodeUpgrade(Step):
     def node_name(self) -> str:
         """The node this step swaps."""
         return self.node.name
-
-    def apply(self, context: RunContext) -> None:
-        """Drain, swap to the target, gate on health and release, back into rotation."""
-        runtime = context.drivers.node_runtime(self.node)
-        self._take_out_of_rotation(context)
-        self._verify_out_of_rotation(context)
-        journal = context.journal
-        journal.intend(self.id, Event.STOPPED)
-        journal.event(self.id, Event.STOPPED, **runtime.stop())
-        self._keep_out(context)  # a reload while it stopped: no traffic to a node that is not there
-        self._replace(context, runtime)
-        self._gate(
-            context,
-            runtime,
-            self.release,
-            "the target release",
-            f"read the new container's last lines (above; a rollback removes it) and check the image "
-            f"{self.image}; the old node is kept as {self.kept_as}",
-        )
-        self._tokens_accepted_both_ways(context)
-        self._keep_out(context)
-        self._put_into_rotation(context)
 
     def _replace(self, context: RunContext, runtime: NodeRuntime) -> None:
         """The stopped container set aside, its replacement on ``image`` started (kept in MAINT)."""
@@ -111,26 +90,6 @@ class NodeUpgrade(Step):
                 f"read the restored container's log (docker logs {self.node.container})",
             )
         self._put_into_rotation(context)
-
-    def after_rollback(self, failure: RunnerError) -> RunnerError:
-        """Say what failed, and that the node serves its old release again."""
-        back = f"node {self.node.name} is back in rotation on {self.from_release}"
-        if isinstance(failure, DrainError):
-            return DrainError(
-                failure.what,
-                observed=failure.observed,
-                hint=f"{back}; {failure.hint}, then run again",
-            )
-        return HealthError(
-            f"node {self.node.name} failed on {self.release} and was rolled back: "
-            f"the cluster is whole on {self.from_release}",
-            observed=failure.render(),
-            hint=f"{back}. The database stays expanded and the old release serves on it, as Keystone "
-            "promises between expand and contract. The failed replacement was removed (its output is "
-            "in the observed text above). If the cause was passing, 'keystone-upgrade resume' retries "
-            "the run as planned; if the target image or configuration must change, fix it, run "
-            "'keystone-upgrade rollback' (nodes upgraded before this one go back too), then upgrade again",
-        )
 
     def observe(self, context: RunContext) -> str:
         """The node's release and its place in the load balancers now."""
@@ -272,3 +231,52 @@ class NodeUpgrade(Step):
                 hint="the node answered directly; check the HAProxy health check path and the node's bind address",
             ) from exc
         context.journal.event(self.id, Event.UP)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeUpgrade(NodeStep):
+    """Swap one node to the target release behind the load balancers."""
+
+    kind = StepKind.NODE
+
+    def apply(self, context: RunContext) -> None:
+        """Drain, swap to the target, gate on health and release, back into rotation."""
+        runtime = context.drivers.node_runtime(self.node)
+        self._take_out_of_rotation(context)
+        self._verify_out_of_rotation(context)
+        journal = context.journal
+        journal.intend(self.id, Event.STOPPED)
+        journal.event(self.id, Event.STOPPED, **runtime.stop())
+        self._keep_out(context)  # a reload while it stopped: no traffic to a node that is not there
+        self._replace(context, runtime)
+        self._gate(
+            context,
+            runtime,
+            self.release,
+            "the target release",
+            f"read the new container's last lines (above; a rollback removes it) and check the image "
+            f"{self.image}; the old node is kept as {self.kept_as}",
+        )
+        self._tokens_accepted_both_ways(context)
+        self._keep_out(context)
+        self._put_into_rotation(context)
+
+    def after_rollback(self, failure: RunnerError) -> RunnerError:
+        """Say what failed, and that the node serves its old release again."""
+        back = f"node {self.node.name} is back in rotation on {self.from_release}"
+        if isinstance(failure, DrainError):
+            return DrainError(
+                failure.what,
+                observed=failure.observed,
+                hint=f"{back}; {failure.hint}, then run again",
+            )
+        return HealthError(
+            f"node {self.node.name} failed on {self.release} and was rolled back: "
+            f"the cluster is whole on {self.from_release}",
+            observed=failure.render(),
+            hint=f"{back}. The database stays expanded and the old release serves on it, as Keystone "
+            "promises between expand and contract. The failed replacement was removed (its output is "
+            "in the observed text above). If the cause was passing, 'keystone-upgrade resume' retries "
+            "the run as planned; if the target image or configuration must change, fix it, run "
+            "'keystone-upgrade rollback' (nodes upgraded before this one go back too), then upgrade again",
+        )

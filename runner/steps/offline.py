@@ -16,13 +16,13 @@ from runner.errors import HealthError, RunnerError
 from runner.journal import Event
 from runner.steps.base import RunContext, Step, StepKind, Undo
 from runner.steps.migration import Throwaway, db_sync
-from runner.steps.node import NodeUpgrade
+from runner.steps.node import NodeStep
 
 OFFLINE_PHASES = ("--expand", "--migrate", "--contract")
 
 
 @dataclass(frozen=True, kw_only=True)
-class NodeOut(NodeUpgrade):
+class NodeOut(NodeStep):
     """Drain, MAINT, stop: the node serves nothing until its ``NodeIn``. Undone: started again."""
 
     kind = StepKind.NODE_OUT
@@ -36,7 +36,7 @@ class NodeOut(NodeUpgrade):
         context.journal.event(self.id, Event.STOPPED, **runtime.stop())
         self._keep_out(context)
 
-    # undo: NodeUpgrade's (the stopped container started again, gated on its release, READY).
+    # undo: NodeStep's (the stopped container started again, gated on its release, READY).
 
     def after_rollback(self, failure: RunnerError) -> RunnerError:
         """This node serves again; the nodes stopped before it are brought back by the procedure."""
@@ -48,7 +48,7 @@ class NodeOut(NodeUpgrade):
 
 
 @dataclass(frozen=True, kw_only=True)
-class NodeIn(NodeUpgrade):
+class NodeIn(NodeStep):
     """The stopped node replaced by a container of ``image``, gated on ``release``, put back.
 
     Undone (a failed start, or before a resume tries again): the replacement removed and the
