@@ -30,9 +30,11 @@ class Size:
     users: int = 100_000
     projects: int = 10_000
     assignments: int = 1_000_000
-    # Keystone checks every live revocation event on each validation and prunes them
-    # once their tokens expire, so a real database holds a recent few thousand at most.
-    revocations: int = 1_000
+    # Keystone prunes revocation events once the tokens they revoke have expired (token
+    # expiration + expiration_buffer, 1.5 h by default), so the table holds that window's worth:
+    # a cloud revoking 55 tokens a second (logouts, password changes, role removals) keeps
+    # about 300k. 29.x's expand indexes this table (742c857f1dfb).
+    revocations: int = 300_000
 
 
 def _neutral(data_type: str) -> Any:
@@ -110,7 +112,8 @@ def generate(target: DatabaseTarget, size: Size) -> dict[str, Any]:
         member_role = str(row[0])
         writer = Writer(connection, target.database)
         run = uuid.uuid4().hex[:6]
-        now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        # Spread over the last 1.5 hours, as the prune leaves them (one timestamp a second).
+        recent = [time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.time() - k)) for k in range(1, 5400)]
         user_ids = [uuid.uuid4().hex for _ in range(size.users)]
         project_ids = [uuid.uuid4().hex for _ in range(size.projects)]
         written = {
@@ -162,8 +165,9 @@ def generate(target: DatabaseTarget, size: Size) -> dict[str, Any]:
             (
                 {
                     "user_id": user_ids[i % len(user_ids)],
-                    "issued_before": "2026-01-01 00:00:00",
-                    "revoked_at": now,
+                    "project_id": project_ids[i % len(project_ids)] if i % 3 == 0 else None,
+                    "issued_before": recent[i % len(recent)],
+                    "revoked_at": recent[i % len(recent)],
                     "audit_id": uuid.uuid4().hex[:22],
                 }
                 for i in range(size.revocations)

@@ -1,42 +1,60 @@
-"""The three ways to take a cluster from one release to the next, measured the same way.
+"""The ways to take a cluster from one release to the next, measured the same way.
 
 - cold: stop every node, migrate everything, start every node on the new release;
-- rolling-no-drain: migrate, then stop and replace each node while HAProxy still routes to it;
+- rolling-no-drain: expand, then stop and replace each node while HAProxy still routes to it,
+  then contract: the least a rolling upgrade can do;
+- openstack-ansible: its keystone playbook as it runs (openstack-ansible-plugins
+  playbooks/keystone.yml, serial ['1', '100%']): the batch's nodes disabled in HAProxy
+  (community.general.haproxy with drain and wait off: MAINT at once), stopped, expand on the
+  first batch, restarted, their port waited for, enabled again; the first node, then all the
+  rest at once; contract once all run the new code;
+- kolla-ansible: its keystone role's upgrade (serial 0): a one-shot KOLLA_UPGRADE container
+  (db_sync --expand then --migrate), every node's container recreated at once, no HAProxy
+  action (its health checks and redispatch only), then KOLLA_FINISH_UPGRADE (--contract);
 - keystone-upgrade: the runner itself.
 
-Each returns the time spent in the parts no procedure can avoid (migration
-containers, stopping nodes, starting them until healthy, draining), so that
-what is left of the wall time is the procedure's own overhead.
+Each returns the seconds it spent in each operation (migration containers, stopping nodes,
+starting them until healthy, draining). What a procedure cannot avoid is what the
+no-drain baseline spends on the same operations; the rest of a wall time is overhead
+(benchmarks.run does that sum).
 """
 
 from __future__ import annotations
 
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 from runner.drivers.containers import PURPOSE_LABEL
 from runner.drivers.ports import Drivers
 from runner.errors import MigrationError
 from runner.journal import Event, Journal
-from runner.model import Inventory
+from runner.model import Inventory, NodeConfig
 from runner.upgrade import run_upgrade
-from runner.waits import HAPROXY_SERVERS_UP, NODE_HEALTHY, wait_until
+from runner.waits import HAPROXY_SERVERS_UP, NODE_HEALTHY, WaitPolicy, wait_until
 
 Parts = dict[str, float]
+PARTS = ("expand_s", "migrate_s", "contract_s", "node_stop_s", "node_start_to_healthy_s", "drain_s")
+# openstack-ansible's restart handler waits for the port (wait_for, no HTTP) before it re-enables.
+PORT_OPEN = WaitPolicy("the node's port accepts connections", timeout_s=180, interval_s=0.1)
 
 
-def _db_sync(inventory: Inventory, drivers: Drivers, phase: str) -> float:
+def _db_sync(inventory: Inventory, drivers: Drivers, parts: Parts, part: str, *phases: str) -> None:
+    """One throwaway container of the target running these db_sync phases in order (none: all)."""
     started = time.monotonic()
+    command = " && ".join(f"keystone-manage db_sync {phase}" for phase in phases) or "keystone-manage db_sync"
     finished = drivers.engine("local").run_once(
         inventory.target_image,
-        ["keystone-manage", "db_sync", phase],
+        ["sh", "-c", command],
         mounts=inventory.mounts,
-        labels={PURPOSE_LABEL: f"benchmark{phase}"},
+        labels={PURPOSE_LABEL: "benchmark-db-sync"},
     )
     if finished.exit_code != 0:
-        raise MigrationError(f"db_sync {phase} failed in the benchmark", observed=finished.tail())
-    return time.monotonic() - started
+        raise MigrationError(f"{command} failed in the benchmark", observed=finished.tail())
+    parts[part] += time.monotonic() - started
 
 
 def _all_up(drivers: Drivers) -> None:
@@ -44,49 +62,105 @@ def _all_up(drivers: Drivers) -> None:
     wait_until(HAPROXY_SERVERS_UP, runtime.show_stat, lambda stats: all(s.is_up for s in stats))
 
 
-def _replace(inventory: Inventory, drivers: Drivers, parts: Parts, name: str) -> None:
-    """Stop (if running), replace and start one node; time the stop and the start until healthy."""
-    runtime = drivers.node_runtime(inventory.node(name))
-    kept_as = f"{runtime.node.container}-bench-old"
+def _stop(inventory: Inventory, drivers: Drivers, parts: Parts, node: NodeConfig) -> None:
+    started = time.monotonic()
+    drivers.node_runtime(node).stop()
+    parts["node_stop_s"] += time.monotonic() - started
+
+
+def _port_open(url: str) -> bool:
+    where = urlsplit(url)
+    try:
+        with socket.create_connection((where.hostname or "127.0.0.1", where.port or 80), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _start(
+    inventory: Inventory, drivers: Drivers, parts: Parts, node: NodeConfig, *, until_port_only: bool = False
+) -> None:
+    """Set the stopped container aside and start its replacement; time it until healthy (or open)."""
+    runtime = drivers.node_runtime(node)
+    kept_as = f"{node.container}-bench-old"
     began = time.monotonic()
-    runtime.stop()
-    stopped = time.monotonic()
     runtime.set_aside(kept_as)
-    renamed = time.monotonic()
     runtime.start_target(inventory.target_image, kept_as)
-    wait_until(NODE_HEALTHY.with_timeout(inventory.health_timeout_s), runtime.health, lambda s: s == 200)
-    parts["node_stop_s"] += stopped - began
-    parts["node_start_to_healthy_s"] += time.monotonic() - renamed
+    if until_port_only:
+        wait_until(PORT_OPEN, lambda: _port_open(node.health_url), bool)
+    else:
+        wait_until(NODE_HEALTHY.with_timeout(inventory.health_timeout_s), runtime.health, lambda s: s == 200)
+    parts["node_start_to_healthy_s"] += time.monotonic() - began
 
 
-def _empty_parts() -> Parts:
-    return {"migrations_s": 0.0, "node_stop_s": 0.0, "node_start_to_healthy_s": 0.0, "drain_s": 0.0}
+def _replace(inventory: Inventory, drivers: Drivers, parts: Parts, node: NodeConfig) -> None:
+    _stop(inventory, drivers, parts, node)
+    _start(inventory, drivers, parts, node)
+
+
+def _at_once(work: Callable[[NodeConfig], None], nodes: Iterable[NodeConfig]) -> None:
+    """``work`` on every node in parallel (Ansible's forks); the first failure is raised."""
+    nodes = list(nodes)
+    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+        for future in [pool.submit(work, node) for node in nodes]:
+            future.result()
+
+
+def empty_parts() -> Parts:
+    """Every operation at zero seconds."""
+    return dict.fromkeys(PARTS, 0.0)
 
 
 def cold(inventory: Inventory, drivers: Drivers) -> Parts:
-    """Every node down, every migration, every node up."""
-    parts = _empty_parts()
+    """Every node down, the whole db_sync (Keystone's offline upgrade), every node up."""
+    parts = empty_parts()
     for node in inventory.nodes:
-        started = time.monotonic()
-        drivers.engine(node.engine).stop(node.container, 10)
-        parts["node_stop_s"] += time.monotonic() - started
-    for phase in ("--expand", "--migrate", "--contract"):
-        parts["migrations_s"] += _db_sync(inventory, drivers, phase)
+        _stop(inventory, drivers, parts, node)
+    _db_sync(inventory, drivers, parts, "expand_s")  # expand, migrate and contract in one
     for node in inventory.nodes:
-        _replace(inventory, drivers, parts, node.name)
+        _start(inventory, drivers, parts, node)
     _all_up(drivers)
     return parts
 
 
 def rolling_no_drain(inventory: Inventory, drivers: Drivers) -> Parts:
-    """Expand and migrate, then replace each node while it is still in rotation, then contract."""
-    parts = _empty_parts()
-    for phase in ("--expand", "--migrate"):
-        parts["migrations_s"] += _db_sync(inventory, drivers, phase)
+    """Expand, then replace each node while it is still in rotation, then contract.
+
+    No ``--migrate``: it is a no-op on every alembic release (as openstack-ansible also decided).
+    """
+    parts = empty_parts()
+    _db_sync(inventory, drivers, parts, "expand_s", "--expand")
     for node in inventory.nodes:
-        _replace(inventory, drivers, parts, node.name)
+        _replace(inventory, drivers, parts, node)
     _all_up(drivers)
-    parts["migrations_s"] += _db_sync(inventory, drivers, "--contract")
+    _db_sync(inventory, drivers, parts, "contract_s", "--contract")
+    return parts
+
+
+def openstack_ansible(inventory: Inventory, drivers: Drivers) -> Parts:
+    """The first node, then all the rest at once; each batch disabled without a drain."""
+    parts = empty_parts()
+    first, rest = inventory.nodes[0], inventory.nodes[1:]
+    for batch in ((first,), rest):
+        servers = tuple(ref for node in batch for ref in node.servers)
+        drivers.rotation.maint(servers)  # `disable server`: no drain, no wait for sessions
+        _at_once(lambda node: _stop(inventory, drivers, parts, node), batch)
+        if batch == (first,):
+            _db_sync(inventory, drivers, parts, "expand_s", "--expand")
+        _at_once(lambda node: _start(inventory, drivers, parts, node, until_port_only=True), batch)
+        drivers.rotation.ready(servers)  # `enable server`: UP at once, before any check
+    _db_sync(inventory, drivers, parts, "contract_s", "--contract")
+    _all_up(drivers)
+    return parts
+
+
+def kolla_ansible(inventory: Inventory, drivers: Drivers) -> Parts:
+    """KOLLA_UPGRADE's expand and migrate, every node recreated at once, then the contract."""
+    parts = empty_parts()
+    _db_sync(inventory, drivers, parts, "expand_s", "--expand", "--migrate")
+    _at_once(lambda node: _replace(inventory, drivers, parts, node), inventory.nodes)
+    _db_sync(inventory, drivers, parts, "contract_s", "--contract")
+    _all_up(drivers)
     return parts
 
 
@@ -99,19 +173,18 @@ def keystone_upgrade(inventory: Inventory, drivers: Drivers) -> Parts:
 
 
 def parts_from_journal(journal: Journal) -> Parts:
-    """The unavoidable parts of a runner's run, from its journal's events."""
-    parts = _empty_parts()
+    """The seconds a runner's run spent in each operation, from its journal's events."""
+    parts = empty_parts()
     for step in journal.steps:
         seconds = step.seconds or 0.0
         if step.kind in ("expand", "migrate"):
-            parts["migrations_s"] += seconds
+            parts[f"{step.kind}_s"] += seconds
         elif step.kind == "contract":
             sync = journal.events_of(step.id, Event.DB_SYNC)
-            checked = journal.events_of(step.id, Event.CHECKED)
             start = next((e["at"] for e in journal.events_of(step.id, Event.CLUSTER_ON_TARGET)), None)
             if sync and start is not None:
-                # db_sync --contract and the check after it; not the wait before it.
-                parts["migrations_s"] += (checked or sync)[-1]["at"] - start
+                # db_sync --contract; not the wait before it.
+                parts["contract_s"] += sync[-1]["at"] - start
         elif step.kind == "node":
             at = {e["event"]: e["at"] for e in step.events}
             parts["drain_s"] += at[Event.DRAINED] - at[Event.DRAIN]
@@ -123,8 +196,12 @@ def parts_from_journal(journal: Journal) -> Parts:
 PROCEDURES: dict[str, Callable[[Inventory, Drivers], Parts]] = {
     "cold": cold,
     "rolling-no-drain": rolling_no_drain,
+    "openstack-ansible": openstack_ansible,
+    "kolla-ansible": kolla_ansible,
     "keystone-upgrade": keystone_upgrade,
 }
+# The operations every procedure does (drain is the runner's own).
+IRREDUCIBLE = ("expand_s", "contract_s", "node_stop_s", "node_start_to_healthy_s")
 
 
 def describe(parts: Parts) -> dict[str, Any]:

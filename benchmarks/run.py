@@ -1,31 +1,38 @@
-"""The benchmark: cold, rolling without drain and keystone-upgrade, side by side on fresh clusters.
+"""The benchmark: keystone-upgrade beside cold, rolling-no-drain, openstack-ansible and
+kolla-ansible, side by side on fresh clusters; the highest rate it holds; a big table; scaling.
 
-Same release pair, same traffic, each procedure repeated N times; then the
-highest rate keystone-upgrade sustains with no failed request, and one run on
-a large database. Results: a table on the terminal, JSON and a comparison PNG
-under benchmarks/results/. Targets are reported, never asserted.
+Same release pair, same traffic, each procedure repeated N times. Then the rate is raised
+until keystone-upgrade fails a request or the machine cannot deliver the rate (achieved
+rate: answered requests per second inside the upgrade window), with the baselines at the
+limit found; one run on a database whose migrated table is large; and the runner on 3, 6
+and 10 nodes. Latency runs from each request's scheduled send time (no coordinated
+omission). Results: a table on the terminal, JSON and a PNG under benchmarks/results/.
+Targets are reported, never asserted.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import docker
 
+from benchmarks.cpu import CpuMeter, cores, limiter
 from benchmarks.large_db import Size, generate
-from benchmarks.procedures import PROCEDURES, describe
+from benchmarks.plot import benchmark_png
+from benchmarks.procedures import IRREDUCIBLE, PROCEDURES, describe
 from runner.analysis import longest_outage_s, per_phase, percentile, phases_from_journal
 from runner.config import load_inventory
 from runner.drivers.keystone import Credentials
 from runner.journal import Journal
-from runner.lab.inventory import write_inventory
+from runner.lab.cluster import LabEndpoints
+from runner.lab.inventory import inventory_toml
 from runner.lab.temporary import temporary_cluster
 from runner.model import DatabaseTarget
-from runner.plot import comparison_png
 from runner.probe import Probe, ProbeSettings, Sample
 from runner.upgrade import connect
 from runner.waits import WaitPolicy, wait_until
@@ -34,11 +41,26 @@ from runner.watch import HaproxyWatcher
 RESULTS = Path(__file__).parent / "results"
 WARM_UP_S = 3.0
 TRAFFIC_FLOWING = WaitPolicy("benchmark traffic flowing", timeout_s=120, interval_s=0.2)
+# A big table's migration may take long: the benchmark waits for it instead of stopping it.
+BIG_MIGRATION_TIMEOUT_S = 3600
+# A rate is held when the answers inside the upgrade window come at least this close to it.
+SUSTAINED = 0.95
+RATE_STEP = 1.5
+MAX_RATE_STEPS = 8
 
 
 def _ms(samples: list[Sample], fraction: float) -> float | None:
     value = percentile([s.latency_s * 1000 for s in samples if s.ok], fraction)
     return round(value, 1) if value is not None else None
+
+
+def _write_inventory(cluster: LabEndpoints, target: str, migration_timeout_s: float | None) -> Path:
+    text = inventory_toml(cluster, target, cluster.state_dir / "upgrade")
+    if migration_timeout_s is not None:
+        text = text.replace("[run]\n", f"[run]\nmigration_timeout_s = {migration_timeout_s}\n", 1)
+    path = cluster.state_dir / "inventory.toml"
+    path.write_text(text)
+    return path
 
 
 def measure(
@@ -50,9 +72,12 @@ def measure(
     rate: float,
     steady_s: float,
     large: Size | None = None,
+    nodes: int = 3,
 ) -> dict[str, Any]:
     """One fresh cluster, steady traffic, the procedure under traffic, a little after; the numbers."""
-    with temporary_cluster(client, source, project_prefix="kubench", temp_prefix="ku-bench-") as cluster:
+    with temporary_cluster(
+        client, source, project_prefix="kubench", temp_prefix="ku-bench-", node_count=nodes
+    ) as cluster:
         generated = None
         if large is not None:
             generated = generate(
@@ -61,50 +86,56 @@ def measure(
                 ),
                 large,
             )
-        inventory_path = write_inventory(
-            cluster, target, cluster.state_dir / "inventory.toml", cluster.state_dir / "upgrade"
+        inventory = load_inventory(
+            _write_inventory(cluster, target, BIG_MIGRATION_TIMEOUT_S if large is not None else None)
         )
-        inventory = load_inventory(inventory_path)
         drivers = connect(inventory)
         credentials = Credentials(cluster.admin_username, cluster.admin_password, cluster.admin_project)
-        settings = ProbeSettings(rate_per_s=rate, concurrency=max(6, int(rate / 5)), max_seconds=1800)
+        settings = ProbeSettings(
+            rate_per_s=rate, concurrency=max(6, int(rate / 4)), max_seconds=1800, max_requests=200_000
+        )
+        meter = CpuMeter(client, cluster.project).start()
         probe = Probe(cluster.lb_url, credentials, settings).start()
         watcher = HaproxyWatcher(drivers.runtimes[0]).start()
         try:
             wait_until(TRAFFIC_FLOWING, lambda: len(probe.samples), lambda n: n >= rate * steady_s)
+            before = meter.mark()
             began = time.time()
             parts = PROCEDURES[procedure](inventory, drivers)
             ended = time.time()
+            after = meter.mark()
             seen = len(probe.samples)
             wait_until(TRAFFIC_FLOWING, lambda: len(probe.samples), lambda n: n >= seen + rate * 3)
         finally:
             samples = probe.stop()
             watcher.stop()
+            meter.stop()
         writes = probe.verify_writes()
         journal = Journal.load(inventory.state_dir) if procedure == "keystone-upgrade" else None
     # Steady state: the traffic before the procedure, less its first seconds (connections
     # and first tokens warming up).
     steady = [s for s in samples if samples[0].at + WARM_UP_S <= s.at < began]
     during = [s for s in samples if began <= s.at <= ended]
-    irreducible = sum(parts.values())
     wall = ended - began
+    used = cores(before, after)
     result: dict[str, Any] = {
         "procedure": procedure,
+        "nodes": nodes,
         "rate_target": rate,
         "requests": len(samples),
         "failed": sum(1 for s in samples if not s.ok),
         "failed_during": sum(1 for s in during if not s.ok),
-        "achieved_rate": round(len(samples) / (samples[-1].at - samples[0].at), 1) if len(samples) > 1 else 0,
+        "achieved_rate": round(len(during) / wall, 1) if wall > 0 else 0,
         "longest_outage_s": longest_outage_s(samples),
         "steady_p50_ms": _ms(steady, 0.5),
         "steady_p99_ms": _ms(steady, 0.99),
         "during_p50_ms": _ms(during, 0.5),
         "during_p99_ms": _ms(during, 0.99),
+        "sent_late_p99_ms": round(1000 * (percentile([s.sent_late_s for s in during], 0.99) or 0.0), 1),
         "wall_s": round(wall, 2),
-        "irreducible_s": round(irreducible, 2),
-        "overhead_s": round(wall - irreducible, 2),
-        "overhead_pct": round(100 * (wall - irreducible) / irreducible, 1) if irreducible else None,
         "parts": describe(parts),
+        "cores": used,
+        "limited_by": limiter(used, os.cpu_count() or 1),
         "writes_acknowledged": writes.acknowledged_creates + writes.acknowledged_deletes,
         "writes_lost": len(writes.lost),
         "failure_reasons": sorted({(s.error or "")[:80] for s in samples if not s.ok})[:5],
@@ -112,9 +143,57 @@ def measure(
     if journal is not None:
         phases = phases_from_journal(journal.as_dict(), samples[0].at, samples[-1].at)
         result["phases"] = per_phase(samples, phases)
+        result["tail"] = tail_by_node(samples, journal, began, ended)
     if generated is not None:
         result["large_database"] = generated
     return result
+
+
+def tail_by_node(samples: list[Sample], journal: Journal, began: float, ended: float) -> dict[str, Any]:
+    """Where the slowest 1 % of the upgrade's requests went: which node served each, and how long
+    after that node came back UP (a node's first seconds are its slowest)."""
+    during = sorted((s for s in samples if began <= s.at <= ended and s.ok), key=lambda s: -s.latency_s)
+    slowest = during[: max(1, len(during) // 100)]
+    up_at = {
+        step.id.removeprefix("node:"): next((e["at"] for e in step.events if e["event"] == "up"), None)
+        for step in journal.steps
+        if step.kind == "node"
+    }
+    rows = []
+    for s in slowest:
+        back = up_at.get(s.served_by or "")
+        rows.append(
+            {
+                "latency_ms": round(s.latency_s * 1000, 1),
+                "sent_late_ms": round(s.sent_late_s * 1000, 1),
+                "served_by": s.served_by,
+                "s_after_node_up": round(s.at - back, 1) if back is not None and s.at >= back else None,
+                "phase": next(
+                    (
+                        step.id
+                        for step in journal.steps
+                        if step.started_at and step.started_at <= s.at <= (step.finished_at or ended)
+                    ),
+                    None,
+                ),
+            }
+        )
+    return {"slowest": rows}
+
+
+def account(runs: list[dict[str, Any]]) -> float | None:
+    """Irreducible seconds: what rolling-no-drain spends on the operations every procedure does
+    (expand, contract, stopping nodes, starting them until healthy), averaged over its runs;
+    every run's overhead is its wall time less that."""
+    baseline = [r for r in runs if r["procedure"] == "rolling-no-drain"]
+    if not baseline:
+        return None
+    irreducible = sum(sum(r["parts"][k] for k in IRREDUCIBLE) for r in baseline) / len(baseline)
+    for r in runs:
+        r["irreducible_s"] = round(irreducible, 2)
+        r["overhead_s"] = round(r["wall_s"] - irreducible, 2)
+        r["overhead_pct"] = round(100 * (r["wall_s"] - irreducible) / irreducible, 1)
+    return irreducible
 
 
 def _row(r: dict[str, Any]) -> str:
@@ -126,7 +205,7 @@ def _row(r: dict[str, Any]) -> str:
     return (
         f"{r['procedure']:<18} {r['requests']:>8} {r['failed']:>6} {r['longest_outage_s']:>8.2f} "
         f"{r['steady_p50_ms']!s:>7}/{r['steady_p99_ms']!s:<7} {r['during_p50_ms']!s:>7}/{r['during_p99_ms']!s:<7} "
-        f"{ratio:>6} {r['wall_s']:>7.1f} {r['overhead_s']:>7.1f} {r['overhead_pct']!s:>6}%"
+        f"{ratio:>6} {r['wall_s']:>7.1f} {r.get('overhead_s', '-')!s:>7} {r.get('overhead_pct', '-')!s:>6}%"
     )
 
 
@@ -136,21 +215,127 @@ HEADER = (
 )
 
 
-def main() -> None:
-    """Run everything the arguments ask for and write the results."""
+def rate_search(client: docker.DockerClient, common: dict[str, Any], start: float) -> dict[str, Any]:
+    """Raise the rate by RATE_STEP until a request fails or the rate is not delivered."""
+    tried: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    rate = start
+    for _ in range(MAX_RATE_STEPS):
+        result = measure(client, "keystone-upgrade", **{**common, "rate": rate})
+        tried.append(result)
+        held = result["achieved_rate"] >= SUSTAINED * rate
+        print(
+            f"rate {rate:>6.0f}/s: achieved {result['achieved_rate']}/s in the upgrade window, "
+            f"{result['failed']} failed, p99 {result['during_p99_ms']} ms; {result['limited_by']}",
+            flush=True,
+        )
+        if result["failed"] or not held:
+            stopped = "a failed request" if result["failed"] else "the rate was not delivered"
+            return {"tried": tried, "limit": best, "stopped_by": stopped, "limited_by": result["limited_by"]}
+        best = result
+        rate = round(rate * RATE_STEP)
+    return {"tried": tried, "limit": best, "stopped_by": f"{MAX_RATE_STEPS} steps", "limited_by": None}
+
+
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--source", default="28.1.0")
     parser.add_argument("--target", default="29.1.0")
-    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--repetitions", type=int, default=2)
     parser.add_argument("--rate", type=float, default=30.0, help="requests/s through HAProxy")
     parser.add_argument("--steady-seconds", type=float, default=10.0)
     parser.add_argument("--procedures", default=",".join(PROCEDURES))
     parser.add_argument(
-        "--max-rates", default="30,45,60,80,100", help="rates tried for keystone-upgrade ('' skips)"
+        "--rate-from", type=float, default=60.0, help="first rate of the limit search (0 skips it)"
     )
-    parser.add_argument("--large-users", type=int, default=Size.users, help="0 skips the large-database run")
+    parser.add_argument(
+        "--limit-baselines",
+        default="rolling-no-drain,openstack-ansible,kolla-ansible,cold",
+        help="procedures also run at the limit found ('' for none)",
+    )
+    parser.add_argument(
+        "--large-revocations",
+        type=int,
+        default=Size.revocations,
+        help="revocation_event rows of the big-table run (0 skips it); 29.x's expand indexes this table",
+    )
+    parser.add_argument("--large-users", type=int, default=Size.users)
     parser.add_argument("--large-assignments", type=int, default=Size.assignments)
-    args = parser.parse_args()
+    parser.add_argument("--scaling", default="3,6,10", help="node counts the runner is run on ('' skips)")
+    return parser.parse_args()
+
+
+def _side_by_side(
+    client: docker.DockerClient, args: argparse.Namespace, common: dict[str, Any]
+) -> list[dict[str, Any]]:
+    runs = []
+    print(HEADER, flush=True)
+    for repetition in range(1, args.repetitions + 1):
+        for procedure in args.procedures.split(","):
+            result = measure(client, procedure, **common)
+            result["repetition"] = repetition
+            runs.append(result)
+            print(_row(result), flush=True)
+    irreducible = account(runs)
+    if irreducible is not None:
+        print(f"irreducible (rolling-no-drain's expand, contract, stops, starts): {irreducible:.1f} s")
+        for r in runs:
+            print(_row(r), flush=True)
+    return runs
+
+
+def _limit(
+    client: docker.DockerClient, args: argparse.Namespace, common: dict[str, Any], document: dict[str, Any]
+) -> None:
+    search = rate_search(client, common, args.rate_from)
+    document["limit"] = search
+    limit = search["limit"]
+    print(
+        f"limit: {limit['achieved_rate'] if limit else None}/s with 0 failed; stopped by "
+        f"{search['stopped_by']}; {search['limited_by']}",
+        flush=True,
+    )
+    if limit and args.limit_baselines:
+        at_limit = {**common, "rate": limit["rate_target"]}
+        document["at_limit"] = [limit] + [
+            measure(client, p, **at_limit) for p in args.limit_baselines.split(",")
+        ]
+        account(document["at_limit"])
+        for r in document["at_limit"]:
+            print(f"at {limit['rate_target']:.0f}/s: " + _row(r), flush=True)
+
+
+def _large(client: docker.DockerClient, args: argparse.Namespace, common: dict[str, Any]) -> dict[str, Any]:
+    size = Size(
+        users=args.large_users, assignments=args.large_assignments, revocations=args.large_revocations
+    )
+    result = measure(client, "keystone-upgrade", **common, large=size)
+    print(f"large database {result['large_database']}: {result['failed']} failed", flush=True)
+    for phase in result["phases"]:
+        print(
+            f"  {phase['phase']:<18} {phase['seconds']:>6}s {phase['requests']:>6} requests {phase['failed']:>3} failed"
+        )
+    return result
+
+
+def _scaling(
+    client: docker.DockerClient, args: argparse.Namespace, common: dict[str, Any]
+) -> list[dict[str, Any]]:
+    runs = []
+    for count in (int(n) for n in args.scaling.split(",")):
+        result = measure(client, "keystone-upgrade", **common, nodes=count)
+        runs.append(result)
+        print(
+            f"{count:>3} nodes: wall {result['wall_s']} s, {result['failed']} failed, "
+            f"p99 {result['during_p99_ms']} ms (steady {result['steady_p99_ms']})",
+            flush=True,
+        )
+    return runs
+
+
+def main() -> None:
+    """Run everything the arguments ask for and write the results."""
+    args = _arguments()
     client = docker.from_env()
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -166,50 +351,20 @@ def main() -> None:
         "rate": args.rate,
         "steady_s": args.steady_seconds,
     }
-    print(HEADER, flush=True)
-    for repetition in range(1, args.repetitions + 1):
-        for procedure in args.procedures.split(","):
-            result = measure(client, procedure, **common)
-            result["repetition"] = repetition
-            document["runs"].append(result)
-            save()
-            print(_row(result), flush=True)
-
-    if args.max_rates:
-        document["max_rate"] = []
-        best = None
-        for rate in (float(r) for r in args.max_rates.split(",")):
-            result = measure(client, "keystone-upgrade", **{**common, "rate": rate})
-            document["max_rate"].append(result)
-            save()
-            sustained = result["achieved_rate"] >= 0.9 * rate
-            print(
-                f"max-rate {rate:>5.0f}/s: achieved {result['achieved_rate']}/s, {result['failed']} failed",
-                flush=True,
-            )
-            if result["failed"] or not sustained:
-                break
-            best = result["achieved_rate"]
-        document["highest_clean_rate"] = best
-        print(f"highest rate with 0 failures: {best}/s", flush=True)
-
-    if args.large_users:
-        size = Size(users=args.large_users, assignments=args.large_assignments)
-        result = measure(client, "keystone-upgrade", **common, large=size)
-        document["large_database"] = result
+    if args.repetitions and args.procedures:
+        document["runs"] = _side_by_side(client, args, common)
         save()
-        print(f"large database {result['large_database']['rows']}:", flush=True)
-        for phase in result["phases"]:
-            print(
-                f"  {phase['phase']:<18} {phase['seconds']:>6}s {phase['requests']:>6} requests {phase['failed']:>3} failed"
-            )
-
-    png = comparison_png(
-        RESULTS / f"benchmark-{stamp}.png",
-        document["runs"],
-        f"{args.source} -> {args.target} at {args.rate}/s",
-    )
-    print(f"results: {out}\ncomparison: {png}")
+    if args.rate_from:
+        _limit(client, args, common, document)
+        save()
+    if args.large_revocations:
+        document["large_database"] = _large(client, args, common)
+        save()
+    if args.scaling:
+        document["scaling"] = _scaling(client, args, common)
+        save()
+    png = benchmark_png(RESULTS / f"benchmark-{stamp}.png", document)
+    print(f"results: {out}\nfigure: {png}")
 
 
 if __name__ == "__main__":

@@ -47,8 +47,10 @@ class Event(StrEnum):
     RENAMED = "renamed"  # the stopped old node set aside (kept under another name) for rollback
     STARTED = "started"
     HEALTHY = "healthy"
+    FULL_CPU = "full cpu weight"  # booted at a low CPU weight; the old node's weight once healthy
     VERSION = "version"
     TOKENS = "tokens accepted both ways"  # issued on the swapped node, validated on a peer, and back
+    WARMED = "warmed up"  # direct requests to every worker before it takes the load balancer's traffic
     READY = "ready"
     UP = "up"
     # HAProxy forgot a state the runner set (a reload or restart without saved states): set again.

@@ -17,6 +17,7 @@ from runner.migrations import migrations_style
 from runner.model import MIGRATIONS_KOLLA, Inventory, NodeConfig
 from runner.preflight import Finding, preflight_findings, preflight_notices
 from runner.preflight_schema import drift_findings, drift_notices, release_path_findings
+from runner.release_path import MIGRATE_IS_NOOP, migrate_is_noop
 from runner.steps import (
     Backup,
     Cleanup,
@@ -277,7 +278,9 @@ def build_plan(
         Migrate(
             id=step_id("migrate"),
             why="move data into the expanded schema",
-            skip_reason=already_expanded or kolla_migrates,
+            skip_reason=already_expanded
+            or kolla_migrates
+            or (MIGRATE_IS_NOOP if migrate_is_noop(target_version) else None),
             release=target_version,
             **shared,
         )

@@ -34,7 +34,12 @@ CREDENTIAL_TYPE = "cert"
 
 @dataclass(frozen=True)
 class Sample:
-    """One request: when, what, how it ended, how long it took, who answered, and why it failed."""
+    """One request: when, what, how it ended, how long it took, who answered, and why it failed.
+
+    ``at`` is the time the request was due (its slot in the schedule) and ``latency_s`` runs from
+    then to the answer: a probe that falls behind counts its own queueing as latency instead of
+    hiding it (coordinated omission). ``sent_late_s`` is how much of that was spent waiting to send.
+    """
 
     at: float
     operation: str
@@ -42,6 +47,7 @@ class Sample:
     latency_s: float
     served_by: str | None
     error: str | None
+    sent_late_s: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -150,8 +156,8 @@ class Probe:
             f"{url}/credentials/{state['credential']}", headers={"X-Auth-Token": token}, timeout=timeout
         )
 
-    def _send(self, session: requests.Session, operation: str, state: dict[str, str]) -> Sample:
-        began, wall = time.monotonic(), time.time()
+    def _send(self, session: requests.Session, operation: str, state: dict[str, str], due: float) -> Sample:
+        sent = time.monotonic()
         status = served_by = error = None
         try:
             response = self._request(session, operation, state)
@@ -174,7 +180,10 @@ class Probe:
         if operation == DELETE and error is not None and "credential" in state:
             with self._lock:
                 self.ledger.delete_unanswered.add(state.pop("credential"))
-        return Sample(wall, operation, status, time.monotonic() - began, served_by, error)
+        due_wall = self.started_at + (due - self._started)
+        return Sample(
+            due_wall, operation, status, time.monotonic() - due, served_by, error, max(0.0, sent - due)
+        )
 
     def _next_operation(self, previous: str | None, previous_ok: bool, state: dict[str, str]) -> str:
         """The cycle, restarting from a new token when a step failed or writes are off."""
@@ -204,7 +213,7 @@ class Probe:
                 operation = self._next_operation(previous, previous_ok, state)
                 if operation == ISSUE:
                     state.pop("token", None)
-                sample = self._send(session, operation, state)
+                sample = self._send(session, operation, state, at)
                 previous, previous_ok = operation, sample.ok
                 with self._lock:
                     self.samples.append(sample)

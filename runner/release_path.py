@@ -45,6 +45,27 @@ FIRST_ALEMBIC_MAJOR = 22
 LAST_MAJOR_TAKING_SQLALCHEMY_MIGRATE = 23
 
 
+# `db_sync --migrate` does nothing on every release this tool upgrades to. keystone/cmd/cli.py's
+# DbSync calls upgrades.migrate_data(), and keystone/common/sql/upgrades.py has, the same at
+# 23.0.0 and at 29.0.2:
+#     def migrate_data(engine=None):
+#         print('Data migrations are no longer supported with alembic. This is now a no-op.')
+# (alembic has no data-migration branch: `_validate_upgrade_order` says "this is a no-op in
+# alembic land"). So a target from 23.0.0 on skips the step instead of starting a container for it.
+FIRST_MAJOR_MIGRATE_NOOP = 23
+MIGRATE_IS_NOOP = (
+    "db_sync --migrate is a no-op from Keystone 23.0.0 on (upgrades.migrate_data only prints "
+    "'Data migrations are no longer supported with alembic')"
+)
+
+
+def migrate_is_noop(target_release: str | None) -> bool:
+    """Whether ``db_sync --migrate`` of this release does nothing (unknown releases: run it)."""
+    if target_release is None or _RELEASE.match(target_release) is None:
+        return False
+    return _major(target_release) >= FIRST_MAJOR_MIGRATE_NOOP
+
+
 @dataclass(frozen=True)
 class ReleasePath:
     """The hops still to run, oldest first; the ones already done; the SLURP skips among them."""

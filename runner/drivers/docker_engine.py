@@ -449,6 +449,13 @@ class DockerEngine:
         except DockerException as exc:
             raise self._fail(f"cannot start {container}", exc) from exc
 
+    def set_cpu_shares(self, container: str, shares: int) -> None:
+        """Change a running container's CPU weight (cgroup cpu shares; 1024 is Docker's default)."""
+        try:
+            self.client.api.update_container(container, cpu_shares=shares)
+        except DockerException as exc:
+            raise self._fail(f"cannot set the CPU weight of {container}", exc) from exc
+
     def remove(self, container: str) -> None:
         """Remove a container, running or not."""
         try:

@@ -8,6 +8,8 @@ the same moves in reverse.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from runner.drivers.containers import ContainerFacts, Engine, ImageFacts
 from runner.drivers.docker_blueprint import derive_blueprint
 from runner.drivers.key_digests import read_key_digests
@@ -18,6 +20,12 @@ from runner.errors import DockerError
 from runner.model import NodeConfig, TargetConfig
 
 DEFAULT_STOP_TIMEOUT_S = 10
+# A replacement boots at this CPU weight (Docker's default is 1024): importing Keystone and
+# starting its workers takes seconds of CPU, and at full weight it takes them from the nodes
+# serving meanwhile, whose requests then wait. The weight only matters while the CPU is
+# contended; it is set back to the old container's once the node answers its health URL.
+BOOT_CPU_SHARES = 64
+DOCKER_DEFAULT_CPU_SHARES = 1024
 HEALTH_REQUEST_TIMEOUT_S = 5
 
 
@@ -85,11 +93,19 @@ class DockerNode:
         blueprint = derive_blueprint(
             old.inspect, self._old_image(old).inspect, image, name=self.node.container, target=config
         )
+        blueprint = replace(blueprint, host_config={**blueprint.host_config, "CpuShares": BOOT_CPU_SHARES})
         if self.unit.name is None:
             new_id = self.engine.create_and_start(blueprint)
         else:
             new_id = self.unit.start_new(blueprint)  # created here, started by the unit's ExecStart
-        return self._with_unit({"container_id": new_id, "image": image})
+        return self._with_unit({"container_id": new_id, "image": image, "cpu_shares": BOOT_CPU_SHARES})
+
+    def full_cpu(self, kept_as: str) -> EffectData:
+        """The old container's CPU weight on the replacement (Docker's default when it had none)."""
+        old = self._existing(kept_as, "the old container")
+        shares = old.inspect["HostConfig"].get("CpuShares") or DOCKER_DEFAULT_CPU_SHARES
+        self.engine.set_cpu_shares(self.node.container, shares)
+        return {"cpu_shares": shares}
 
     def restore_old(self, kept_as: str) -> EffectData:
         """Remove the replacement (if any), rename ``kept_as`` back, start it.

@@ -85,6 +85,10 @@ class NodeRuntime(Protocol):
         """Start the node on ``image``, configured as the node kept as ``kept_as`` was."""
         ...
 
+    def full_cpu(self, kept_as: str) -> EffectData:
+        """Give the started replacement the CPU weight the old node had (it boots at a low one)."""
+        ...
+
     def restore_old(self, kept_as: str) -> EffectData:
         """Remove the replacement, give the old node its place back and start it."""
         ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import docker
@@ -92,8 +92,25 @@ class Lab:
         self.compose_file = compose_file
 
     def services(self) -> list[ServiceSpec]:
-        """The compose services, interpolated for this cluster, dependencies first."""
-        return load_services(self.settings.compose_environment(), self.compose_file)
+        """The compose services, interpolated for this cluster, dependencies first.
+
+        The compose file has three nodes; a cluster of more (the benchmark's scaling runs)
+        gets copies of the first on their own ports.
+        """
+        services = load_services(self.settings.compose_environment(), self.compose_file)
+        first = next(s for s in services if s.name == "keystone-1")
+        described = {s.name for s in services}
+        for name, port in zip(self.settings.node_names(), self.settings.ports.nodes, strict=True):
+            if name not in described:
+                services.append(
+                    replace(
+                        first,
+                        name=name,
+                        container_name=f"{self.settings.project}-{name}",
+                        environment={**first.environment, "KEYSTONE_BIND": f"127.0.0.1:{port}"},
+                    )
+                )
+        return services
 
     def endpoints(self) -> LabEndpoints:
         """Where this cluster listens and how to log in."""

@@ -23,14 +23,14 @@ class LabPorts:
     nodes: tuple[int, ...] = (25011, 25012, 25013)
 
     @classmethod
-    def from_base(cls, base: int) -> LabPorts:
+    def from_base(cls, base: int, node_count: int = NODE_COUNT) -> LabPorts:
         """A block of ports starting at ``base`` (the tests give each cluster its own)."""
         return cls(
             db=base,
             memcached=base + 1,
             lb=base + 2,
             lb_external=base + 3,
-            nodes=tuple(base + 10 + i for i in range(1, NODE_COUNT + 1)),
+            nodes=tuple(base + 10 + i for i in range(1, node_count + 1)),
         )
 
     def all(self) -> tuple[int, ...]:

@@ -13,9 +13,9 @@ from pathlib import Path
 import docker
 
 from runner.lab.cluster import Lab, LabEndpoints
-from runner.lab.settings import LabPorts, LabSecrets, LabSettings, port_free
+from runner.lab.settings import NODE_COUNT, LabPorts, LabSecrets, LabSettings, port_free
 
-PORT_BLOCK = 20
+PORT_BLOCK = 30  # room for up to 19 nodes (base + 11 on)
 
 
 def free_port_base(attempts: int = 50) -> int:
@@ -37,13 +37,14 @@ def temporary_cluster(
     temp_prefix: str,
     db_log_bin: bool = False,
     keystone_image: str | None = None,
+    node_count: int = NODE_COUNT,
 ) -> Iterator[LabEndpoints]:
     """A running cluster of ``version``; removed with its directories however the block ends."""
     root = Path(tempfile.mkdtemp(prefix=temp_prefix))
     settings = LabSettings(
         project=f"{project_prefix}-{uuid.uuid4().hex[:4]}",
         keystone_version=version,
-        ports=LabPorts.from_base(free_port_base()),
+        ports=LabPorts.from_base(free_port_base(), node_count),
         secrets=LabSecrets.generate(),
         config_dir=root / "config",
         state_dir=root / "state",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from runner.drivers.containers import StillRunning
 from runner.errors import MigrationError, RunnerError
 from runner.journal import Event
-from runner.migrations import CHECKS_LOG_TO_OUTPUT, IDLE_TRANSACTION_S, LOCK_TIMEOUT, styled_argv
+from runner.migrations import IDLE_TRANSACTION_S, LOCK_TIMEOUT, styled_argv
 from runner.model import LOCAL_ENGINE, MIGRATIONS_COMMAND, MIGRATIONS_KOLLA, BindMount, NodeConfig, ServerRef
 from runner.steps.base import RunContext, Step, StepKind, Undo
 from runner.waits import (
@@ -204,25 +204,23 @@ class Contract(Throwaway, Step):
         )
 
     def apply(self, context: RunContext) -> None:
-        """Gate, contract, check."""
+        """Gate, contract, check the heads.
+
+        The heads are the check: ``db_sync --check`` in another container would take a second or
+        two to say less (it says "up to date" whatever the heads on several releases, Keystone bug
+        2080542), and db_sync has just exited 0.
+        """
         self._wait_for_cluster_on_target(context)
         context.journal.event(self.id, Event.CLUSTER_ON_TARGET)
         db_sync(context, self.id, self, "--contract")
-        exit_code, tail = run_throwaway(
-            context,
-            self,
-            self.argv(["keystone-manage", "db_sync", "--check"]),
-            f"{self.id}-check",
-            CHECKS_LOG_TO_OUTPUT,
-        )
         heads = frozenset(context.drivers.database.alembic_heads())
-        context.journal.event(self.id, Event.CHECKED, exit_code=exit_code, heads=sorted(heads))
-        if exit_code != 0 or heads != frozenset(self.expected_heads):
+        context.journal.event(self.id, Event.CHECKED, heads=sorted(heads))
+        if heads != frozenset(self.expected_heads):
             raise MigrationError(
                 "after contract the database is not where the target release expects it",
-                observed=f"db_sync --check exit {exit_code}; heads {sorted(heads)}, "
-                f"target {sorted(self.expected_heads)}\n{tail}",
-                hint="compare the migration log in the run directory with the database; restore the backup if needed",
+                observed=f"heads {sorted(heads)}, target {sorted(self.expected_heads)}",
+                hint=f"compare the migration log {context.log_dir / (log_name(self.id) + '.log')} with the "
+                "database; restore the backup if needed",
             )
 
     def _wait_for_cluster_on_target(self, context: RunContext) -> None:

@@ -18,7 +18,7 @@ from runner.errors import DrainError, HealthError, RunnerError
 from runner.journal import Event
 from runner.model import NodeConfig, TargetConfig
 from runner.steps.base import RunContext, Step, StepKind, Undo
-from runner.steps.tokens import accepted_both_ways
+from runner.steps.tokens import accepted_both_ways, warm_up
 from runner.waits import NODE_HEALTHY, WaitTimeout, wait_until
 
 T = TypeVar("T")
@@ -191,6 +191,15 @@ class NodeStep(Step):
             )
         context.journal.event(self.id, Event.VERSION, version=running)
 
+    def _full_cpu(self, context: RunContext, runtime: NodeRuntime) -> None:
+        """The replacement booted at a low CPU weight (the serving nodes kept theirs): now its own."""
+        context.journal.event(self.id, Event.FULL_CPU, **runtime.full_cpu(self.kept_as))
+
+    def _warm_up(self, context: RunContext, runtime: NodeRuntime) -> None:
+        """Every worker's first, slowest requests, sent by the runner, not by a client."""
+        url = base_url(self.node.health_url)
+        context.journal.event(self.id, Event.WARMED, **warm_up(context.drivers.tokens, url, runtime.health))
+
     def _last_lines(self, runtime: NodeRuntime) -> str:
         """The container's last lines, for an error: a rollback removes the failed replacement."""
         try:
@@ -257,7 +266,9 @@ class NodeUpgrade(NodeStep):
             f"read the new container's last lines (above; a rollback removes it) and check the image "
             f"{self.image}; the old node is kept as {self.kept_as}",
         )
+        self._full_cpu(context, runtime)
         self._tokens_accepted_both_ways(context)
+        self._warm_up(context, runtime)
         self._keep_out(context)
         self._put_into_rotation(context)
 

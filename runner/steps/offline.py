@@ -69,6 +69,7 @@ class NodeIn(NodeStep):
             f"release {self.release}",
             f"read the new container's last lines (above) and check the image {self.image}",
         )
+        self._full_cpu(context, runtime)
         self._put_into_rotation(context)
 
     def undo(self, context: RunContext) -> None:

@@ -9,6 +9,10 @@ check by content catches those.)
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
 from runner.drivers.ports import Tokens
 from runner.errors import HealthError
 from runner.waits import TOKENS_ACCEPTED, WaitTimeout, wait_until
@@ -51,3 +55,36 @@ def accepted_both_ways(tokens: Tokens, node: Endpoint, peer: Endpoint, hint: str
     if rejected is not None:
         what, status = rejected
         raise HealthError(what, observed=f"GET /v3/auth/tokens answered {status}", hint=hint)
+
+
+# A swapped node's first requests are its slowest: each worker opens its database and memcached
+# connections, loads the keys and fills its caches on first use. Sent by the runner directly to
+# the node before it goes back into rotation, they are no client's. Concurrent, so that they
+# reach every worker (a free worker takes the next connection), and several rounds per thread.
+WARM_UP_THREADS = 4
+WARM_UP_ROUNDS = 3
+
+
+def warm_up(tokens: Tokens | None, url: str, health: Callable[[], int]) -> dict[str, object]:
+    """Token issues and validations (health requests without credentials) sent straight to a node.
+
+    Failures are counted, not raised: the gates before it have decided whether the node serves.
+    """
+    started = time.monotonic()
+
+    def one_round() -> bool:
+        try:
+            if tokens is None:
+                return health() == 200
+            token = tokens.issue(url)
+            return tokens.validate(url, token, token) == 200
+        except (OSError, PermissionError):
+            return False
+
+    with ThreadPoolExecutor(max_workers=WARM_UP_THREADS) as pool:
+        answers = list(pool.map(lambda _: one_round(), range(WARM_UP_THREADS * WARM_UP_ROUNDS)))
+    return {
+        "requests": len(answers) * (1 if tokens is None else 2),
+        "failed_rounds": answers.count(False),
+        "seconds": round(time.monotonic() - started, 2),
+    }

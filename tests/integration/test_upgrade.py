@@ -10,6 +10,7 @@ from typing import Any
 import docker
 import pytest
 
+from runner.drivers.docker_node import BOOT_CPU_SHARES, DOCKER_DEFAULT_CPU_SHARES
 from runner.drivers.keystone import Credentials
 from runner.images.catalog import REPOSITORY
 from runner.lab.cluster import LabEndpoints
@@ -34,7 +35,9 @@ NODE_EVENTS = [
     "started",
     "healthy",
     "version",
+    "full cpu weight",
     "tokens accepted both ways",
+    "warmed up",
     "ready",
     "up",
 ]
@@ -93,6 +96,20 @@ def _assert_upgraded(
         assert [e["event"] for e in step["events"]] == NODE_EVENTS
         drained = step["events"][0]["servers"]
         assert sorted(drained) == sorted(f"{b}/{node}" for b in cluster.backends)
+        # Booted at a low CPU weight, given the old one's (Docker's default) once healthy; warmed up
+        # by the runner's own requests before going back into rotation.
+        event = {e["event"]: e for e in step["events"]}
+        assert event["started"]["cpu_shares"] == BOOT_CPU_SHARES
+        assert event["full cpu weight"]["cpu_shares"] == DOCKER_DEFAULT_CPU_SHARES
+        assert event["warmed up"]["failed_rounds"] == 0
+        assert event["warmed up"]["requests"] > 0
+        container = client.containers.get(cluster.node_containers[node])
+        assert container.attrs["HostConfig"]["CpuShares"] == DOCKER_DEFAULT_CPU_SHARES
+
+    # db_sync --migrate is a no-op on every alembic release: skipped, and said why.
+    migrate = next(s for s in journal["steps"] if s["id"] == "migrate")
+    assert migrate["status"] == "skipped", migrate
+    assert "no-op" in migrate["detail"], migrate
 
 
 def _assert_no_failed_request(samples: list[Sample], cluster: LabEndpoints) -> None:

@@ -45,6 +45,7 @@ class FakeEngine:
         # Throwaway containers outlive their wait (a migration longer than its timeout).
         self.outlived = False
         self.running: list[str] = []
+        self.cpu_shares: dict[str, int] = {}
 
     def ping(self) -> None:
         return None
@@ -134,6 +135,9 @@ class FakeEngine:
 
     def start(self, container: str) -> None:
         return None
+
+    def set_cpu_shares(self, container: str, shares: int) -> None:
+        self.cpu_shares[container] = shares
 
     def remove(self, container: str) -> None:
         return None
@@ -261,6 +265,10 @@ class FakeNode:
             raise DockerError(f"cannot create {self.node.container} from {image}")
         self.release = self.target_release
         return {"container_id": f"new-{self.node.name}", "image": image}
+
+    def full_cpu(self, kept_as: str) -> EffectData:
+        self.calls.append(f"full-cpu {self.node.name}")
+        return {"cpu_shares": 1024}
 
     def restore_old(self, kept_as: str) -> EffectData:
         self.calls.append(f"restore-old {self.node.name}")

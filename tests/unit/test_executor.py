@@ -46,7 +46,9 @@ NODE_EVENTS = [
         Event.STARTED,
         Event.HEALTHY,
         Event.VERSION,
+        Event.FULL_CPU,
         Event.TOKENS,
+        Event.WARMED,
         Event.READY,
         Event.UP,
     )
@@ -87,6 +89,7 @@ def test_a_node_is_drained_before_it_is_stopped_and_up_before_the_next(tmp_path:
         "start-target k1",
         "health k1",
         "release k1",
+        "full-cpu k1",  # booted at a low CPU weight, its own once healthy
         "ready k1",
         "wait-up k1",
         "release k1",  # the contract gate asks every node again

@@ -11,7 +11,7 @@ import pytest
 
 from runner.drivers.containers import ContainerFacts, ImageFacts
 from runner.drivers.docker_blueprint import ContainerBlueprint
-from runner.drivers.docker_node import DockerNode
+from runner.drivers.docker_node import BOOT_CPU_SHARES, DockerNode
 from runner.drivers.systemd import (
     JOB_TIMEOUT_S,
     QUERY_TIMEOUT_S,
@@ -306,7 +306,7 @@ def test_without_a_unit_the_swap_goes_through_the_docker_api(has_unit: bool | No
         "docker start old",
     ]
     assert set(stopped) == {"container_id", "version"}
-    assert started == {"container_id": "new", "image": "ks:29"}
+    assert started == {"container_id": "new", "image": "ks:29", "cpu_shares": BOOT_CPU_SHARES}
     assert restored == {"container_id": "old", "image": "ks:28", "removed_replacement": True}
     assert engine.containers == {"old": {"name": NAME, "status": "running"}}
 
@@ -321,7 +321,7 @@ def test_with_a_unit_the_container_is_stopped_and_started_only_through_it() -> N
     assert calls[2:] == [f"docker rename old {KEPT}", f"docker create {NAME}", f"systemctl start {UNIT}"]
     assert engine.containers["new"] == {"name": NAME, "status": "running"}
     assert stopped["unit"] == UNIT
-    assert started == {"container_id": "new", "image": "ks:29", "unit": UNIT}
+    assert started == {"container_id": "new", "image": "ks:29", "cpu_shares": BOOT_CPU_SHARES, "unit": UNIT}
 
 
 def test_restoring_through_a_unit_stops_it_before_the_names_change() -> None:

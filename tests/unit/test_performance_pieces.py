@@ -1,0 +1,107 @@
+"""Pure pieces of the performance work: the benchmark's accounting and limiter, the warm-up,
+and when db_sync --migrate is skipped."""
+
+from __future__ import annotations
+
+import threading
+
+from benchmarks.cpu import cores, limiter
+from benchmarks.run import account
+from runner.release_path import migrate_is_noop
+from runner.steps.tokens import WARM_UP_ROUNDS, WARM_UP_THREADS, warm_up
+
+
+def _run(procedure: str, wall: float, **parts: float) -> dict[str, object]:
+    base = dict.fromkeys(("expand_s", "contract_s", "node_stop_s", "node_start_to_healthy_s"), 0.0)
+    return {"procedure": procedure, "wall_s": wall, "parts": {**base, **parts}}
+
+
+def test_overhead_is_measured_against_what_the_no_drain_baseline_spends() -> None:
+    runs = [
+        _run(
+            "rolling-no-drain",
+            11.0,
+            expand_s=2.0,
+            contract_s=2.0,
+            node_stop_s=3.0,
+            node_start_to_healthy_s=3.0,
+        ),
+        _run(
+            "rolling-no-drain",
+            9.0,
+            expand_s=2.0,
+            contract_s=2.0,
+            node_stop_s=1.0,
+            node_start_to_healthy_s=3.0,
+        ),
+        # The runner's own parts (drain, its longer node phases) are not what it cannot avoid.
+        _run(
+            "keystone-upgrade",
+            12.0,
+            expand_s=2.0,
+            contract_s=2.0,
+            node_stop_s=4.0,
+            node_start_to_healthy_s=4.0,
+        ),
+    ]
+    assert account(runs) == 9.0
+    assert runs[2]["overhead_s"] == 3.0
+    assert runs[2]["overhead_pct"] == 33.3
+    assert runs[0]["overhead_s"] == 2.0
+
+
+def test_no_baseline_no_accounting() -> None:
+    runs = [_run("keystone-upgrade", 12.0)]
+    assert account(runs) is None
+    assert "overhead_s" not in runs[0]
+
+
+def test_the_limiter_names_the_busy_machine_or_the_probe() -> None:
+    before = {"at": 0.0, "process": 0.0, "machine": 0.0, "parts": {"nodes": 1.0}}
+    busy = {"at": 10.0, "process": 5.0, "machine": 19.5, "parts": {"nodes": 11.0, "haproxy": 2.0}}
+    used = cores(before, busy)
+    assert used == {"haproxy": 0.2, "machine": 1.95, "nodes": 1.0, "process (probe and runner)": 0.5}
+    assert limiter(used, 2).startswith("the machine's 2 cores were busy")
+    gil = cores(before, {"at": 10.0, "process": 9.5, "machine": 12.0, "parts": {"nodes": 2.0}})
+    assert "GIL" in limiter(gil, 2)
+    assert "no CPU was saturated" in limiter(cores(before, {**before, "at": 10.0}), 2)
+
+
+class _Tokens:
+    def __init__(self, reject: bool = False) -> None:
+        self.reject = reject
+        self.issued = 0
+        self.lock = threading.Lock()
+
+    def issue(self, base_url: str) -> str:
+        with self.lock:
+            self.issued += 1
+        if self.reject:
+            raise PermissionError("refused")
+        return "t"
+
+    def validate(self, base_url: str, auth_token: str, subject_token: str) -> int:
+        return 200
+
+
+def test_the_warm_up_sends_every_round_and_counts_failures_without_raising() -> None:
+    tokens = _Tokens()
+    result = warm_up(tokens, "http://127.0.0.1:1", lambda: 200)
+    assert tokens.issued == WARM_UP_THREADS * WARM_UP_ROUNDS
+    assert result["requests"] == 2 * WARM_UP_THREADS * WARM_UP_ROUNDS
+    assert result["failed_rounds"] == 0
+    refused = warm_up(_Tokens(reject=True), "http://127.0.0.1:1", lambda: 200)
+    assert refused["failed_rounds"] == WARM_UP_THREADS * WARM_UP_ROUNDS
+    # Without probe credentials: the health URL, as often.
+    assert (
+        warm_up(None, "http://127.0.0.1:1", lambda: 503)["failed_rounds"] == WARM_UP_THREADS * WARM_UP_ROUNDS
+    )
+
+
+def test_migrate_is_skipped_only_for_releases_known_to_make_it_a_no_op() -> None:
+    assert migrate_is_noop("23.0.0")
+    assert migrate_is_noop("29.1.0")
+    assert migrate_is_noop("30.0.0")
+    assert not migrate_is_noop("22.0.0")  # the last release with sqlalchemy-migrate's data migrations
+    assert not migrate_is_noop(None)
+    assert not migrate_is_noop("latest")
