@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -103,6 +104,10 @@ def _tokens(probe: ProbeConfig | None) -> KeystoneTokens | None:
     return KeystoneTokens(Credentials(probe.username, password, probe.project, probe.domain))
 
 
+# Preflight's readings that run at once (see gather_facts).
+PREFLIGHT_THREADS = 4
+
+
 def gather_facts(
     inventory: Inventory,
     drivers: Drivers,
@@ -115,56 +120,71 @@ def gather_facts(
     ``accept_drift`` (None: the schema is not compared) names the drift differences the
     operator accepts; the others refuse the plan.
     """
-    nodes = tuple(
-        node_facts(
-            node,
-            drivers.engine(node.engine),
-            drivers.http,
-            inventory.target_image,
-            inventory.key_repositories,
-            pull_missing=pull_missing,
-            # An engine no registry serves gets the target image from the runner's own.
-            image_source=drivers.engine(LOCAL_ENGINE),
+    run_label = {RUN_ID_LABEL: "preflight"}
+    # The slow readings (containers: the target's throwaway, execs in every node, the drift
+    # reference) wait on the engine more than they compute: they overlap. The database
+    # connection is not shared between threads: only the main thread and then drift use it.
+    with ThreadPoolExecutor(max_workers=PREFLIGHT_THREADS) as pool:
+        nodes = tuple(
+            pool.map(
+                lambda node: node_facts(
+                    node,
+                    drivers.engine(node.engine),
+                    drivers.http,
+                    inventory.target_image,
+                    inventory.key_repositories,
+                    pull_missing=pull_missing,
+                    # An engine no registry serves gets the target image from the runner's own.
+                    image_source=drivers.engine(LOCAL_ENGINE),
+                ),
+                inventory.nodes,
+            )
         )
-        for node in inventory.nodes
-    )
-    leftovers = throwaways_running(drivers.engines)
-    sockets = tuple(socket_facts(runtime) for runtime in drivers.runtimes)
-    database = database_facts(drivers.database)
-    setup = throwaway_setup(inventory, nodes, drivers.engine)
-    target = target_facts(
-        inventory,
-        drivers.engine(setup.engine),
-        {RUN_ID_LABEL: "preflight"},
-        database_ok=database.error is None,
-        pull_missing=pull_missing,
-        setup=setup,
-    )
-    return ClusterFacts(
-        nodes,
-        sockets,
-        database,
-        target,
-        leftovers,
-        haproxy_configs_losing_states(inventory.haproxy_configs),
-        probe_login_error(drivers.tokens, inventory.probe.url if inventory.probe else None),
-        # Read on this host: only where the throwaways (and so the mounts' sources) are here.
-        cache_backend=mounted_cache_backend(setup.mounts) if setup.engine == LOCAL_ENGINE else None,
-        node_targets=node_target_facts(
-            inventory, nodes, drivers.engine, {RUN_ID_LABEL: "preflight"}, database_ok=database.error is None
-        ),
-        throwaway=setup,
-        drift=None
-        if accept_drift is None
-        else drift_facts(
+        database = database_facts(drivers.database)
+        database_ok = database.error is None
+        setup = throwaway_setup(inventory, nodes, drivers.engine)
+        target = pool.submit(
+            target_facts,
+            inventory,
+            drivers.engine(setup.engine),
+            run_label,
+            database_ok=database_ok,
+            pull_missing=pull_missing,
+            setup=setup,
+        )
+        node_targets = pool.submit(
+            node_target_facts, inventory, nodes, drivers.engine, run_label, database_ok=database_ok
+        )
+        drift = (
+            None
+            if accept_drift is None
+            else pool.submit(
+                drift_facts,
+                nodes,
+                drivers.database,
+                drivers.engine(LOCAL_ENGINE),
+                inventory.backup_image,
+                run_label,
+                accepted=accept_drift,
+            )
+        )
+        leftovers = throwaways_running(drivers.engines)
+        sockets = tuple(socket_facts(runtime) for runtime in drivers.runtimes)
+        login_error = probe_login_error(drivers.tokens, inventory.probe.url if inventory.probe else None)
+        return ClusterFacts(
             nodes,
-            drivers.database,
-            drivers.engine(LOCAL_ENGINE),
-            inventory.backup_image,
-            {RUN_ID_LABEL: "preflight"},
-            accepted=accept_drift,
-        ),
-    )
+            sockets,
+            database,
+            target.result(),
+            leftovers,
+            haproxy_configs_losing_states(inventory.haproxy_configs),
+            login_error,
+            # Read on this host: only where the throwaways (and so the mounts' sources) are here.
+            cache_backend=mounted_cache_backend(setup.mounts) if setup.engine == LOCAL_ENGINE else None,
+            node_targets=node_targets.result(),
+            throwaway=setup,
+            drift=None if drift is None else drift.result(),
+        )
 
 
 def make_plan(
