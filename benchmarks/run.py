@@ -125,7 +125,11 @@ def measure(
         "requests": len(samples),
         "failed": sum(1 for s in samples if not s.ok),
         "failed_during": sum(1 for s in during if not s.ok),
-        "achieved_rate": round(len(during) / wall, 1) if wall > 0 else 0,
+        # Answers that arrived inside the window: a probe that falls behind still has its requests
+        # due there (``at``), but not answered there.
+        "achieved_rate": round(sum(1 for s in samples if began <= s.at + s.latency_s <= ended) / wall, 1)
+        if wall > 0
+        else 0,
         "longest_outage_s": longest_outage_s(samples),
         "steady_p50_ms": _ms(steady, 0.5),
         "steady_p99_ms": _ms(steady, 0.99),

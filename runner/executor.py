@@ -31,6 +31,18 @@ log = logging.getLogger(__name__)
 CLOSED_AFTER_FAILURE = "restored after the run failed"
 
 
+def batched(steps: tuple[Step, ...]) -> list[list[Step]]:
+    """The plan's steps in groups: consecutive node steps of one batch together, every other alone."""
+    groups: list[list[Step]] = []
+    for step in steps:
+        batch = getattr(step, "batch", None)
+        if batch is not None and groups and getattr(groups[-1][0], "batch", None) == batch:
+            groups[-1].append(step)
+        else:
+            groups.append([step])
+    return groups
+
+
 class Executor:
     """Carries out one plan against the cluster."""
 
@@ -42,12 +54,16 @@ class Executor:
     def run(self) -> None:
         """Every step in order; raises the first RunnerError after journalling it."""
         with self._closing_on_failure():
-            for step in self.plan.steps:
-                self._stop_if_asked(step)
-                if step.skipped:
-                    self.journal.end(step.id, StepStatus.SKIPPED, step.skip_reason)
-                    continue
-                self._apply(step)
+            for group in batched(self.plan.steps):
+                self._stop_if_asked(group[0])
+                for step in group:
+                    if step.skipped:
+                        self.journal.end(step.id, StepStatus.SKIPPED, step.skip_reason)
+                to_run = [step for step in group if not step.skipped]
+                if len(to_run) > 1:
+                    self._apply_together(to_run)
+                elif to_run:
+                    self._apply(to_run[0])
 
     def resume(self) -> None:
         """Go on with a run from its journal: done steps stay done, a half-done one is made safe first.
@@ -59,20 +75,31 @@ class Executor:
         """
         with self._closing_on_failure():
             self._reopen_closed_after_failure()
-            for step in self.plan.steps:
-                status = self.journal.step(step.id).status
-                if status in (StepStatus.DONE, StepStatus.SKIPPED):
+            for group in batched(self.plan.steps):
+                left = [
+                    s
+                    for s in group
+                    if self.journal.step(s.id).status not in (StepStatus.DONE, StepStatus.SKIPPED)
+                ]
+                if not left:
                     continue
-                self._stop_if_asked(step)
-                if step.skipped:
-                    self.journal.end(step.id, StepStatus.SKIPPED, step.skip_reason)
-                    continue
-                half_done = status is StepStatus.RUNNING or (
-                    status is StepStatus.FAILED and not self.journal.rolled_back(step.id)
-                )
-                if half_done and step.undo_rule is Undo.REVERSIBLE:
-                    self._make_safe(step)
-                self._apply(step)
+                self._stop_if_asked(left[0])
+                to_run = []
+                for step in left:
+                    if step.skipped:
+                        self.journal.end(step.id, StepStatus.SKIPPED, step.skip_reason)
+                        continue
+                    status = self.journal.step(step.id).status
+                    half_done = status is StepStatus.RUNNING or (
+                        status is StepStatus.FAILED and not self.journal.rolled_back(step.id)
+                    )
+                    if half_done and step.undo_rule is Undo.REVERSIBLE:
+                        self._make_safe(step)
+                    to_run.append(step)
+                if len(to_run) > 1:
+                    self._apply_together(to_run)
+                elif to_run:
+                    self._apply(to_run[0])
 
     def _reopen_closed_after_failure(self) -> None:
         """Steps the stopped run closed early (the trust setting put back when expand failed): the
@@ -150,6 +177,46 @@ class Executor:
                 raise self._roll_back_failed(step, exc) from exc
             raise
         self.journal.end(step.id, StepStatus.DONE, detail)
+
+    def _apply_together(self, steps: list[Step]) -> None:
+        """A batch ([run] nodes_at_once): every step through each phase before any goes on to the next
+        (all out of rotation, all swapped, all gated, all back), so that their boots overlap.
+
+        When one fails, it is rolled back as a lone step would be, and the others of the batch are
+        put back too: a batch is one move, and a node left half-swapped would be out of rotation.
+        """
+        for step in steps:
+            self.journal.begin(step.id)
+            log.info("step %s: %s (batch of %d)", step.id, step.why, len(steps))
+        phases = [step.phases() for step in steps]
+        current = steps[0]
+        try:
+            for index in range(len(phases[0])):
+                for step, its_phases in zip(steps, phases, strict=True):
+                    current = step
+                    its_phases[index](self.context)
+        except RunnerError as exc:
+            self.journal.end(current.id, StepStatus.FAILED, exc.render())
+            for other in reversed([s for s in steps if s is not current]):
+                self._roll_back_with(other, current, exc)
+            raise self._roll_back_failed(current, exc) from exc
+        for step in steps:
+            self.journal.end(step.id, StepStatus.DONE)
+
+    def _roll_back_with(self, step: Step, failed: Step, failure: RunnerError) -> None:
+        """Put back a step of a batch whose other step failed (RollbackError when it cannot be)."""
+        try:
+            step.undo(self.context)
+        except RunnerError as exc:
+            self.journal.end(step.id, StepStatus.FAILED, f"rollback after {failed.id} failed: {exc.render()}")
+            raise RollbackError(
+                f"step {failed.id} failed, and putting back {step.id} of its batch failed too",
+                observed=f"the failure: {failure.render()}\nthe rollback: {exc.render()}",
+                hint="the journal's intended entry for the step says what was being done; "
+                "finish it by hand (the old copy is kept), then run rollback or upgrade again",
+            ) from exc
+        self.journal.event(step.id, Event.ROLLED_BACK, after=f"{failed.id}: {failure.what}")
+        self.journal.end(step.id, StepStatus.FAILED, f"rolled back with {failed.id} (same batch)")
 
     def _roll_back_failed(self, step: Step, failure: RunnerError) -> RunnerError:
         """Undo a step whose apply failed; the error to stop with either way."""

@@ -302,6 +302,10 @@ class Inventory:
     migration_timeout_s: float = 3600.0
     # Load each backup into a scratch database once, to record what a faithful restore holds.
     backup_restore_check: bool = True
+    # Nodes swapped together (a batch: out of rotation, swapped, gated and back together), and
+    # how many must stay in rotation meanwhile: a plan that would leave fewer is refused.
+    nodes_at_once: int = 1
+    min_in_rotation: int = 1
     # [target] image as a list: the images before the last, each a complete upgrade first (hops).
     through_images: tuple[str, ...] = ()
     # The haproxy.cfg files given beside the sockets: preflight reads whether states survive a reload.

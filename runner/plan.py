@@ -154,11 +154,28 @@ def with_current_environment(plan: Plan, inventory: Inventory, setup: ThrowawayS
     return replace(plan, steps=tuple(filled(s) for s in plan.steps))
 
 
-def _peers(nodes: tuple[NodeConfig, ...], node: NodeConfig) -> tuple[NodeConfig, ...]:
+def _peers(
+    nodes: tuple[NodeConfig, ...], node: NodeConfig, together: frozenset[str] = frozenset()
+) -> tuple[NodeConfig, ...]:
     """The other nodes, those swapped after ``node`` first: its token gate checks against an old node
-    while there is one, and against the node swapped before it at the end."""
+    while there is one, and against the node swapped before it at the end. Nodes swapped in the same
+    batch (``together``) are out of rotation with it: not peers."""
     at = nodes.index(node)
-    return nodes[at + 1 :] + tuple(reversed(nodes[:at]))
+    return tuple(n for n in nodes[at + 1 :] + tuple(reversed(nodes[:at])) if n.name not in together)
+
+
+def _batches(inventory: Inventory, facts: ClusterFacts, target_version: str | None) -> dict[str, int]:
+    """With [run] nodes_at_once above 1: each node still to swap and its batch, in the plan's order."""
+    if inventory.nodes_at_once <= 1:
+        return {}
+    to_swap = [
+        n.config.name for n in facts.nodes if n.known_release is None or n.known_release != target_version
+    ]
+    return {name: index // inventory.nodes_at_once for index, name in enumerate(to_swap)}
+
+
+def _together(batches: dict[str, int], batch: int | None) -> frozenset[str]:
+    return frozenset(name for name, b in batches.items() if batch is not None and b == batch)
 
 
 def _flush_cache(inventory: Inventory, step_id: str, nothing_upgraded: bool) -> FlushCache:
@@ -287,9 +304,11 @@ def build_plan(
     )
     swapped: list[NodeUpgrade] = []
     node_steps: list[NodeUpgrade] = []
+    batches = _batches(inventory, facts, target_version)
     for node in facts.nodes:
         version = node.known_release
         on_target = version is not None and version == target_version
+        batch = batches.get(node.config.name)
         step = NodeUpgrade(
             id=step_id(f"node:{node.config.name}"),
             why=f"drain, swap {node.config.container} to {inventory.target_image}, gate on health and version",
@@ -301,8 +320,9 @@ def build_plan(
             kept_as=kept_name(node.config.container, run_id, hop),
             drain_timeout_s=inventory.drain_timeout_s,
             health_timeout_s=inventory.health_timeout_s,
-            peers=_peers(inventory.nodes, node.config),
+            peers=_peers(inventory.nodes, node.config, together=_together(batches, batch)),
             config=inventory.target_config(node.config.name),
+            batch=batch,
         )
         node_steps.append(step)
         if not step.skipped:

@@ -262,6 +262,22 @@ def _upgrade_loads_it(node: NodeFacts, facts: ClusterFacts) -> bool:
     )
 
 
+def _rotation_findings(inventory: Inventory) -> list[Finding]:
+    """Swapping [run] nodes_at_once nodes together must leave [run] min_in_rotation serving."""
+    at_once, total = inventory.nodes_at_once, len(inventory.nodes)
+    if at_once <= 1 or total - at_once >= inventory.min_in_rotation:
+        return []
+    return [
+        Finding(
+            "in-rotation",
+            f"swapping {at_once} nodes at once would leave {max(0, total - at_once)} of {total} in rotation, "
+            f"fewer than [run] min_in_rotation = {inventory.min_in_rotation}",
+            f"{total} nodes, nodes_at_once = {at_once}, min_in_rotation = {inventory.min_in_rotation}",
+            f"lower nodes_at_once to {max(1, total - inventory.min_in_rotation)} or less (or min_in_rotation)",
+        )
+    ]
+
+
 def preflight_findings(inventory: Inventory, facts: ClusterFacts) -> list[Finding]:
     """Every reason not to start, each with what to do about it."""
     findings = _image_findings(inventory, facts)
@@ -283,6 +299,7 @@ def preflight_findings(inventory: Inventory, facts: ClusterFacts) -> list[Findin
                 "fix [probe] (url, username, project, password): the token gate of every node uses them",
             )
         )
+    findings += _rotation_findings(inventory)
     if facts.throwaways_running:
         findings.append(
             Finding(

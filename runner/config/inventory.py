@@ -191,6 +191,12 @@ class _Run:
     health_timeout_s: float | None
     migration_timeout_s: float | None
     backup_restore_check: bool | None
+    nodes_at_once: int | None
+    min_in_rotation: int | None
+
+
+# Fleets larger than this are not what nodes_at_once is bounded by: the inventory's node count is.
+MAX_NODES_AT_ONCE = 1000
 
 
 def _run(raw: Any, problems: Problems, base: Path) -> _Run:
@@ -201,6 +207,8 @@ def _run(raw: Any, problems: Problems, base: Path) -> _Run:
         "health_timeout_s",
         "migration_timeout_s",
         "backup_restore_check",
+        "nodes_at_once",
+        "min_in_rotation",
     }
     table = top_table(raw, "[run]", problems, known, base, required=False) or Table(
         {}, "[run]", problems, (), base
@@ -217,6 +225,8 @@ def _run(raw: Any, problems: Problems, base: Path) -> _Run:
         table.seconds("health_timeout_s", default=180.0, high=MAX_HEALTH_TIMEOUT_S),
         table.seconds("migration_timeout_s", default=3600.0, high=MAX_MIGRATION_TIMEOUT_S),
         table.boolean("backup_restore_check", True),
+        table.integer("nodes_at_once", low=1, high=MAX_NODES_AT_ONCE, default=1),
+        table.integer("min_in_rotation", low=1, high=MAX_NODES_AT_ONCE, default=1),
     )
 
 
@@ -299,6 +309,8 @@ def load_inventory(path: Path) -> Inventory:
         or run.health_timeout_s is None
         or run.migration_timeout_s is None
         or run.backup_restore_check is None
+        or run.nodes_at_once is None
+        or run.min_in_rotation is None
     ):
         raise ConfigError(
             f"the inventory {path} has {len(problems.items)} problem(s); nothing was touched",
@@ -326,6 +338,8 @@ def load_inventory(path: Path) -> Inventory:
         health_timeout_s=run.health_timeout_s,
         migration_timeout_s=run.migration_timeout_s,
         backup_restore_check=run.backup_restore_check,
+        nodes_at_once=run.nodes_at_once,
+        min_in_rotation=run.min_in_rotation,
         probe=probe,
         cache=cache,
     )

@@ -13,12 +13,14 @@ import gzip
 import hashlib
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from runner.drivers.containers import PURPOSE_LABEL, Engine, Finished, StillRunning
 from runner.drivers.database import MysqlDatabase
-from runner.drivers.scratch_database import scratch_database
+from runner.drivers.scratch_database import ScratchDatabase, scratch_database
 from runner.errors import BackupError, ConfigError
 from runner.model import BindMount, DatabaseTarget
 from runner.waits import MIGRATION_FINISHES
@@ -109,40 +111,61 @@ def take_backup(
     started = time.time()
     name = f"{target.database}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(started))}.sql.gz"
     tables = MysqlDatabase(target).table_row_counts()
-    finished = engine.run_once(
-        image,
-        [target.database, name],
-        entrypoint=["bash", "-c", DUMP_SCRIPT],
-        mounts=_mounts(directory, target),
-        labels={**labels, PURPOSE_LABEL: "backup"},
-        stdin_secret=_client_options(target),
-        tmpfs=(OPTIONS_DIR,),
-    )
-    dump = directory / name
-    if finished.exit_code != 0 or not dump.exists():
-        raise BackupError(
-            "the database backup failed; nothing was changed",
-            observed=f"mariadb-dump exited {finished.exit_code}:\n{finished.tail()}",
-            hint="check the backup image and that the database user may dump (SELECT, LOCK TABLES, EVENT)",
+    with ExitStack() as stack:
+        # The scratch database for the restore check boots while the dump runs (it waits for
+        # nothing of the dump's until the load).
+        dumping = stack.enter_context(ThreadPoolExecutor(max_workers=1)).submit(
+            engine.run_once,
+            image,
+            [target.database, name],
+            entrypoint=["bash", "-c", DUMP_SCRIPT],
+            mounts=_mounts(directory, target),
+            labels={**labels, PURPOSE_LABEL: "backup"},
+            stdin_secret=_client_options(target),
+            tmpfs=(OPTIONS_DIR,),
         )
-    sha256, size = _verify(dump, tables)
-    manifest = BackupManifest(
-        dump=str(dump),
-        sha256=sha256,
-        bytes=size,
-        database=target.database,
-        tables=tables,
-        started_at=started,
-        finished_at=time.time(),
-        release=release,
-        node_images=dict(node_images or {}),
-        node_image_ids=dict(node_image_ids or {}),
-    )
-    if restore_check:
-        rows, checksums = restored_contents(engine, image, dump, target.database, labels)
-        manifest = replace(manifest, restored_rows=rows, restored_checksums=checksums)
+        scratch = (
+            stack.enter_context(
+                scratch_database(engine, image, labels, database=target.database, dumps=directory)
+            )
+            if restore_check
+            else None
+        )
+        finished = dumping.result()
+        dump = directory / name
+        if finished.exit_code != 0 or not dump.exists():
+            raise BackupError(
+                "the database backup failed; nothing was changed",
+                observed=f"mariadb-dump exited {finished.exit_code}:\n{finished.tail()}",
+                hint="check the backup image and that the database user may dump (SELECT, LOCK TABLES, EVENT)",
+            )
+        sha256, size = _verify(dump, tables)
+        manifest = BackupManifest(
+            dump=str(dump),
+            sha256=sha256,
+            bytes=size,
+            database=target.database,
+            tables=tables,
+            started_at=started,
+            finished_at=time.time(),
+            release=release,
+            node_images=dict(node_images or {}),
+            node_image_ids=dict(node_image_ids or {}),
+        )
+        if scratch is not None:
+            rows, checksums = _contents_after_load(scratch, name)
+            manifest = replace(manifest, restored_rows=rows, restored_checksums=checksums)
     (directory / f"{name}.manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
     return manifest
+
+
+def _contents_after_load(
+    scratch: ScratchDatabase, dump_name: str
+) -> tuple[dict[str, int], dict[str, int | None]]:
+    """Rows and CHECKSUM TABLE per table once ``dump_name`` (in the scratch's dumps) is loaded."""
+    scratch.load(dump_name)
+    copy = MysqlDatabase(scratch.target)
+    return copy.table_row_counts(), copy.table_checksums()
 
 
 def restored_contents(
@@ -150,9 +173,7 @@ def restored_contents(
 ) -> tuple[dict[str, int], dict[str, int | None]]:
     """Rows and CHECKSUM TABLE per table of ``dump`` loaded into a scratch database."""
     with scratch_database(engine, image, labels, database=database, dumps=dump.parent) as scratch:
-        scratch.load(dump.name)
-        copy = MysqlDatabase(scratch.target)
-        return copy.table_row_counts(), copy.table_checksums()
+        return _contents_after_load(scratch, dump.name)
 
 
 def require_faithful(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
@@ -112,6 +113,11 @@ class Step:
     def closed_window(self, context: RunContext) -> bool:
         """For ENDS_WINDOW steps: True once their effect may have begun (journalled, done or intended)."""
         return False
+
+    def phases(self) -> tuple[Callable[[RunContext], None], ...]:
+        """``apply`` in parts, for steps that run as a batch (each part on every step of the batch
+        before the next part); one part by default."""
+        return (self.apply,)
 
     def after_rollback(self, failure: RunnerError) -> RunnerError:
         """The error to stop the run with once ``undo`` put back what a failed ``apply`` did."""

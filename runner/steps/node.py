@@ -247,17 +247,35 @@ class NodeUpgrade(NodeStep):
     """Swap one node to the target release behind the load balancers."""
 
     kind = StepKind.NODE
+    # Steps with the same batch ([run] nodes_at_once) go through each phase together; None: alone.
+    batch: int | None = None
 
     def apply(self, context: RunContext) -> None:
         """Drain, swap to the target, gate on health and release, back into rotation."""
-        runtime = context.drivers.node_runtime(self.node)
+        for phase in self.phases():
+            phase(context)
+
+    def phases(self) -> tuple[Callable[[RunContext], None], ...]:
+        """``apply`` in the order a batch runs it, every node of the batch through one before the next."""
+        return (self.leave_rotation, self.swap, self.gate_replacement, self.rejoin_rotation)
+
+    def leave_rotation(self, context: RunContext) -> None:
+        """Drained, then MAINT on every socket."""
         self._take_out_of_rotation(context)
         self._verify_out_of_rotation(context)
+
+    def swap(self, context: RunContext) -> None:
+        """The old container stopped and set aside, the replacement started (booting, kept in MAINT)."""
+        runtime = context.drivers.node_runtime(self.node)
         journal = context.journal
         journal.intend(self.id, Event.STOPPED)
         journal.event(self.id, Event.STOPPED, **runtime.stop())
         self._keep_out(context)  # a reload while it stopped: no traffic to a node that is not there
         self._replace(context, runtime)
+
+    def gate_replacement(self, context: RunContext) -> None:
+        """Healthy, on the target release, its full CPU weight, tokens both ways, warmed up."""
+        runtime = context.drivers.node_runtime(self.node)
         self._gate(
             context,
             runtime,
@@ -270,6 +288,9 @@ class NodeUpgrade(NodeStep):
         self._tokens_accepted_both_ways(context)
         self._warm_up(context, runtime)
         self._keep_out(context)
+
+    def rejoin_rotation(self, context: RunContext) -> None:
+        """READY, and UP on every socket."""
         self._put_into_rotation(context)
 
     def after_rollback(self, failure: RunnerError) -> RunnerError:
