@@ -63,10 +63,23 @@ def benchmark_png(path: Path, document: dict[str, Any]) -> Path:
         axes[1][1].legend(fontsize=8)
     scaling = document.get("scaling") or []
     if scaling:
-        counts = [r["nodes"] for r in scaling]
-        axes[1][2].plot(counts, [r["wall_s"] for r in scaling], "o-", color="#0d47a1")
+        for at_once in sorted({r["nodes_at_once"] for r in scaling}):
+            shown = [r for r in scaling if r["nodes_at_once"] == at_once]
+            alone = at_once == 1
+            style = {
+                "marker": "o" if alone else "s",
+                "linestyle": "-" if alone else "none",
+                "label": "one at a time" if alone else f"{at_once} at a time",
+            }
+            counts = [r["nodes"] for r in shown]
+            axes[1][2].plot(
+                counts, [r["wall_s"] for r in shown], color="#0d47a1" if alone else "#ef6c00", **style
+            )
+            axes[1][3].plot(
+                counts, [r["failed"] for r in shown], color="#c62828" if alone else "#ef6c00", **style
+            )
         axes[1][2].set_title("keystone-upgrade wall time (s) by nodes", fontsize=10)
-        axes[1][3].plot(counts, [r["failed"] for r in scaling], "o-", color="#c62828")
+        axes[1][2].legend(fontsize=8)
         axes[1][3].set_title("failed requests by nodes", fontsize=10)
         axes[1][3].set_ylim(bottom=-0.5, top=max(5, *[r["failed"] for r in scaling]) + 0.5)
     figure.suptitle(f"{document['source']} -> {document['target']} at {document['rate']}/s")

@@ -54,10 +54,10 @@ def _ms(samples: list[Sample], fraction: float) -> float | None:
     return round(value, 1) if value is not None else None
 
 
-def _write_inventory(cluster: LabEndpoints, target: str, migration_timeout_s: float | None) -> Path:
+def _write_inventory(cluster: LabEndpoints, target: str, run: dict[str, Any]) -> Path:
     text = inventory_toml(cluster, target, cluster.state_dir / "upgrade")
-    if migration_timeout_s is not None:
-        text = text.replace("[run]\n", f"[run]\nmigration_timeout_s = {migration_timeout_s}\n", 1)
+    settings = "".join(f"{key} = {value}\n" for key, value in run.items())
+    text = text.replace("[run]\n", f"[run]\n{settings}", 1)
     path = cluster.state_dir / "inventory.toml"
     path.write_text(text)
     return path
@@ -73,6 +73,7 @@ def measure(
     steady_s: float,
     large: Size | None = None,
     nodes: int = 3,
+    at_once: int = 1,
 ) -> dict[str, Any]:
     """One fresh cluster, steady traffic, the procedure under traffic, a little after; the numbers."""
     with temporary_cluster(
@@ -86,9 +87,10 @@ def measure(
                 ),
                 large,
             )
-        inventory = load_inventory(
-            _write_inventory(cluster, target, BIG_MIGRATION_TIMEOUT_S if large is not None else None)
-        )
+        run: dict[str, Any] = {"nodes_at_once": at_once}
+        if large is not None:
+            run["migration_timeout_s"] = BIG_MIGRATION_TIMEOUT_S
+        inventory = load_inventory(_write_inventory(cluster, target, run))
         drivers = connect(inventory)
         credentials = Credentials(cluster.admin_username, cluster.admin_password, cluster.admin_project)
         settings = ProbeSettings(
@@ -121,6 +123,7 @@ def measure(
     result: dict[str, Any] = {
         "procedure": procedure,
         "nodes": nodes,
+        "nodes_at_once": at_once,
         "rate_target": rate,
         "requests": len(samples),
         "failed": sum(1 for s in samples if not s.ok),
@@ -266,6 +269,12 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--large-users", type=int, default=Size.users)
     parser.add_argument("--large-assignments", type=int, default=Size.assignments)
     parser.add_argument("--scaling", default="3,6,10", help="node counts the runner is run on ('' skips)")
+    parser.add_argument(
+        "--scaling-at-once",
+        type=int,
+        default=3,
+        help="also the largest node count this many at a time (1 skips)",
+    )
     return parser.parse_args()
 
 
@@ -326,11 +335,15 @@ def _scaling(
     client: docker.DockerClient, args: argparse.Namespace, common: dict[str, Any]
 ) -> list[dict[str, Any]]:
     runs = []
-    for count in (int(n) for n in args.scaling.split(",")):
-        result = measure(client, "keystone-upgrade", **common, nodes=count)
+    counts = [int(n) for n in args.scaling.split(",")]
+    shapes = [(count, 1) for count in counts]
+    if args.scaling_at_once > 1:
+        shapes.append((max(counts), args.scaling_at_once))
+    for count, at_once in shapes:
+        result = measure(client, "keystone-upgrade", **common, nodes=count, at_once=at_once)
         runs.append(result)
         print(
-            f"{count:>3} nodes: wall {result['wall_s']} s, {result['failed']} failed, "
+            f"{count:>3} nodes, {at_once} at a time: wall {result['wall_s']} s, {result['failed']} failed, "
             f"p99 {result['during_p99_ms']} ms (steady {result['steady_p99_ms']})",
             flush=True,
         )

@@ -21,7 +21,7 @@ from runner.lab.render import (
     prepare_state_dir,
     write_config,
 )
-from runner.lab.settings import LabSettings
+from runner.lab.settings import NODE_COUNT, LabSettings
 from runner.model import SocketAddress
 from runner.waits import (
     CONTAINER_EXITED,
@@ -95,22 +95,28 @@ class Lab:
         """The compose services, interpolated for this cluster, dependencies first.
 
         The compose file has three nodes; a cluster of more (the benchmark's scaling runs)
-        gets copies of the first on their own ports.
+        gets copies of the first on their own ports, and every node then runs one worker
+        (KEYSTONE_WORKERS): ten nodes of two on a 2-core machine would measure its queue.
         """
         services = load_services(self.settings.compose_environment(), self.compose_file)
+        names = self.settings.node_names()
+        if len(names) <= NODE_COUNT:
+            return services
         first = next(s for s in services if s.name == "keystone-1")
-        described = {s.name for s in services}
-        for name, port in zip(self.settings.node_names(), self.settings.ports.nodes, strict=True):
-            if name not in described:
-                services.append(
-                    replace(
-                        first,
-                        name=name,
-                        container_name=f"{self.settings.project}-{name}",
-                        environment={**first.environment, "KEYSTONE_BIND": f"127.0.0.1:{port}"},
-                    )
-                )
-        return services
+        nodes = {
+            name: replace(
+                first,
+                name=name,
+                container_name=f"{self.settings.project}-{name}",
+                environment={
+                    **first.environment,
+                    "KEYSTONE_BIND": f"127.0.0.1:{port}",
+                    "KEYSTONE_WORKERS": "1",
+                },
+            )
+            for name, port in zip(names, self.settings.ports.nodes, strict=True)
+        }
+        return [s for s in services if s.name not in nodes] + list(nodes.values())
 
     def endpoints(self) -> LabEndpoints:
         """Where this cluster listens and how to log in."""

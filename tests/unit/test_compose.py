@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from runner.errors import LabError
+from runner.lab.cluster import Lab
 from runner.lab.compose import interpolate, load_services
 from runner.lab.settings import LabPorts, LabSecrets, LabSettings
 
@@ -80,3 +82,16 @@ def test_a_dependency_cycle_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(LabError, match="cycle"):
         load_services({}, _write(tmp_path, body))
+
+
+def test_a_lab_of_more_nodes_than_the_file_copies_the_first_with_one_worker_each(tmp_path: Path) -> None:
+    settings = dataclasses.replace(_settings(tmp_path), ports=LabPorts.from_base(40000, node_count=5))
+    services = Lab(settings, client=None).services()  # services() reads no engine
+    nodes = {s.name: s for s in services if s.name.startswith("keystone-")}
+    assert sorted(nodes) == [f"keystone-{i}" for i in range(1, 6)]
+    assert nodes["keystone-5"].container_name == "kuunit-keystone-5"
+    assert nodes["keystone-5"].environment["KEYSTONE_BIND"] == "127.0.0.1:40015"
+    assert {s.environment["KEYSTONE_WORKERS"] for s in nodes.values()} == {"1"}
+    # Three, as the file has them: untouched.
+    three = {s.name: s for s in Lab(_settings(tmp_path), client=None).services()}
+    assert "KEYSTONE_WORKERS" not in three["keystone-1"].environment
