@@ -1,5 +1,5 @@
-"""Where the CPU went during a measurement: this process (the probe and the runner), HAProxy,
-the Keystone nodes, the database, throwaway containers, and the machine as a whole.
+"""Where the CPU went during a measurement: this process (the probe), the procedure's process,
+HAProxy, the Keystone nodes, the database, throwaway containers, and the machine as a whole.
 
 Read from /proc/stat and the cgroup v1 ``cpuacct`` counters Docker keeps per container
 (cgroupfs driver), sampled in a background thread so that containers removed during the run
@@ -29,9 +29,10 @@ def _machine_busy_s() -> float:
     return (sum(fields) - idle) / ticks
 
 
-def _process_s() -> float:
+def _process_s() -> tuple[float, float]:
+    """This process's CPU seconds, and its children's (counted once they have been waited for)."""
     times = os.times()
-    return times.user + times.system
+    return times.user + times.system, times.children_user + times.children_system
 
 
 def _kind(name: str, project: str) -> str:
@@ -95,14 +96,22 @@ class CpuMeter:
         with self._lock:
             for kind, seconds in self._last.values():
                 parts[kind] = parts.get(kind, 0.0) + seconds
-        return {"at": time.monotonic(), "process": _process_s(), "machine": _machine_busy_s(), "parts": parts}
+        process, children = _process_s()
+        return {
+            "at": time.monotonic(),
+            "process": process,
+            "children": children,
+            "machine": _machine_busy_s(),
+            "parts": parts,
+        }
 
 
 def cores(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
     """Cores used on average between two marks, per part (a container seen only after counts whole)."""
     seconds = max(1e-6, after["at"] - before["at"])
     used = {
-        "process (probe and runner)": after["process"] - before["process"],
+        "probe": after["process"] - before["process"],
+        "procedure (runner)": after.get("children", 0.0) - before.get("children", 0.0),
         "machine": after["machine"] - before["machine"],
     }
     for kind, value in after["parts"].items():
@@ -117,6 +126,6 @@ def limiter(used: dict[str, float], machine_cores: int) -> str:
         top = sorted(parts.items(), key=lambda kv: -kv[1])[:3]
         spent = ", ".join(f"{k} {v}" for k, v in top)
         return f"the machine's {machine_cores} cores were busy ({used['machine']} used: {spent})"
-    if used.get("process (probe and runner)", 0.0) >= 0.9:
+    if used.get("probe", 0.0) >= 0.9:
         return "the probe's own process: one core, Python's GIL"
     return "no CPU was saturated: the nodes' workers (latency-bound)"

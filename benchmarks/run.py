@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import time
 from pathlib import Path
@@ -36,7 +37,6 @@ from runner.model import DatabaseTarget
 from runner.probe import Probe, ProbeSettings, Sample
 from runner.upgrade import connect
 from runner.waits import WaitPolicy, wait_until
-from runner.watch import HaproxyWatcher
 
 RESULTS = Path(__file__).parent / "results"
 WARM_UP_S = 3.0
@@ -46,6 +46,7 @@ BIG_MIGRATION_TIMEOUT_S = 3600
 # A rate is held when the answers inside the upgrade window come at least this close to it.
 SUSTAINED = 0.95
 RATE_STEP = 1.5
+PROCEDURE_TIMEOUT_S = BIG_MIGRATION_TIMEOUT_S + 600
 MAX_RATE_STEPS = 8
 
 
@@ -91,26 +92,21 @@ def measure(
         if large is not None:
             run["migration_timeout_s"] = BIG_MIGRATION_TIMEOUT_S
         inventory = load_inventory(_write_inventory(cluster, target, run))
-        drivers = connect(inventory)
         credentials = Credentials(cluster.admin_username, cluster.admin_password, cluster.admin_project)
         settings = ProbeSettings(
             rate_per_s=rate, concurrency=max(6, int(rate / 4)), max_seconds=1800, max_requests=200_000
         )
         meter = CpuMeter(client, cluster.project).start()
         probe = Probe(cluster.lb_url, credentials, settings).start()
-        watcher = HaproxyWatcher(drivers.runtimes[0]).start()
         try:
             wait_until(TRAFFIC_FLOWING, lambda: len(probe.samples), lambda n: n >= rate * steady_s)
             before = meter.mark()
-            began = time.time()
-            parts = PROCEDURES[procedure](inventory, drivers)
-            ended = time.time()
+            began, ended, parts = run_apart(procedure, inventory.path)
             after = meter.mark()
             seen = len(probe.samples)
             wait_until(TRAFFIC_FLOWING, lambda: len(probe.samples), lambda n: n >= seen + rate * 3)
         finally:
             samples = probe.stop()
-            watcher.stop()
             meter.stop()
         writes = probe.verify_writes()
         journal = Journal.load(inventory.state_dir) if procedure == "keystone-upgrade" else None
@@ -154,6 +150,36 @@ def measure(
     if generated is not None:
         result["large_database"] = generated
     return result
+
+
+def _procedure_in_child(procedure: str, inventory_path: str, answers: Any) -> None:
+    """In a process of its own: the procedure, timed; its outcome on ``answers``."""
+    try:
+        inventory = load_inventory(Path(inventory_path))
+        drivers = connect(inventory)
+        began = time.time()
+        parts = PROCEDURES[procedure](inventory, drivers)
+        answers.put(("done", began, time.time(), parts))
+    except BaseException as exc:  # reported to the parent, which raises it
+        answers.put(("failed", 0.0, 0.0, f"{type(exc).__name__}: {exc}"))
+
+
+def run_apart(procedure: str, inventory_path: Path) -> tuple[float, float, dict[str, float]]:
+    """The procedure in a child process, as an operator's runner is: the probe's process then
+    holds the probe alone, and neither slows the other's Python (one GIL each)."""
+    context = multiprocessing.get_context("spawn")
+    answers = context.Queue()
+    child = context.Process(target=_procedure_in_child, args=(procedure, str(inventory_path), answers))
+    child.start()
+    try:
+        outcome, began, ended, parts = answers.get(timeout=PROCEDURE_TIMEOUT_S)
+    finally:
+        child.join(timeout=60)
+        if child.is_alive():
+            child.kill()
+    if outcome != "done":
+        raise RuntimeError(f"{procedure} failed in the benchmark: {parts}")
+    return began, ended, parts
 
 
 def tail_by_node(samples: list[Sample], journal: Journal, began: float, ended: float) -> dict[str, Any]:

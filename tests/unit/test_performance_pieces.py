@@ -60,7 +60,7 @@ def test_the_limiter_names_the_busy_machine_or_the_probe() -> None:
     before = {"at": 0.0, "process": 0.0, "machine": 0.0, "parts": {"nodes": 1.0}}
     busy = {"at": 10.0, "process": 5.0, "machine": 19.5, "parts": {"nodes": 11.0, "haproxy": 2.0}}
     used = cores(before, busy)
-    assert used == {"haproxy": 0.2, "machine": 1.95, "nodes": 1.0, "process (probe and runner)": 0.5}
+    assert used == {"haproxy": 0.2, "machine": 1.95, "nodes": 1.0, "probe": 0.5, "procedure (runner)": 0.0}
     assert limiter(used, 2).startswith("the machine's 2 cores were busy")
     gil = cores(before, {"at": 10.0, "process": 9.5, "machine": 12.0, "parts": {"nodes": 2.0}})
     assert "GIL" in limiter(gil, 2)
