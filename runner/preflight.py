@@ -379,6 +379,12 @@ def preflight_notices(inventory: Inventory, facts: ClusterFacts) -> tuple[str, .
         for path in facts.haproxy_configs_losing_states
     ]
     notices += [
+        f"HAProxy's {path} has no slowstart on its servers: a node back from MAINT gets its full share of "
+        "requests at once. The runner warms each node up first; a ramp (default-server ... slowstart 10s, "
+        "with health checks more frequent than that) spreads what is left over its first seconds"
+        for path in facts.haproxy_configs_without_slowstart
+    ]
+    notices += [
         f"node {node.config.name}: {node.target_image_copy}, as no registry gave it; to skip the copy, "
         "push the image to a registry that engine pulls from"
         for node in facts.nodes

@@ -30,6 +30,7 @@ from runner.facts import (
     ClusterFacts,
     database_facts,
     haproxy_configs_losing_states,
+    haproxy_configs_without_slowstart,
     node_facts,
     node_target_facts,
     probe_login_error,
@@ -184,6 +185,7 @@ def gather_facts(
             node_targets=node_targets.result(),
             throwaway=setup,
             drift=None if drift is None else drift.result(),
+            haproxy_configs_without_slowstart=haproxy_configs_without_slowstart(inventory.haproxy_configs),
         )
 
 

@@ -32,6 +32,8 @@ class ClusterFacts:
     cache_backend: str | None = None
     # The live schema against the running release's own (None: not compared, as on resume).
     drift: DriftFacts | None = None
+    # Given haproxy.cfg files with no slowstart: a node back in rotation gets its full share at once.
+    haproxy_configs_without_slowstart: tuple[str, ...] = ()
 
     def node(self, name: str) -> NodeFacts:
         """The facts of the node named ``name``."""

@@ -116,6 +116,21 @@ def haproxy_configs_losing_states(paths: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(losing)
 
 
+def haproxy_configs_without_slowstart(paths: tuple[str, ...]) -> tuple[str, ...]:
+    """The given haproxy.cfg files with no ``slowstart`` on any server line (or default-server):
+    a node back from MAINT gets its full share of requests at once, warm or not."""
+    missing = []
+    for path in paths:
+        try:
+            text = Path(path).read_text(errors="replace")
+        except OSError:
+            continue  # reported by the state check above
+        words = [line.split("#", 1)[0].split() for line in text.splitlines()]
+        if not any(w[:1] in (["server"], ["default-server"]) and "slowstart" in w for w in words):
+            missing.append(path)
+    return tuple(missing)
+
+
 HEALTH_REQUEST_TIMEOUT_S = 5
 
 

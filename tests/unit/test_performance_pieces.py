@@ -4,9 +4,11 @@ and when db_sync --migrate is skipped."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from benchmarks.cpu import cores, limiter
 from benchmarks.run import account
+from runner.facts.nodes import haproxy_configs_without_slowstart
 from runner.release_path import migrate_is_noop
 from runner.steps.tokens import WARM_UP_ROUNDS, WARM_UP_THREADS, warm_up
 
@@ -105,3 +107,18 @@ def test_migrate_is_skipped_only_for_releases_known_to_make_it_a_no_op() -> None
     assert not migrate_is_noop("22.0.0")  # the last release with sqlalchemy-migrate's data migrations
     assert not migrate_is_noop(None)
     assert not migrate_is_noop("latest")
+
+
+def test_a_haproxy_config_without_slowstart_is_noticed(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.cfg"
+    plain.write_text(
+        "backend b\n    default-server inter 1s fall 2 rise 2\n    server k1 127.0.0.1:1 check\n"
+    )
+    ramped = tmp_path / "ramped.cfg"
+    ramped.write_text(
+        "backend b\n    default-server inter 1s slowstart 10s\n    server k1 127.0.0.1:1 check\n"
+    )
+    commented = tmp_path / "commented.cfg"
+    commented.write_text("backend b\n    server k1 127.0.0.1:1 check # slowstart 10s\n")
+    paths = (str(plain), str(ramped), str(commented), str(tmp_path / "gone.cfg"))
+    assert haproxy_configs_without_slowstart(paths) == (str(plain), str(commented))
