@@ -274,7 +274,7 @@ class NodeUpgrade(NodeStep):
         self._replace(context, runtime)
 
     def gate_replacement(self, context: RunContext) -> None:
-        """Healthy, on the target release, its full CPU weight, tokens both ways, warmed up."""
+        """Healthy, on the target release, tokens both ways, warmed up, then its full CPU weight."""
         runtime = context.drivers.node_runtime(self.node)
         self._gate(
             context,
@@ -284,9 +284,10 @@ class NodeUpgrade(NodeStep):
             f"read the new container's last lines (above; a rollback removes it) and check the image "
             f"{self.image}; the old node is kept as {self.kept_as}",
         )
-        self._full_cpu(context, runtime)
         self._tokens_accepted_both_ways(context)
+        # Still at its boot weight: the gate's and the warm-up's requests yield to the serving nodes.
         self._warm_up(context, runtime)
+        self._full_cpu(context, runtime)
         self._keep_out(context)
 
     def rejoin_rotation(self, context: RunContext) -> None:

@@ -35,9 +35,9 @@ NODE_EVENTS = [
     "started",
     "healthy",
     "version",
-    "full cpu weight",
     "tokens accepted both ways",
     "warmed up",
+    "full cpu weight",
     "ready",
     "up",
 ]
@@ -96,8 +96,8 @@ def _assert_upgraded(
         assert [e["event"] for e in step["events"]] == NODE_EVENTS
         drained = step["events"][0]["servers"]
         assert sorted(drained) == sorted(f"{b}/{node}" for b in cluster.backends)
-        # Booted at a low CPU weight, given the old one's (Docker's default) once healthy; warmed up
-        # by the runner's own requests before going back into rotation.
+        # Booted at a low CPU weight, gated and warmed up by the runner's own requests at it, then
+        # given the old container's weight (Docker's default) before going back into rotation.
         event = {e["event"]: e for e in step["events"]}
         assert event["started"]["cpu_shares"] == BOOT_CPU_SHARES
         assert event["full cpu weight"]["cpu_shares"] == DOCKER_DEFAULT_CPU_SHARES

@@ -46,9 +46,9 @@ NODE_EVENTS = [
         Event.STARTED,
         Event.HEALTHY,
         Event.VERSION,
-        Event.FULL_CPU,
         Event.TOKENS,
         Event.WARMED,
+        Event.FULL_CPU,
         Event.READY,
         Event.UP,
     )
