@@ -7,6 +7,7 @@ image, with a bounded wait for metadata locks (see ``db_sync``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from runner.drivers.containers import StillRunning
@@ -22,6 +23,9 @@ from runner.waits import (
     WaitTimeout,
     wait_until,
 )
+
+# Nodes asked for their release at once before contract.
+ASKED_AT_ONCE = 8
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -241,14 +245,18 @@ class Contract(Throwaway, Step):
             ) from exc
 
     def _not_ready(self, context: RunContext) -> tuple[list[str], list[str]]:
-        not_on_target = []
-        for node in self.nodes:
+        def release_of(node: NodeConfig) -> str | None:
             try:
-                release = context.drivers.node_runtime(node).running_release()
+                return context.drivers.node_runtime(node).running_release()
             except RunnerError:
-                release = None  # not answering now counts as not on the target, and is asked again
-            if release != self.release:
-                not_on_target.append(node.name)
+                return None  # not answering now counts as not on the target, and is asked again
+
+        # Each node is asked inside its container (an exec, a Python start): all at once.
+        with ThreadPoolExecutor(max_workers=max(1, min(len(self.nodes), ASKED_AT_ONCE))) as pool:
+            releases = list(pool.map(release_of, self.nodes))
+        not_on_target = [
+            node.name for node, release in zip(self.nodes, releases, strict=True) if release != self.release
+        ]
         servers: tuple[ServerRef, ...] = tuple(ref for node in self.nodes for ref in node.servers)
         owner = {ref: node.name for node in self.nodes for ref in node.servers}
         not_up = [f"{owner[ref]} ({ref})" for ref in context.drivers.rotation.not_up(servers)]
