@@ -32,14 +32,19 @@ CLOSED_AFTER_FAILURE = "restored after the run failed"
 
 
 def batched(steps: tuple[Step, ...]) -> list[list[Step]]:
-    """The plan's steps in groups: consecutive node steps of one batch together, every other alone."""
+    """The plan's steps in groups: the node steps of one batch together (where its first one
+    stands, whatever stands between them: a node already on the target), every other alone."""
     groups: list[list[Step]] = []
+    placed: dict[int, list[Step]] = {}
     for step in steps:
         batch = getattr(step, "batch", None)
-        if batch is not None and groups and getattr(groups[-1][0], "batch", None) == batch:
-            groups[-1].append(step)
-        else:
+        if batch is None:
             groups.append([step])
+        elif batch in placed:
+            placed[batch].append(step)
+        else:
+            placed[batch] = [step]
+            groups.append(placed[batch])
     return groups
 
 
@@ -197,26 +202,34 @@ class Executor:
                     its_phases[index](self.context)
         except RunnerError as exc:
             self.journal.end(current.id, StepStatus.FAILED, exc.render())
-            for other in reversed([s for s in steps if s is not current]):
-                self._roll_back_with(other, current, exc)
-            raise self._roll_back_failed(current, exc) from exc
+            # Every other node of the batch is put back, even when one of them cannot be.
+            stuck = [
+                f"{other.id}: {error.render()}"
+                for other in reversed([s for s in steps if s is not current])
+                if (error := self._roll_back_with(other, current, exc)) is not None
+            ]
+            failed = self._roll_back_failed(current, exc)
+            if stuck:
+                raise RollbackError(
+                    f"step {current.id} failed, and putting back its batch failed too",
+                    observed=f"the failure: {exc.render()}\nnot put back: " + "\n".join(stuck),
+                    hint="the journal's intended entry for each step says what was being done; finish "
+                    "them by hand (the old copies are kept), then run rollback or upgrade again",
+                ) from exc
+            raise failed from exc
         for step in steps:
             self.journal.end(step.id, StepStatus.DONE)
 
-    def _roll_back_with(self, step: Step, failed: Step, failure: RunnerError) -> None:
-        """Put back a step of a batch whose other step failed (RollbackError when it cannot be)."""
+    def _roll_back_with(self, step: Step, failed: Step, failure: RunnerError) -> RunnerError | None:
+        """Put back a step of a batch whose other step failed; the error when it cannot be."""
         try:
             step.undo(self.context)
         except RunnerError as exc:
             self.journal.end(step.id, StepStatus.FAILED, f"rollback after {failed.id} failed: {exc.render()}")
-            raise RollbackError(
-                f"step {failed.id} failed, and putting back {step.id} of its batch failed too",
-                observed=f"the failure: {failure.render()}\nthe rollback: {exc.render()}",
-                hint="the journal's intended entry for the step says what was being done; "
-                "finish it by hand (the old copy is kept), then run rollback or upgrade again",
-            ) from exc
+            return exc
         self.journal.event(step.id, Event.ROLLED_BACK, after=f"{failed.id}: {failure.what}")
         self.journal.end(step.id, StepStatus.FAILED, f"rolled back with {failed.id} (same batch)")
+        return None
 
     def _roll_back_failed(self, step: Step, failure: RunnerError) -> RunnerError:
         """Undo a step whose apply failed; the error to stop with either way."""

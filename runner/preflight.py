@@ -265,7 +265,9 @@ def _upgrade_loads_it(node: NodeFacts, facts: ClusterFacts) -> bool:
 def _rotation_findings(inventory: Inventory) -> list[Finding]:
     """Swapping [run] nodes_at_once nodes together must leave [run] min_in_rotation serving."""
     at_once, total = inventory.nodes_at_once, len(inventory.nodes)
-    if at_once <= 1 or total - at_once >= inventory.min_in_rotation:
+    # One at a time with the default minimum: a one-node cluster is upgraded as before, with an outage.
+    asked = at_once > 1 or inventory.min_in_rotation > 1
+    if not asked or total - at_once >= inventory.min_in_rotation:
         return []
     return [
         Finding(

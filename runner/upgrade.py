@@ -28,6 +28,7 @@ from runner.errors import LockedError, PreflightError, RollbackError, RunnerErro
 from runner.executor import Executor
 from runner.facts import (
     ClusterFacts,
+    NodeFacts,
     database_facts,
     haproxy_configs_losing_states,
     haproxy_configs_without_slowstart,
@@ -125,22 +126,29 @@ def gather_facts(
     # The slow readings (containers: the target's throwaway, execs in every node, the drift
     # reference) wait on the engine more than they compute: they overlap. The database
     # connection is not shared between threads: only the main thread and then drift use it.
-    with ThreadPoolExecutor(max_workers=PREFLIGHT_THREADS) as pool:
-        nodes = tuple(
-            pool.map(
-                lambda node: node_facts(
-                    node,
-                    drivers.engine(node.engine),
-                    drivers.http,
-                    inventory.target_image,
-                    inventory.key_repositories,
-                    pull_missing=pull_missing,
-                    # An engine no registry serves gets the target image from the runner's own.
-                    image_source=drivers.engine(LOCAL_ENGINE),
-                ),
-                inventory.nodes,
-            )
+    # Before any throwaway of this preflight starts: what runs now is left over from earlier runs.
+    leftovers = throwaways_running(drivers.engines)
+
+    def facts_of(node: NodeConfig) -> NodeFacts:
+        return node_facts(
+            node,
+            drivers.engine(node.engine),
+            drivers.http,
+            inventory.target_image,
+            inventory.key_repositories,
+            pull_missing=pull_missing,
+            # An engine no registry serves gets the target image from the runner's own.
+            image_source=drivers.engine(LOCAL_ENGINE),
         )
+
+    def facts_on(engine: str) -> list[NodeFacts]:
+        # One engine's nodes one after another: the first copies a missing image there, once.
+        return [facts_of(node) for node in inventory.nodes if node.engine == engine]
+
+    with ThreadPoolExecutor(max_workers=PREFLIGHT_THREADS) as pool:
+        engines = list(dict.fromkeys(node.engine for node in inventory.nodes))
+        by_name = {f.config.name: f for found in pool.map(facts_on, engines) for f in found}
+        nodes = tuple(by_name[node.name] for node in inventory.nodes)
         database = database_facts(drivers.database)
         database_ok = database.error is None
         setup = throwaway_setup(inventory, nodes, drivers.engine)
@@ -169,7 +177,6 @@ def gather_facts(
                 accepted=accept_drift,
             )
         )
-        leftovers = throwaways_running(drivers.engines)
         sockets = tuple(socket_facts(runtime) for runtime in drivers.runtimes)
         login_error = probe_login_error(drivers.tokens, inventory.probe.url if inventory.probe else None)
         return ClusterFacts(

@@ -54,6 +54,7 @@ class DockerEngine:
         # A tcp:// engine's TLS: the directory of ca.pem, cert.pem and key.pem, as DOCKER_CERT_PATH.
         self.tls_dir = tls_dir
         self._client: docker.DockerClient | None = None
+        self._cgroup_version: int | None = None
 
     def _tls(self) -> docker.tls.TLSConfig | None:
         """Mutual TLS from ``tls_dir``: the engine's certificate must chain to its ca.pem."""
@@ -96,6 +97,15 @@ class DockerEngine:
             self.client.ping()
         except DockerException as exc:
             raise self._fail("no answer", exc, "start the engine or fix the node's docker endpoint") from exc
+
+    def cgroup_version(self) -> int:
+        """The engine's cgroup version (1 or 2), as it reports it (asked once)."""
+        if self._cgroup_version is None:
+            try:
+                self._cgroup_version = int(self.client.info().get("CgroupVersion") or 1)
+            except (DockerException, ValueError) as exc:
+                raise self._fail("cannot read its cgroup version", exc) from exc
+        return self._cgroup_version
 
     def container(self, name: str) -> ContainerFacts | None:
         """The container's facts, or None when there is no such container."""

@@ -23,7 +23,7 @@ DEFAULT_STOP_TIMEOUT_S = 10
 # A replacement boots at this CPU weight (Docker's default is 1024): importing Keystone and
 # starting its workers takes seconds of CPU, and at full weight it takes them from the nodes
 # serving meanwhile, whose requests then wait. The weight only matters while the CPU is
-# contended; it is set back to the old container's once the node answers its health URL.
+# contended; the old container's is given back before the node goes back into rotation.
 BOOT_CPU_SHARES = 64
 DOCKER_DEFAULT_CPU_SHARES = 1024
 HEALTH_REQUEST_TIMEOUT_S = 5
@@ -93,17 +93,33 @@ class DockerNode:
         blueprint = derive_blueprint(
             old.inspect, self._old_image(old).inspect, image, name=self.node.container, target=config
         )
-        blueprint = replace(blueprint, host_config={**blueprint.host_config, "CpuShares": BOOT_CPU_SHARES})
+        boot_shares = self._boot_cpu_shares(old)
+        if boot_shares is not None:
+            blueprint = replace(blueprint, host_config={**blueprint.host_config, "CpuShares": boot_shares})
         if self.unit.name is None:
             new_id = self.engine.create_and_start(blueprint)
         else:
             new_id = self.unit.start_new(blueprint)  # created here, started by the unit's ExecStart
-        return self._with_unit({"container_id": new_id, "image": image, "cpu_shares": BOOT_CPU_SHARES})
+        return self._with_unit({"container_id": new_id, "image": image, "cpu_shares": boot_shares})
+
+    def _boot_cpu_shares(self, old: ContainerFacts) -> int | None:
+        """The weight the replacement boots at; None where the old one's could not be given back
+        exactly: a container without its own weight on cgroup v2, where runc turns an explicit
+        1024 into a cpu.weight other than the default 100 (runc before 1.3.2 makes it 39)."""
+        own = old.inspect["HostConfig"].get("CpuShares") or 0
+        if own:
+            return min(own, BOOT_CPU_SHARES)
+        return BOOT_CPU_SHARES if self.engine.cgroup_version() == 1 else None
 
     def full_cpu(self, kept_as: str) -> EffectData:
-        """The old container's CPU weight on the replacement (Docker's default when it had none)."""
+        """The old container's CPU weight on the replacement (on cgroup v1, where it had none, 1024:
+        the same weight); nothing to do when it booted at the old one's."""
         old = self._existing(kept_as, "the old container")
-        shares = old.inspect["HostConfig"].get("CpuShares") or DOCKER_DEFAULT_CPU_SHARES
+        own = old.inspect["HostConfig"].get("CpuShares") or 0
+        current = self._existing(self.node.container, "container")
+        if (current.inspect["HostConfig"].get("CpuShares") or 0) == own:
+            return {"cpu_shares": own or None}
+        shares = own or DOCKER_DEFAULT_CPU_SHARES
         self.engine.set_cpu_shares(self.node.container, shares)
         return {"cpu_shares": shares}
 

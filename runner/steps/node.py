@@ -267,6 +267,8 @@ class NodeUpgrade(NodeStep):
     def swap(self, context: RunContext) -> None:
         """The old container stopped and set aside, the replacement started (booting, kept in MAINT)."""
         runtime = context.drivers.node_runtime(self.node)
+        # In a batch, the others drained after this one: a reload meanwhile may have put it back.
+        self._verify_out_of_rotation(context)
         journal = context.journal
         journal.intend(self.id, Event.STOPPED)
         journal.event(self.id, Event.STOPPED, **runtime.stop())

@@ -77,7 +77,7 @@ def warm_up(tokens: Tokens | None, url: str, health: Callable[[], int]) -> dict[
     if tokens is not None:
         try:
             token = tokens.issue(url)
-        except OSError:  # PermissionError included: counted below as failed rounds
+        except (OSError, KeyError, ValueError):  # refused, unanswered, or an answer without a token
             token = None
 
     def one_round() -> bool:
@@ -85,7 +85,7 @@ def warm_up(tokens: Tokens | None, url: str, health: Callable[[], int]) -> dict[
             if tokens is None:
                 return health() == 200
             return token is not None and tokens.validate(url, token, token) == 200
-        except OSError:
+        except (OSError, KeyError, ValueError):
             return False
 
     with ThreadPoolExecutor(max_workers=WARM_UP_THREADS) as pool:

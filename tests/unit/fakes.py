@@ -46,6 +46,7 @@ class FakeEngine:
         self.outlived = False
         self.running: list[str] = []
         self.cpu_shares: dict[str, int] = {}
+        self.cgroups = 1
 
     def ping(self) -> None:
         return None
@@ -138,6 +139,9 @@ class FakeEngine:
 
     def set_cpu_shares(self, container: str, shares: int) -> None:
         self.cpu_shares[container] = shares
+
+    def cgroup_version(self) -> int:
+        return self.cgroups
 
     def remove(self, container: str) -> None:
         return None

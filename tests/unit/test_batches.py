@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from runner.errors import HealthError
-from runner.executor import Executor
+from runner.errors import HealthError, RollbackError
+from runner.executor import Executor, batched
 from runner.journal import Event, Journal, StepStatus
 from runner.model import Inventory
 from runner.plan import Plan, build_plan
 from runner.steps import NodeUpgrade, RunContext
 from tests.unit.fakes import FakeCluster, fake_cluster
-from tests.unit.test_plan import NEW_HEADS, OLD_HEADS, _facts, _inventory
+from tests.unit.test_plan import NEW_HEADS, OLD_HEADS, _facts, _inventory, _node
 
 EXPANDED = OLD_HEADS | {"expand2"}
 
@@ -42,7 +42,7 @@ def test_nodes_are_grouped_in_batches_and_peers_are_outside_their_batch() -> Non
     assert [s.batch for s in again.steps if isinstance(s, NodeUpgrade)] == [0, 0, 1]
 
 
-@pytest.mark.parametrize(("at_once", "min_in_rotation"), [(3, 1), (2, 2), (5, 1)])
+@pytest.mark.parametrize(("at_once", "min_in_rotation"), [(3, 1), (2, 2), (5, 1), (1, 3)])
 def test_a_batch_that_would_leave_too_few_in_rotation_is_refused(at_once: int, min_in_rotation: int) -> None:
     _, plan = _plan(at_once, min_in_rotation)
     assert [f.check for f in plan.findings] == ["in-rotation"]
@@ -95,3 +95,26 @@ def test_resume_after_a_failed_batch_runs_the_batch_again(tmp_path: Path) -> Non
     Executor(plan, RunContext(cluster.drivers(), journal, tmp_path / "runs" / journal.run_id)).resume()
     assert cluster.calls.index("start-target k2") < cluster.calls.index("health k1")
     assert all(cluster.nodes[n].release == "29.1.0" for n in ("k1", "k2", "k3"))
+
+
+def test_a_batch_stays_together_around_a_node_already_on_the_target(tmp_path: Path) -> None:
+    inventory = dataclasses.replace(_inventory(("k1", "k2", "k3", "k4")), nodes_at_once=2)
+    facts = _facts(inventory)
+    done = _node(inventory.nodes[1], "29.1.0")
+    plan = build_plan(
+        inventory, dataclasses.replace(facts, nodes=(facts.nodes[0], done, *facts.nodes[2:])), run_id="r"
+    )
+    groups = [[s.id for s in group] for group in batched(plan.steps) if len(group) > 1]
+    assert groups == [["node:k1", "node:k3"]]  # k2 is skipped; k4 alone in the next batch
+
+
+def test_every_node_of_a_failed_batch_is_put_back_even_when_one_cannot_be(tmp_path: Path) -> None:
+    _, cluster, journal, executor = _run_batched(tmp_path, at_once=3)
+    cluster.nodes["k3"].fail_start = True
+    cluster.nodes["k2"].fail_restore = True
+    with pytest.raises(RollbackError, match="putting back its batch failed too") as raised:
+        executor.run()
+    assert "node:k2" in str(raised.value)
+    assert cluster.nodes["k1"].release == "28.1.0"  # put back, though k2 could not be
+    assert journal.rolled_back("node:k1")
+    assert journal.rolled_back("node:k3")

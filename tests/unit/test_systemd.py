@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from runner.drivers.containers import ContainerFacts, ImageFacts
 from runner.drivers.docker_blueprint import ContainerBlueprint
-from runner.drivers.docker_node import BOOT_CPU_SHARES, DockerNode
+from runner.drivers.docker_node import BOOT_CPU_SHARES, DOCKER_DEFAULT_CPU_SHARES, DockerNode
 from runner.drivers.systemd import (
     JOB_TIMEOUT_S,
     QUERY_TIMEOUT_S,
@@ -369,3 +370,54 @@ def test_a_container_still_running_after_its_unit_stopped_is_an_error() -> None:
     ):
         unit.stop("old")
     assert calls == [f"unit-of {NAME}", f"systemctl stop {UNIT}"]  # never stopped past the unit
+
+
+class _WeightedEngine(_Engine):
+    """Each container with its own CPU weight (HostConfig.CpuShares; 0: none of its own)."""
+
+    def __init__(self, calls: Calls, old_shares: int, cgroups: int) -> None:
+        super().__init__(calls)
+        self.cgroups = cgroups
+        self.shares: dict[str, int] = {"old": old_shares}
+
+    def create_and_start(self, blueprint: ContainerBlueprint) -> str:
+        new = super().create_and_start(blueprint)
+        self.shares[new] = blueprint.host_config.get("CpuShares") or 0
+        return new
+
+    def container(self, name: str) -> ContainerFacts | None:
+        found = super().container(name)
+        if found is None:
+            return None
+        host = {**self.inspect["HostConfig"], "CpuShares": self.shares.get(found.id, 0)}
+        return dataclasses.replace(found, inspect={**self.inspect, "HostConfig": host})
+
+    def set_cpu_shares(self, container: str, shares: int) -> None:
+        self.calls.append(f"docker update --cpu-shares {shares} {container}")
+        self.shares[self._id(container) or container] = shares
+
+
+@pytest.mark.parametrize(
+    ("old_shares", "cgroups", "boot", "final"),
+    [
+        (0, 1, BOOT_CPU_SHARES, DOCKER_DEFAULT_CPU_SHARES),  # v1: 1024 is the default's weight
+        (512, 2, BOOT_CPU_SHARES, 512),  # its own weight, given back as it was
+        (32, 1, 32, 32),  # already lower than the boot weight: left alone
+        (0, 2, 0, 0),  # v2 without its own: an explicit 1024 would not be the default; not lowered
+    ],
+)
+def test_the_replacement_boots_at_a_low_weight_and_gets_the_old_one_back(
+    old_shares: int, cgroups: int, boot: int, final: int
+) -> None:
+    calls: Calls = []
+    engine = _WeightedEngine(calls, old_shares, cgroups)
+    node = DockerNode(_node(), engine, FakeHttp(), None)
+    node.stop()
+    node.set_aside(KEPT)
+    started = node.start_target("ks:29", KEPT)
+    assert engine.shares["new"] == boot
+    assert started["cpu_shares"] == (boot or None)
+    given = node.full_cpu(KEPT)
+    assert engine.shares["new"] == final
+    assert given["cpu_shares"] == (final or None)
+    assert bool([c for c in calls if c.startswith("docker update")]) == (boot != final)
