@@ -119,7 +119,11 @@ def cores(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
     return {kind: round(value / seconds, 2) for kind, value in sorted(used.items())}
 
 
-def limiter(used: dict[str, float], machine_cores: int) -> str:
+# A probe whose requests leave this late (p99) has run out of workers: it limits itself.
+PROBE_BEHIND_MS = 100.0
+
+
+def limiter(used: dict[str, float], machine_cores: int, sent_late_p99_ms: float = 0.0) -> str:
     """What most plausibly kept the rate from rising, from the cores each part used."""
     if used.get("machine", 0.0) >= 0.9 * machine_cores:
         parts = {k: v for k, v in used.items() if k != "machine"}
@@ -128,4 +132,6 @@ def limiter(used: dict[str, float], machine_cores: int) -> str:
         return f"the machine's {machine_cores} cores were busy ({used['machine']} used: {spent})"
     if used.get("probe", 0.0) >= 0.9:
         return "the probe's own process: one core, Python's GIL"
+    if sent_late_p99_ms > PROBE_BEHIND_MS:
+        return f"the probe's workers: its requests left up to {sent_late_p99_ms:.0f} ms late (p99)"
     return "no CPU was saturated: the nodes' workers (latency-bound)"

@@ -22,6 +22,7 @@ no-drain baseline spends on the same operations; the rest of a wall time is over
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,8 @@ from runner.upgrade import run_upgrade
 from runner.waits import HAPROXY_SERVERS_UP, NODE_HEALTHY, WaitPolicy, wait_until
 
 Parts = dict[str, float]
+# Parts are added to from the threads of the parallel baselines.
+_PARTS_LOCK = threading.Lock()
 PARTS = ("expand_s", "migrate_s", "contract_s", "node_stop_s", "node_start_to_healthy_s", "drain_s")
 # openstack-ansible's restart handler waits for the port (wait_for, no HTTP) before it re-enables.
 PORT_OPEN = WaitPolicy("the node's port accepts connections", timeout_s=180, interval_s=0.1)
@@ -54,7 +57,12 @@ def _db_sync(inventory: Inventory, drivers: Drivers, parts: Parts, part: str, *p
     )
     if finished.exit_code != 0:
         raise MigrationError(f"{command} failed in the benchmark", observed=finished.tail())
-    parts[part] += time.monotonic() - started
+    _add(parts, part, time.monotonic() - started)
+
+
+def _add(parts: Parts, part: str, seconds: float) -> None:
+    with _PARTS_LOCK:
+        parts[part] += seconds
 
 
 def _all_up(drivers: Drivers) -> None:
@@ -65,7 +73,7 @@ def _all_up(drivers: Drivers) -> None:
 def _stop(inventory: Inventory, drivers: Drivers, parts: Parts, node: NodeConfig) -> None:
     started = time.monotonic()
     drivers.node_runtime(node).stop()
-    parts["node_stop_s"] += time.monotonic() - started
+    _add(parts, "node_stop_s", time.monotonic() - started)
 
 
 def _port_open(url: str) -> bool:
@@ -86,11 +94,12 @@ def _start(
     began = time.monotonic()
     runtime.set_aside(kept_as)
     runtime.start_target(inventory.target_image, kept_as)
+    runtime.full_cpu(kept_as)  # the runner's low boot weight is its own: the peers boot at full weight
     if until_port_only:
         wait_until(PORT_OPEN, lambda: _port_open(node.health_url), bool)
     else:
         wait_until(NODE_HEALTHY.with_timeout(inventory.health_timeout_s), runtime.health, lambda s: s == 200)
-    parts["node_start_to_healthy_s"] += time.monotonic() - began
+    _add(parts, "node_start_to_healthy_s", time.monotonic() - began)
 
 
 def _replace(inventory: Inventory, drivers: Drivers, parts: Parts, node: NodeConfig) -> None:

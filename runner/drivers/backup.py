@@ -12,11 +12,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 from runner.drivers.containers import PURPOSE_LABEL, Engine, Finished, StillRunning
 from runner.drivers.database import MysqlDatabase
@@ -24,6 +26,8 @@ from runner.drivers.scratch_database import ScratchDatabase, scratch_database
 from runner.errors import BackupError, ConfigError
 from runner.model import BindMount, DatabaseTarget
 from runner.waits import MIGRATION_FINISHES
+
+T = TypeVar("T")
 
 OPTIONS_FILE = "/run/keystone-upgrade/client.cnf"
 OPTIONS_DIR = "/run/keystone-upgrade"  # a tmpfs of the backup container
@@ -113,16 +117,18 @@ def take_backup(
     tables = MysqlDatabase(target).table_row_counts()
     with ExitStack() as stack:
         # The scratch database for the restore check boots while the dump runs (it waits for
-        # nothing of the dump's until the load).
-        dumping = stack.enter_context(ThreadPoolExecutor(max_workers=1)).submit(
-            engine.run_once,
-            image,
-            [target.database, name],
-            entrypoint=["bash", "-c", DUMP_SCRIPT],
-            mounts=_mounts(directory, target),
-            labels={**labels, PURPOSE_LABEL: "backup"},
-            stdin_secret=_client_options(target),
-            tmpfs=(OPTIONS_DIR,),
+        # nothing of the dump's until the load). The dump waits in a daemon thread: a forced stop
+        # leaves its container running, as it would without the overlap, instead of waiting for it.
+        dumping = _in_background(
+            lambda: engine.run_once(
+                image,
+                [target.database, name],
+                entrypoint=["bash", "-c", DUMP_SCRIPT],
+                mounts=_mounts(directory, target),
+                labels={**labels, PURPOSE_LABEL: "backup"},
+                stdin_secret=_client_options(target),
+                tmpfs=(OPTIONS_DIR,),
+            )
         )
         scratch = (
             stack.enter_context(
@@ -131,7 +137,7 @@ def take_backup(
             if restore_check
             else None
         )
-        finished = dumping.result()
+        finished = dumping()
         dump = directory / name
         if finished.exit_code != 0 or not dump.exists():
             raise BackupError(
@@ -157,6 +163,29 @@ def take_backup(
             manifest = replace(manifest, restored_rows=rows, restored_checksums=checksums)
     (directory / f"{name}.manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
     return manifest
+
+
+def _in_background(work: Callable[[], T]) -> Callable[[], T]:
+    """Start ``work`` in a daemon thread; the returned call waits for its result (or raises its error)."""
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as exc:  # handed to the waiting thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="backup-dump", daemon=True)
+    thread.start()
+
+    def result() -> T:
+        thread.join()
+        if failure:
+            raise failure[0]
+        return outcome[0]
+
+    return result
 
 
 def _contents_after_load(
