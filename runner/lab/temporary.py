@@ -16,13 +16,17 @@ from runner.lab.cluster import Lab, LabEndpoints
 from runner.lab.settings import NODE_COUNT, LabPorts, LabSecrets, LabSettings, port_free
 
 PORT_BLOCK = 30  # room for up to 19 nodes (base + 11 on)
+EPHEMERAL_FROM = 32768
 
 
 def free_port_base(attempts: int = 50) -> int:
     """The start of a block of PORT_BLOCK ports on 127.0.0.1 that are all free now."""
     rng = random.Random()  # noqa: S311 - spreading ports, not security
     for _ in range(attempts):
-        base = rng.randrange(30000, 60000 - PORT_BLOCK, PORT_BLOCK)
+        # Below Linux's ephemeral range (32768-60999): a port chosen there can be taken by any
+        # outgoing connection between this check and the service's bind (seen: a node's gunicorn
+        # failing with "Address already in use").
+        base = rng.randrange(10000, EPHEMERAL_FROM - PORT_BLOCK, PORT_BLOCK)
         if all(port_free(base + offset) for offset in range(PORT_BLOCK)):
             return base
     raise RuntimeError(f"no block of {PORT_BLOCK} free ports found in {attempts} attempts")
