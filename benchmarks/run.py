@@ -30,7 +30,7 @@ from benchmarks.procedures import IRREDUCIBLE, PROCEDURES, describe
 from runner.analysis import longest_outage_s, per_phase, percentile, phases_from_journal
 from runner.config import load_inventory
 from runner.drivers.keystone import Credentials
-from runner.journal import Journal
+from runner.journal import Event, Journal
 from runner.lab.cluster import LabEndpoints
 from runner.lab.inventory import inventory_toml
 from runner.lab.temporary import temporary_cluster
@@ -206,7 +206,7 @@ def tail_by_node(samples: list[Sample], journal: Journal, began: float, ended: f
     during = sorted((s for s in samples if began <= s.at <= ended and s.ok), key=lambda s: -s.latency_s)
     slowest = during[: max(1, len(during) // 100)]
     up_at = {
-        step.id.removeprefix("node:"): next((e["at"] for e in step.events if e["event"] == "up"), None)
+        step.id.removeprefix("node:"): next((e["at"] for e in step.events if e["event"] == Event.UP), None)
         for step in journal.steps
         if step.kind == "node"
     }
