@@ -8,6 +8,7 @@ resumed run reads back exactly (``Plan.to_dict`` / ``Plan.from_dict``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from runner.drivers.docker_blueprint import ThrowawaySetup
@@ -110,6 +111,11 @@ class Plan:
             notices=tuple(data.get("notices", ())),
             procedure=data.get("procedure", "rolling"),
         )
+
+
+def backup_directory(inventory: Inventory, run_id: str, hop: str | None = None) -> Path:
+    """Where a run's verified dump goes (one directory per hop of a release path)."""
+    return inventory.backup_dir / run_id / (hop or "")
 
 
 def kept_name(container: str, run_id: str, hop: str | None = None) -> str:
@@ -265,7 +271,7 @@ def build_plan(
                 inventory,
                 facts,
                 step_id("backup"),
-                str(inventory.backup_dir / run_id / (hop or "")),
+                str(backup_directory(inventory, run_id, hop)),
                 "a verified dump before the schema changes",
             )
         )

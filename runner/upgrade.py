@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.credentials import admin_database_target, database_target, read_secret
-from runner.drivers.backup import ContainerBackups
-from runner.drivers.containers import RUN_ID_LABEL, Engine
+from runner.drivers.container_backups import ContainerBackups
+from runner.drivers.containers import PURPOSE_LABEL, RUN_ID_LABEL, Engine
 from runner.drivers.database import MysqlDatabase
 from runner.drivers.docker_engine import DockerEngine
 from runner.drivers.docker_node import DockerNode
@@ -46,7 +46,7 @@ from runner.interrupts import ForcedStop, Interrupted, StopRequests, stop_reques
 from runner.journal import Journal, new_run_id
 from runner.keystone_conf import mounted_cache_backend
 from runner.model import LOCAL_ENGINE, Inventory, NodeConfig, ProbeConfig
-from runner.plan import Plan, build_plan
+from runner.plan import Plan, backup_directory, build_plan
 from runner.plan_offline import OFFLINE, cold_plan
 from runner.release_path import check_release_path
 from runner.report import build_report, write_report
@@ -78,8 +78,13 @@ def connect(inventory: Inventory, *, token_gate: bool = True) -> Drivers:
     # One systemctl, this host's: a node container a unit runs here is swapped through it.
     units = NodeUnits(Systemctl())
 
+    node_runtimes: dict[NodeConfig, DockerNode] = {}
+
     def node_runtime(node: NodeConfig) -> DockerNode:
-        return DockerNode(node, engines[node.engine], http, units.for_node(node))
+        # One per node for the run: it remembers what it read inside each container.
+        if node not in node_runtimes:
+            node_runtimes[node] = DockerNode(node, engines[node.engine], http, units.for_node(node))
+        return node_runtimes[node]
 
     return Drivers(
         engines=engines,
@@ -116,11 +121,13 @@ def gather_facts(
     *,
     pull_missing: bool = False,
     accept_drift: tuple[str, ...] | None = None,
+    begin_backup: Callable[[], None] | None = None,
 ) -> ClusterFacts:
     """Read the cluster; change nothing (an upgrade may pull a missing target image).
 
     ``accept_drift`` (None: the schema is not compared) names the drift differences the
-    operator accepts; the others refuse the plan.
+    operator accepts; the others refuse the plan. ``begin_backup`` (an upgrade's) starts
+    its dump, a reading too, beside the others.
     """
     run_label = {RUN_ID_LABEL: "preflight"}
     # The slow readings (containers: the target's throwaway, execs in every node, the drift
@@ -128,6 +135,8 @@ def gather_facts(
     # connection is not shared between threads: only the main thread and then drift use it.
     # Before any throwaway of this preflight starts: what runs now is left over from earlier runs.
     leftovers = throwaways_running(drivers.engines)
+    if begin_backup is not None:
+        begin_backup()
 
     def facts_of(node: NodeConfig) -> NodeFacts:
         return node_facts(
@@ -205,11 +214,16 @@ def make_plan(
     accept_drift: tuple[str, ...] = (),
     hop: str | None = None,
     cold: bool = False,
+    run_id: str | None = None,
+    begin_backup: Callable[[], None] | None = None,
 ) -> Plan:
-    """Facts (the schema compared for drift), then the plan (with the id its run will have);
-    ``cold``: the same work offline (every node stopped at once: an outage, measured by --probe)."""
-    facts = gather_facts(inventory, drivers, pull_missing=pull_missing, accept_drift=accept_drift)
-    plan = build_plan(inventory, facts, run_id=new_run_id(), keep_old=keep_old, hop=hop)
+    """Facts (the schema compared for drift), then the plan (with the id its run will have: ``run_id``,
+    or a new one); ``cold``: the same work offline (every node stopped at once: an outage, measured
+    by --probe). ``begin_backup``: see ``gather_facts``."""
+    facts = gather_facts(
+        inventory, drivers, pull_missing=pull_missing, accept_drift=accept_drift, begin_backup=begin_backup
+    )
+    plan = build_plan(inventory, facts, run_id=run_id or new_run_id(), keep_old=keep_old, hop=hop)
     return cold_plan(plan) if cold and not plan.refused else plan
 
 
@@ -349,7 +363,10 @@ def run_upgrade(
         refuse_when_unfinished(inventory)
         hops = release_path(inventory, drivers)
         ran: list[dict[str, Any]] = []  # the journals of the hops run, for the probe's phases
-        for number, (_, hop_inventory) in enumerate(hops, start=1):
+        # A dump no backup step adopted (refused, declined, stale, failed before it) is removed.
+        stack.callback(drivers.backups.abandon)
+        for number, (hop, hop_inventory) in enumerate(hops, start=1):
+            run_id = new_run_id()
             plan = hop_plan(
                 inventory,
                 drivers,
@@ -359,6 +376,10 @@ def run_upgrade(
                 keep_old=keep_old,
                 accept_drift=accept_drift,
                 cold=cold,
+                run_id=run_id,
+                begin_backup=_backup_beside_preflight(
+                    hop_inventory, drivers, run_id, hop if inventory.through_images else None
+                ),
             )
             if plan.refused:
                 raise refuse(plan)
@@ -377,6 +398,19 @@ def run_upgrade(
                 last=last,
             )
         return plan
+
+
+def _backup_beside_preflight(
+    inventory: Inventory, drivers: Drivers, run_id: str, hop: str | None
+) -> Callable[[], None]:
+    """The start of the dump the plan's backup step will ask for (it only reads the database)."""
+    labels = {RUN_ID_LABEL: run_id, PURPOSE_LABEL: "backup"}
+    return lambda: drivers.backups.begin(
+        inventory.backup_image,
+        backup_directory(inventory, run_id, hop),
+        labels,
+        restore_check=inventory.backup_restore_check,
+    )
 
 
 def run_plan(

@@ -93,7 +93,7 @@ def _mounts(directory: Path, target: DatabaseTarget) -> list[BindMount]:
     return mounts
 
 
-def take_backup(
+def dump_verified(
     engine: Engine,
     image: str,
     target: DatabaseTarget,
@@ -101,15 +101,14 @@ def take_backup(
     labels: dict[str, str],
     *,
     restore_check: bool = True,
-    release: str | None = None,
-    node_images: dict[str, str] | None = None,
-    node_image_ids: dict[str, str] | None = None,
 ) -> BackupManifest:
     """Dump the database into ``directory`` and verify it; raise BackupError when anything is off.
 
-    ``restore_check``: load the dump into a scratch database once and record what it holds
-    (rows, CHECKSUM TABLE), so that any later restore can be checked against it. The numbers come
-    from the dump itself: the live tables, written to while the dump runs, would not match it.
+    The manifest it returns is not written yet and does not say what serves on the database
+    (``write_manifest`` does both). ``restore_check``: load the dump into a scratch database once
+    and record what it holds (rows, CHECKSUM TABLE), so that any later restore can be checked
+    against it. The numbers come from the dump itself: the live tables, written to while the
+    dump runs, would not match it.
     """
     directory.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -119,7 +118,7 @@ def take_backup(
         # The scratch database for the restore check boots while the dump runs (it waits for
         # nothing of the dump's until the load). The dump waits in a daemon thread: a forced stop
         # leaves its container running, as it would without the overlap, instead of waiting for it.
-        dumping = _in_background(
+        dumping = in_background(
             lambda: engine.run_once(
                 image,
                 [target.database, name],
@@ -128,7 +127,8 @@ def take_backup(
                 labels={**labels, PURPOSE_LABEL: "backup"},
                 stdin_secret=_client_options(target),
                 tmpfs=(OPTIONS_DIR,),
-            )
+            ),
+            "backup-dump",
         )
         scratch = (
             stack.enter_context(
@@ -154,18 +154,32 @@ def take_backup(
             tables=tables,
             started_at=started,
             finished_at=time.time(),
-            release=release,
-            node_images=dict(node_images or {}),
-            node_image_ids=dict(node_image_ids or {}),
         )
         if scratch is not None:
             rows, checksums = _contents_after_load(scratch, name)
             manifest = replace(manifest, restored_rows=rows, restored_checksums=checksums)
-    (directory / f"{name}.manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
     return manifest
 
 
-def _in_background(work: Callable[[], T]) -> Callable[[], T]:
+def write_manifest(
+    manifest: BackupManifest,
+    *,
+    release: str | None = None,
+    node_images: dict[str, str] | None = None,
+    node_image_ids: dict[str, str] | None = None,
+) -> BackupManifest:
+    """The manifest beside its dump, saying what serves on the database (a restore starts it again)."""
+    manifest = replace(
+        manifest,
+        release=release,
+        node_images=dict(node_images or {}),
+        node_image_ids=dict(node_image_ids or {}),
+    )
+    Path(f"{manifest.dump}.manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
+    return manifest
+
+
+def in_background(work: Callable[[], T], name: str) -> Callable[[], T]:
     """Start ``work`` in a daemon thread; the returned call waits for its result (or raises its error)."""
     outcome: list[T] = []
     failure: list[BaseException] = []
@@ -176,7 +190,7 @@ def _in_background(work: Callable[[], T]) -> Callable[[], T]:
         except BaseException as exc:  # handed to the waiting thread
             failure.append(exc)
 
-    thread = threading.Thread(target=run, name="backup-dump", daemon=True)
+    thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
 
     def result() -> T:
@@ -308,54 +322,6 @@ def load_backup(
             hint="load it again (restore drops what is there first); if it stays so, the dump is damaged",
         )
     return rows
-
-
-class ContainerBackups:
-    """The ``Backups`` port: dumps taken (and loaded back) by a throwaway container of the backup image.
-
-    ``admin`` ([database.admin]) loads a dump where given: its triggers need more than Keystone's account.
-    """
-
-    def __init__(self, engine: Engine, target: DatabaseTarget, admin: DatabaseTarget | None = None):
-        self.engine = engine
-        self.target = target
-        self.admin = admin
-
-    def load(self, image: str, dump: Path, sha256: str, labels: dict[str, str]) -> dict[str, int]:
-        """The database replaced by ``dump``, checked; its rows per table."""
-        return load_backup(
-            self.engine,
-            image,
-            target=self.target,
-            account=self.admin or self.target,
-            dump=dump,
-            sha256=sha256,
-            labels=labels,
-        )
-
-    def take(
-        self,
-        image: str,
-        directory: Path,
-        labels: dict[str, str],
-        *,
-        restore_check: bool = True,
-        release: str | None = None,
-        node_images: dict[str, str] | None = None,
-        node_image_ids: dict[str, str] | None = None,
-    ) -> BackupManifest:
-        """A verified dump of the database in ``directory`` (restored once to record what it holds)."""
-        return take_backup(
-            self.engine,
-            image,
-            self.target,
-            directory,
-            labels,
-            restore_check=restore_check,
-            release=release,
-            node_images=node_images,
-            node_image_ids=node_image_ids,
-        )
 
 
 def _verify(dump: Path, tables: dict[str, int]) -> tuple[str, int]:

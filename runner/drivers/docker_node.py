@@ -39,6 +39,10 @@ class DockerNode:
         # A container a systemd unit runs (kolla-ansible) is stopped and started through the unit:
         # stopped through Docker, systemd would start the old one again behind the runner's back.
         self.unit = ContainerUnit(services, node.container, engine)
+        # Container id -> the Keystone release inside. A container's packages come with its image,
+        # which it keeps for its life; one created again has a new id. Each answer is a Python
+        # started inside a node while its peers serve: asked once per container.
+        self._release_of: dict[str, str] = {}
 
     def _with_unit(self, data: EffectData) -> EffectData:
         """The effect's data, naming the unit when the move went through one."""
@@ -72,13 +76,15 @@ class DockerNode:
         old = self._existing(self.node.container, "container")
         self._old_image(old)
         stop_timeout = old.inspect["Config"].get("StopTimeout") or DEFAULT_STOP_TIMEOUT_S
-        # Read on the container just inspected (running_release would look it up again).
-        version = release_inside(self.engine, old.id) if old.status == "running" else old.keystone_version
         if self.unit.name is None:
             self.engine.stop(old.id, int(stop_timeout))
         else:
             self.unit.stop(old.id)
-        return self._with_unit({"container_id": old.id, "version": version})
+        # What was stopped, by image: its release was read inside it at preflight (the step's
+        # from_release), and asking again would start a Python in it while its peers serve.
+        return self._with_unit(
+            {"container_id": old.id, "image": old.image_reference, "image_id": old.image_id}
+        )
 
     def set_aside(self, kept_as: str) -> EffectData:
         """Rename the stopped container to ``kept_as``; its name is free for the replacement."""
@@ -154,11 +160,17 @@ class DockerNode:
         return True
 
     def running_release(self) -> str | None:
-        """The Keystone release installed in the running container, asked inside it (not its label)."""
+        """The Keystone release installed in the running container, asked inside it (not its label)
+        once per container: the contract gate asks again what the release gate asked."""
         container = self.engine.container(self.node.container)
         if container is None or container.status != "running":
             return None
-        return release_inside(self.engine, self.node.container)
+        if container.id not in self._release_of:
+            release = release_inside(self.engine, container.id)
+            if release is None:
+                return None  # not answering now is asked again
+            self._release_of[container.id] = release
+        return self._release_of[container.id]
 
     def health(self) -> int:
         """GET the node's health URL directly (not through HAProxy)."""

@@ -61,6 +61,16 @@ class Backups(Protocol):
         node_image_ids: dict[str, str] | None = None,
     ) -> BackupManifest: ...
     def load(self, image: str, dump: Path, sha256: str, labels: dict[str, str]) -> dict[str, int]: ...
+    def begin(
+        self, image: str, directory: Path, labels: dict[str, str], *, restore_check: bool = True
+    ) -> None:
+        """Start, while preflight reads, the dump a later ``take`` with the same image, directory
+        and restore check adopts."""
+        ...
+
+    def abandon(self) -> None:
+        """The dump ``begin`` started and no ``take`` adopted: waited for, and all it wrote removed."""
+        ...
 
 
 class NodeRuntime(Protocol):

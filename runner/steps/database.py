@@ -37,8 +37,14 @@ class Backup(Step):
             node_images=dict(self.node_images),
             node_image_ids=dict(self.node_image_ids),
         )
+        # started_at: before this step's intent when the dump was begun beside preflight.
         context.journal.event(
-            self.id, Event.DUMPED, dump=manifest.dump, sha256=manifest.sha256, tables=len(manifest.tables)
+            self.id,
+            Event.DUMPED,
+            dump=manifest.dump,
+            sha256=manifest.sha256,
+            tables=len(manifest.tables),
+            started_at=manifest.started_at,
         )
 
 

@@ -8,6 +8,7 @@ migrate, whose throwaway containers use the same mounts.)
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from runner.drivers.key_digests import KEY_DIGEST_SCRIPT, key_differences, parse_key_digests, short
@@ -18,6 +19,8 @@ from runner.model import LOCAL_ENGINE, MIGRATIONS_COMMAND, BindMount, NodeConfig
 from runner.steps.base import RunContext, Step, StepKind, Undo
 
 THROWAWAY = "the throwaway container"
+# Readings at once: the throwaway and the nodes' execs.
+READ_AT_ONCE = 4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,19 +41,24 @@ class KeysAgree(Step):
 
     def apply(self, context: RunContext) -> None:
         """Read, journal (short digests only), refuse on any difference."""
-        seen = {
-            f"node {node.name}": context.drivers.node_runtime(node).key_digests(self.repositories)
-            for node in self.nodes
-        }
         command = ["python3", "-c", KEY_DIGEST_SCRIPT, *self.repositories]
-        finished = context.drivers.engine(self.engine).run_once(
-            self.image,
-            styled_argv(self.migrations, command),
-            mounts=self.mounts,
-            environment=dict(self.environment),
-            labels=context.labels(self.id),
-            user="root",  # key repositories are 0700 keystone: root reads them in any image
-        )
+        # Every reading waits on an engine more than it computes: the throwaway (the slowest, a
+        # container started) and the nodes' execs at once.
+        with ThreadPoolExecutor(max_workers=READ_AT_ONCE) as pool:
+            throwaway = pool.submit(
+                context.drivers.engine(self.engine).run_once,
+                self.image,
+                styled_argv(self.migrations, command),
+                mounts=self.mounts,
+                environment=dict(self.environment),
+                labels=context.labels(self.id),
+                user="root",  # key repositories are 0700 keystone: root reads them in any image
+            )
+            read = pool.map(
+                lambda node: context.drivers.node_runtime(node).key_digests(self.repositories), self.nodes
+            )
+            seen = {f"node {node.name}": digests for node, digests in zip(self.nodes, read, strict=True)}
+            finished = throwaway.result()
         seen[THROWAWAY] = parse_key_digests(finished.output)
         if finished.exit_code != 0 or set(seen[THROWAWAY]) != set(self.repositories):
             raise DockerError(

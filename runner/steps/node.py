@@ -195,10 +195,11 @@ class NodeStep(Step):
         """The replacement booted at a low CPU weight (the serving nodes kept theirs): now its own."""
         context.journal.event(self.id, Event.FULL_CPU, **runtime.full_cpu(self.kept_as))
 
-    def _warm_up(self, context: RunContext, runtime: NodeRuntime) -> None:
+    def _warm_up(self, context: RunContext, runtime: NodeRuntime, token: str | None) -> None:
         """Every worker's first, slowest requests, sent by the runner, not by a client."""
         url = base_url(self.node.health_url)
-        context.journal.event(self.id, Event.WARMED, **warm_up(context.drivers.tokens, url, runtime.health))
+        warmed = warm_up(context.drivers.tokens, url, runtime.health, token)
+        context.journal.event(self.id, Event.WARMED, **warmed)
 
     def _last_lines(self, runtime: NodeRuntime) -> str:
         """The container's last lines, for an error: a rollback removes the failed replacement."""
@@ -208,16 +209,17 @@ class NodeStep(Step):
             return ""
         return f"\nlast lines of {self.node.container}:\n{tail}" if tail else ""
 
-    def _tokens_accepted_both_ways(self, context: RunContext) -> None:
-        """A token from this node validates on a peer, and a peer's on this node (``GET /v3`` proves neither).
+    def _tokens_accepted_both_ways(self, context: RunContext) -> str | None:
+        """A token from this node validates on a peer, and a peer's on this node (``GET /v3`` proves
+        neither); the one this node issued.
 
         Skipped without probe credentials or peers.
         """
         tokens = context.drivers.tokens
         if tokens is None or not self.peers:
-            return
+            return None
         peer = self.peers[0]
-        accepted_both_ways(
+        token = accepted_both_ways(
             tokens,
             (self.node.name, base_url(self.node.health_url)),
             (peer.name, base_url(peer.health_url)),
@@ -225,6 +227,7 @@ class NodeStep(Step):
             f"node {peer.name}'s; the old node is kept as {self.kept_as}",
         )
         context.journal.event(self.id, Event.TOKENS, peer=peer.name)
+        return token
 
     def _put_into_rotation(self, context: RunContext) -> None:
         names = [str(s) for s in self.node.servers]
@@ -286,9 +289,9 @@ class NodeUpgrade(NodeStep):
             f"read the new container's last lines (above; a rollback removes it) and check the image "
             f"{self.image}; the old node is kept as {self.kept_as}",
         )
-        self._tokens_accepted_both_ways(context)
+        token = self._tokens_accepted_both_ways(context)
         # Still at its boot weight: the gate's and the warm-up's requests yield to the serving nodes.
-        self._warm_up(context, runtime)
+        self._warm_up(context, runtime, token)
         self._full_cpu(context, runtime)
         self._keep_out(context)
 

@@ -21,30 +21,41 @@ from runner.waits import TOKENS_ACCEPTED, WaitTimeout, wait_until
 Endpoint = tuple[str, str]
 
 
-def _rejection(tokens: Tokens, node: Endpoint, peer: Endpoint) -> tuple[str, int] | None:
-    """One round, both ways: None when both accept, else who rejected and the status."""
-    for (issuer, issuer_url), (checker, checker_url) in ((node, peer), (peer, node)):
-        try:
-            subject = tokens.issue(issuer_url)
-            auth = tokens.issue(checker_url)
-        except PermissionError as exc:  # an answer: retrying a refused login changes nothing
-            return f"{exc}; preflight got a token with them, so look at that node's [auth] (or [probe])", 401
-        status = tokens.validate(checker_url, auth, subject)
+def _one_round(tokens: Tokens, node: Endpoint, peer: Endpoint) -> tuple[tuple[str, int] | None, str | None]:
+    """One round, both ways: who rejected and the status (None when both accept), and the token
+    ``node`` issued (the warm-up's).
+
+    A token is its own credential: sent as both the request's token and the subject, the checker
+    decrypts it with its keys to let the request in (a 401 when it cannot) and validates it. One
+    login per node, each a deliberately slow password hash on a node that is still booting.
+    """
+    try:
+        issued = {issuer: tokens.issue(url) for issuer, url in (node, peer)}
+    except PermissionError as exc:  # an answer: retrying a refused login changes nothing
+        return (
+            f"{exc}; preflight got a token with them, so look at that node's [auth] (or [probe])",
+            401,
+        ), None
+    for (issuer, _), (checker, checker_url) in ((node, peer), (peer, node)):
+        token = issued[issuer]
+        status = tokens.validate(checker_url, token, token)
         if status != 200:
-            return f"node {checker} rejects a token node {issuer} issued", status
-    return None
+            return (f"node {checker} rejects a token node {issuer} issued", status), issued[node[0]]
+    return None, issued[node[0]]
 
 
-def accepted_both_ways(tokens: Tokens, node: Endpoint, peer: Endpoint, hint: str) -> None:
-    """HealthError unless ``node`` and ``peer`` accept each other's tokens.
+def accepted_both_ways(tokens: Tokens, node: Endpoint, peer: Endpoint, hint: str) -> str | None:
+    """The token ``node`` issued, once ``node`` and ``peer`` accept each other's; else HealthError.
 
     A node that does not answer, a 5xx (the database restarting) or a refused
     login is tried again, bounded by TOKENS_ACCEPTED; a token rejected with a
     4xx is an answer, not a hiccup.
     """
     try:
-        rejected = wait_until(
-            TOKENS_ACCEPTED, lambda: _rejection(tokens, node, peer), lambda r: r is None or r[1] < 500
+        rejected, token = wait_until(
+            TOKENS_ACCEPTED,
+            lambda: _one_round(tokens, node, peer),
+            lambda r: r[0] is None or r[0][1] < 500,
         )
     except WaitTimeout as exc:
         raise HealthError(
@@ -55,26 +66,31 @@ def accepted_both_ways(tokens: Tokens, node: Endpoint, peer: Endpoint, hint: str
     if rejected is not None:
         what, status = rejected
         raise HealthError(what, observed=f"GET /v3/auth/tokens answered {status}", hint=hint)
+    return token
 
 
 # A swapped node's first requests are its slowest: each worker opens its database and memcached
 # connections, loads the keys and fills its caches on first use. Sent by the runner directly to
 # the node before it goes back into rotation, they are no client's. One token is issued (a
 # password check is a deliberately slow hash: issuing many would take CPU from the serving
-# nodes) and validated concurrently, so that every worker gets some (a free worker takes the
+# nodes; the token gate's is used where there was one) and validated concurrently, so that every worker gets some (a free worker takes the
 # next connection), several rounds per thread.
 WARM_UP_THREADS = 4
 WARM_UP_ROUNDS = 3
 
 
-def warm_up(tokens: Tokens | None, url: str, health: Callable[[], int]) -> dict[str, object]:
-    """Token validations (health requests without credentials) sent straight to a node.
+def warm_up(
+    tokens: Tokens | None, url: str, health: Callable[[], int], token: str | None = None
+) -> dict[str, object]:
+    """Validations of ``token`` (one is issued without it; health requests without credentials)
+    sent straight to a node.
 
     Failures are counted, not raised: the gates before it have decided whether the node serves.
     """
     started = time.monotonic()
-    token: str | None = None
-    if tokens is not None:
+    issued = 0
+    if tokens is not None and token is None:
+        issued = 1
         try:
             token = tokens.issue(url)
         except (OSError, KeyError, ValueError):  # refused, unanswered, or an answer without a token
@@ -91,7 +107,7 @@ def warm_up(tokens: Tokens | None, url: str, health: Callable[[], int]) -> dict[
     with ThreadPoolExecutor(max_workers=WARM_UP_THREADS) as pool:
         answers = list(pool.map(lambda _: one_round(), range(WARM_UP_THREADS * WARM_UP_ROUNDS)))
     return {
-        "requests": len(answers) + (0 if tokens is None else 1),
+        "requests": len(answers) + issued,
         "failed_rounds": answers.count(False),
         "seconds": round(time.monotonic() - started, 2),
     }

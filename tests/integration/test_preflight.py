@@ -44,6 +44,9 @@ def _refused(
     assert "what to do:" in result.stderr
     assert snapshot(client, cluster) == before
     assert not (cluster.state_dir / "upgrade" / "journal.json").exists()
+    # The dump begun beside preflight (it only reads) is removed with the directories it made.
+    backups = cluster.state_dir / "upgrade" / "backups"
+    assert not backups.exists() or not any(backups.iterdir()), list(backups.rglob("*"))
     return result.stderr
 
 

@@ -88,6 +88,10 @@ def _assert_upgraded(
     manifest = json.loads(Path(f"{dump}.manifest.json").read_text())
     assert manifest["sha256"] == hashlib.sha256(dump.read_bytes()).hexdigest()
     assert manifest["tables"]["user"] >= 1
+    # Begun beside preflight (a dump only reads) and adopted by the backup step: it started before
+    # the step did, and it is the only dump of the run.
+    assert dumped["started_at"] < journal["steps"][0]["started_at"], (dumped, journal["steps"][0])
+    assert sorted(p.name for p in dump.parent.iterdir()) == sorted([dump.name, f"{dump.name}.manifest.json"])
 
     # Each node went through every gate in order, drained and re-enabled in both backends.
     for node in cluster.node_urls:

@@ -254,7 +254,11 @@ class FakeNode:
 
     def stop(self) -> EffectData:
         self.calls.append(f"stop {self.node.name}")
-        return {"container_id": f"id-{self.node.name}", "version": self.release}
+        return {
+            "container_id": f"id-{self.node.name}",
+            "image": f"image-{self.release}",
+            "image_id": "sha256:0",
+        }
 
     def set_aside(self, kept_as: str) -> EffectData:
         self.calls.append(f"set-aside {self.node.name}")
@@ -315,6 +319,14 @@ class FakeBackups:
     def load(self, image: str, dump: Path, sha256: str, labels: dict[str, str]) -> dict[str, int]:
         self.calls.append(f"load {dump.name}")
         return {"user": 1}
+
+    def begin(
+        self, image: str, directory: Path, labels: dict[str, str], *, restore_check: bool = True
+    ) -> None:
+        self.calls.append("begin backup")
+
+    def abandon(self) -> None:
+        self.calls.append("abandon backup")
 
     def take(
         self,

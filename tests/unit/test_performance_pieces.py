@@ -98,6 +98,14 @@ def test_the_warm_up_issues_one_token_validates_it_every_round_and_counts_failur
     assert result["failed_rounds"] == 0
     refused = warm_up(_Tokens(reject=True), "http://127.0.0.1:1", lambda: 200)
     assert refused["failed_rounds"] == WARM_UP_THREADS * WARM_UP_ROUNDS
+    # The token gate's token: no login of its own.
+    given = _Tokens()
+    assert (
+        warm_up(given, "http://127.0.0.1:1", lambda: 200, "gate")["requests"]
+        == WARM_UP_THREADS * WARM_UP_ROUNDS
+    )
+    assert given.issued == 0
+    assert given.validated == WARM_UP_THREADS * WARM_UP_ROUNDS
     # Without probe credentials: the health URL, as often.
     assert (
         warm_up(None, "http://127.0.0.1:1", lambda: 503)["failed_rounds"] == WARM_UP_THREADS * WARM_UP_ROUNDS

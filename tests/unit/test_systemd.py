@@ -306,7 +306,7 @@ def test_without_a_unit_the_swap_goes_through_the_docker_api(has_unit: bool | No
         f"docker rename old {NAME}",
         "docker start old",
     ]
-    assert set(stopped) == {"container_id", "version"}
+    assert set(stopped) == {"container_id", "image", "image_id"}
     assert started == {"container_id": "new", "image": "ks:29", "cpu_shares": BOOT_CPU_SHARES}
     assert restored == {"container_id": "old", "image": "ks:28", "removed_replacement": True}
     assert engine.containers == {"old": {"name": NAME, "status": "running"}}

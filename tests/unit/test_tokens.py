@@ -20,19 +20,34 @@ class Flaky:
     def __init__(self, failures: int, status: int) -> None:
         self.failures, self.status = failures, status
         self.validations = 0
+        self.issued: list[str] = []
+        self.asked: list[tuple[str, str, str]] = []
 
     def issue(self, base_url: str) -> str:
+        self.issued.append(base_url)
         return f"token@{base_url}"
 
     def validate(self, base_url: str, auth_token: str, subject_token: str) -> int:
         self.validations += 1
+        self.asked.append((base_url, auth_token, subject_token))
         return self.status if self.validations <= self.failures else 200
 
 
 def test_a_database_hiccup_is_tried_again_and_then_passes() -> None:
     tokens = Flaky(failures=1, status=503)
-    accepted_both_ways(tokens, ("k1", "http://k1"), ("k2", "http://k2"), hint="h")
+    token = accepted_both_ways(tokens, ("k1", "http://k1"), ("k2", "http://k2"), hint="h")
     assert tokens.validations == 3  # one failed round, then both ways
+    assert token == "token@http://k1"  # the node's own, for its warm-up
+
+
+def test_each_node_logs_in_once_a_round_and_its_token_is_its_own_credential_on_the_other() -> None:
+    tokens = Flaky(failures=0, status=200)
+    accepted_both_ways(tokens, ("k1", "http://k1"), ("k2", "http://k2"), hint="h")
+    assert tokens.issued == ["http://k1", "http://k2"]  # a login is a slow password hash: one each
+    assert tokens.asked == [
+        ("http://k2", "token@http://k1", "token@http://k1"),
+        ("http://k1", "token@http://k2", "token@http://k2"),
+    ]
 
 
 def test_a_rejected_token_is_an_answer_at_once() -> None:
