@@ -128,7 +128,8 @@ def plan_restore(inventory: Inventory, drivers: Drivers, dump: Path | None) -> t
         for table in sorted(set(before) | set(live))
         if before.get(table) != live.get(table)
     )
-    loss = Loss(manifest.finished_at, time.time() - manifest.finished_at, changed)
+    # The dump is the database as it was when it started (one transaction): later writes are lost.
+    loss = Loss(manifest.started_at, time.time() - manifest.started_at, changed)
     sources = tuple(sorted({n.known_release or "unknown" for n in facts.nodes if n.container}))
     return replace(plan, source_versions=sources), loss
 

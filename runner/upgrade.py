@@ -50,7 +50,7 @@ from runner.plan import Plan, backup_directory, build_plan
 from runner.plan_offline import OFFLINE, cold_plan
 from runner.release_path import check_release_path
 from runner.report import build_report, write_report
-from runner.steps import RunContext
+from runner.steps import RunContext, StepKind
 from runner.traffic import Traffic, start_traffic, traffic_report
 from runner.waits import HAPROXY_RECONNECT
 
@@ -363,8 +363,9 @@ def run_upgrade(
         refuse_when_unfinished(inventory)
         hops = release_path(inventory, drivers)
         ran: list[dict[str, Any]] = []  # the journals of the hops run, for the probe's phases
-        # A dump no backup step adopted (refused, declined, stale, failed before it) is removed.
-        stack.callback(drivers.backups.abandon)
+        # A dump no backup step adopted (refused, declined, stale, failed before it) is removed;
+        # a forced stop does not wait for it (its containers carry the run's id, as a migration's).
+        stack.push(_abandon_unless_forced(drivers))
         for number, (hop, hop_inventory) in enumerate(hops, start=1):
             run_id = new_run_id()
             plan = hop_plan(
@@ -377,10 +378,15 @@ def run_upgrade(
                 accept_drift=accept_drift,
                 cold=cold,
                 run_id=run_id,
-                begin_backup=_backup_beside_preflight(
+                # A cold run's dump is taken with every node stopped, without the restore check.
+                begin_backup=None
+                if cold
+                else _backup_beside_preflight(
                     hop_inventory, drivers, run_id, hop if inventory.through_images else None
                 ),
             )
+            if not any(step.kind is StepKind.BACKUP for step in plan.steps):
+                drivers.backups.abandon()  # nothing to back up (the schema is the target's already)
             if plan.refused:
                 raise refuse(plan)
             if not confirm(plan):
@@ -405,12 +411,29 @@ def _backup_beside_preflight(
 ) -> Callable[[], None]:
     """The start of the dump the plan's backup step will ask for (it only reads the database)."""
     labels = {RUN_ID_LABEL: run_id, PURPOSE_LABEL: "backup"}
-    return lambda: drivers.backups.begin(
-        inventory.backup_image,
-        backup_directory(inventory, run_id, hop),
-        labels,
-        restore_check=inventory.backup_restore_check,
-    )
+
+    def begin() -> None:
+        # The backup directory exists first: what an unused dump removes is its run's own directory.
+        inventory.backup_dir.mkdir(parents=True, exist_ok=True)
+        drivers.backups.begin(
+            inventory.backup_image,
+            backup_directory(inventory, run_id, hop),
+            labels,
+            restore_check=inventory.backup_restore_check,
+        )
+
+    return begin
+
+
+def _abandon_unless_forced(drivers: Drivers) -> Callable[..., bool]:
+    """An exit callback: the unadopted dump removed, unless a forced stop asks not to wait."""
+
+    def on_exit(kind: type[BaseException] | None, *_: object) -> bool:
+        if kind is None or not issubclass(kind, ForcedStop):
+            drivers.backups.abandon()
+        return False
+
+    return on_exit
 
 
 def run_plan(

@@ -26,8 +26,9 @@ def _one_round(tokens: Tokens, node: Endpoint, peer: Endpoint) -> tuple[tuple[st
     ``node`` issued (the warm-up's).
 
     A token is its own credential: sent as both the request's token and the subject, the checker
-    decrypts it with its keys to let the request in (a 401 when it cannot) and validates it. One
-    login per node, each a deliberately slow password hash on a node that is still booting.
+    lets the request in and validates it (Keystone's default policy lets a token's user validate
+    it; a 401 when the checker cannot read it, unless a memcached the nodes share answers: see the
+    module's note). One login per node, each a deliberately slow password hash.
     """
     try:
         issued = {issuer: tokens.issue(url) for issuer, url in (node, peer)}

@@ -13,7 +13,9 @@ from runner.drivers import container_backups
 from runner.drivers.backup import BackupManifest
 from runner.drivers.container_backups import ContainerBackups
 from runner.errors import BackupError
+from runner.interrupts import ForcedStop, Interrupted
 from runner.model import DatabaseTarget
+from runner.upgrade import _abandon_unless_forced
 
 IMAGE = "backup:1"
 LABELS = {"run": "r"}
@@ -116,3 +118,21 @@ def test_an_early_dump_that_failed_fails_its_step_and_leaves_nothing_when_abando
     backups.begin(IMAGE, tmp_path / "run-2", LABELS)
     backups.abandon()
     assert not (tmp_path / "run-2").exists()
+
+
+def test_an_unadopted_dump_is_removed_when_a_run_ends_unless_a_forced_stop_asks_not_to_wait() -> None:
+    class Drivers:
+        def __init__(self) -> None:
+            self.backups = self
+            self.abandoned = 0
+
+        def abandon(self) -> None:
+            self.abandoned += 1
+
+    drivers = Drivers()
+    on_exit = _abandon_unless_forced(drivers)  # type: ignore[arg-type]
+    assert on_exit(None, None, None) is False
+    assert on_exit(Interrupted, None, None) is False
+    assert drivers.abandoned == 2
+    on_exit(ForcedStop, None, None)
+    assert drivers.abandoned == 2
