@@ -12,7 +12,7 @@ from typing import Any
 
 from runner.credentials import admin_database_target, database_target, read_secret
 from runner.drivers.container_backups import ContainerBackups
-from runner.drivers.containers import PURPOSE_LABEL, RUN_ID_LABEL, Engine
+from runner.drivers.containers import RUN_ID_LABEL, Engine
 from runner.drivers.database import MysqlDatabase
 from runner.drivers.docker_engine import DockerEngine
 from runner.drivers.docker_node import DockerNode
@@ -51,6 +51,7 @@ from runner.plan_offline import OFFLINE, cold_plan
 from runner.release_path import check_release_path
 from runner.report import build_report, write_report
 from runner.steps import RunContext, StepKind
+from runner.steps.base import run_labels
 from runner.traffic import Traffic, start_traffic, traffic_report
 from runner.waits import HAPROXY_RECONNECT
 
@@ -410,7 +411,6 @@ def _backup_beside_preflight(
     inventory: Inventory, drivers: Drivers, run_id: str, hop: str | None
 ) -> Callable[[], None]:
     """The start of the dump the plan's backup step will ask for (it only reads the database)."""
-    labels = {RUN_ID_LABEL: run_id, PURPOSE_LABEL: "backup"}
 
     def begin() -> None:
         # The backup directory exists first: what an unused dump removes is its run's own directory.
@@ -418,7 +418,7 @@ def _backup_beside_preflight(
         drivers.backups.begin(
             inventory.backup_image,
             backup_directory(inventory, run_id, hop),
-            labels,
+            run_labels(run_id, "backup"),
             restore_check=inventory.backup_restore_check,
         )
 

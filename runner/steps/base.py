@@ -54,6 +54,11 @@ class Undo(StrEnum):
     ENDS_WINDOW = "ends-window"  # once it has run the old release cannot come back (contract)
 
 
+def run_labels(run_id: str, purpose: str) -> dict[str, str]:
+    """The labels of a throwaway container run ``run_id`` starts for ``purpose`` (also before its journal)."""
+    return {RUN_ID_LABEL: run_id, PURPOSE_LABEL: purpose}
+
+
 @dataclass(frozen=True)
 class RunContext:
     """What a step acts through: the drivers, the journal, and where this run keeps its files."""
@@ -71,7 +76,7 @@ class RunContext:
 
     def labels(self, purpose: str) -> dict[str, str]:
         """The labels of a throwaway container this run starts."""
-        return {RUN_ID_LABEL: self.run_id, PURPOSE_LABEL: purpose}
+        return run_labels(self.run_id, purpose)
 
 
 @dataclass(frozen=True, kw_only=True)
