@@ -76,10 +76,13 @@ def test_upgrade_with_probe_reports_zero_failures_per_phase_and_a_timeline(
     assert probe["failed"] == 0, probe["failures"]
     assert probe["longest_outage_s"] == 0
     phases = {p["phase"]: p for p in probe["phases"]}
-    for name in ("preflight", "backup", "expand", "node:keystone-1", "node:keystone-2", "node:keystone-3",
+    for name in ("preflight", "expand", "node:keystone-1", "node:keystone-2", "node:keystone-3",
                  "contract"):  # fmt: skip
         assert phases[name]["requests"] > 0, name
         assert phases[name]["failed"] == 0, name
+    # The backup step adopts the dump begun beside preflight, so it is often over before a request is
+    # sent in it: its traffic is preflight's. It is still a phase of its own, and nothing failed in it.
+    assert phases["backup"]["failed"] == 0
     assert phases["migrate"]["requests"] == 0  # skipped: a no-op on every alembic release
     assert probe["overall"]["p99_ms"] is not None
     assert probe["writes"]["acknowledged_creates"] > 0
