@@ -210,6 +210,8 @@ def tail_by_node(samples: list[Sample], journal: Journal, began: float, ended: f
         for step in journal.steps
         if step.kind == "node"
     }
+    # What the runner had last done when each request was due: "step event", in time order.
+    said = sorted((e["at"], f"{step.id} {e['event']}") for step in journal.steps for e in step.events)
     rows = []
     for s in slowest:
         back = up_at.get(s.served_by or "")
@@ -217,7 +219,9 @@ def tail_by_node(samples: list[Sample], journal: Journal, began: float, ended: f
             {
                 "latency_ms": round(s.latency_s * 1000, 1),
                 "sent_late_ms": round(s.sent_late_s * 1000, 1),
+                "operation": s.operation,
                 "served_by": s.served_by,
+                "after_event": next((what for at, what in reversed(said) if at <= s.at), None),
                 "s_after_node_up": round(s.at - back, 1) if back is not None and s.at >= back else None,
                 "phase": next(
                     (

@@ -28,12 +28,13 @@ from runner.drivers.backup import (
 from runner.drivers.containers import RUN_ID_LABEL
 from runner.drivers.ports import Drivers
 from runner.errors import ConfigError, PreflightError
+from runner.facts.gather import gather_facts
 from runner.interrupts import stop_requests
 from runner.journal import new_run_id
 from runner.model import LOCAL_ENGINE, Inventory
 from runner.plan import Plan, backup_of_serving, build_plan
 from runner.plan_offline import restore_plan
-from runner.upgrade import gather_facts, hold_run_lock, run_plan
+from runner.upgrade import hold_run_lock, run_plan
 
 
 @dataclass(frozen=True)

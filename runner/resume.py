@@ -17,6 +17,7 @@ from runner.drivers.ports import Drivers
 from runner.errors import PreflightError
 from runner.executor import Executor
 from runner.facts import throwaways_running
+from runner.facts.gather import gather_facts
 from runner.facts.target import inventory_setup
 from runner.history import FINISHED, disagreements, last_run
 from runner.interrupts import ForcedStop, Interrupted, stop_requests
@@ -24,7 +25,7 @@ from runner.model import Inventory
 from runner.plan import Plan, with_current_environment, with_current_timeouts
 from runner.report import build_report, write_report
 from runner.steps import RunContext
-from runner.upgrade import INTERRUPTED, gather_facts, hold_run_lock
+from runner.upgrade import INTERRUPTED, hold_run_lock
 
 
 def run_resume(

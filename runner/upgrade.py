@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -26,25 +25,10 @@ from runner.drivers.rotation import HaproxyRotation
 from runner.drivers.systemd import NodeUnits, Systemctl
 from runner.errors import LockedError, PreflightError, RollbackError, RunnerError
 from runner.executor import Executor
-from runner.facts import (
-    ClusterFacts,
-    NodeFacts,
-    database_facts,
-    haproxy_configs_losing_states,
-    haproxy_configs_without_slowstart,
-    node_facts,
-    node_target_facts,
-    probe_login_error,
-    socket_facts,
-    target_facts,
-    throwaway_setup,
-    throwaways_running,
-)
-from runner.facts.drift import drift_facts
+from runner.facts.gather import gather_facts
 from runner.history import ROLLED_BACK, journal_plan, unfinished
 from runner.interrupts import ForcedStop, Interrupted, StopRequests, stop_requests
 from runner.journal import Journal, new_run_id
-from runner.keystone_conf import mounted_cache_backend
 from runner.model import LOCAL_ENGINE, Inventory, NodeConfig, ProbeConfig
 from runner.plan import Plan, backup_directory, build_plan
 from runner.plan_offline import OFFLINE, cold_plan
@@ -110,100 +94,6 @@ def _tokens(probe: ProbeConfig | None) -> KeystoneTokens | None:
         return None
     password = read_secret(probe.password, "probe password", "probe")
     return KeystoneTokens(Credentials(probe.username, password, probe.project, probe.domain))
-
-
-# Preflight's readings that run at once (see gather_facts).
-PREFLIGHT_THREADS = 4
-
-
-def gather_facts(
-    inventory: Inventory,
-    drivers: Drivers,
-    *,
-    pull_missing: bool = False,
-    accept_drift: tuple[str, ...] | None = None,
-    begin_backup: Callable[[], None] | None = None,
-) -> ClusterFacts:
-    """Read the cluster; change nothing (an upgrade may pull a missing target image).
-
-    ``accept_drift`` (None: the schema is not compared) names the drift differences the
-    operator accepts; the others refuse the plan. ``begin_backup`` (an upgrade's) starts
-    its dump, a reading too, beside the others.
-    """
-    run_label = {RUN_ID_LABEL: "preflight"}
-    # The slow readings (containers: the target's throwaway, execs in every node, the drift
-    # reference) wait on the engine more than they compute: they overlap. The database
-    # connection is not shared between threads: only the main thread and then drift use it.
-    # Before any throwaway of this preflight starts: what runs now is left over from earlier runs.
-    leftovers = throwaways_running(drivers.engines)
-    if begin_backup is not None:
-        begin_backup()
-
-    def facts_of(node: NodeConfig) -> NodeFacts:
-        return node_facts(
-            node,
-            drivers.engine(node.engine),
-            drivers.http,
-            inventory.target_image,
-            inventory.key_repositories,
-            pull_missing=pull_missing,
-            # An engine no registry serves gets the target image from the runner's own.
-            image_source=drivers.engine(LOCAL_ENGINE),
-        )
-
-    def facts_on(engine: str) -> list[NodeFacts]:
-        # One engine's nodes one after another: the first copies a missing image there, once.
-        return [facts_of(node) for node in inventory.nodes if node.engine == engine]
-
-    with ThreadPoolExecutor(max_workers=PREFLIGHT_THREADS) as pool:
-        engines = list(dict.fromkeys(node.engine for node in inventory.nodes))
-        by_name = {f.config.name: f for found in pool.map(facts_on, engines) for f in found}
-        nodes = tuple(by_name[node.name] for node in inventory.nodes)
-        database = database_facts(drivers.database)
-        database_ok = database.error is None
-        setup = throwaway_setup(inventory, nodes, drivers.engine)
-        target = pool.submit(
-            target_facts,
-            inventory,
-            drivers.engine(setup.engine),
-            run_label,
-            database_ok=database_ok,
-            pull_missing=pull_missing,
-            setup=setup,
-        )
-        node_targets = pool.submit(
-            node_target_facts, inventory, nodes, drivers.engine, run_label, database_ok=database_ok
-        )
-        drift = (
-            None
-            if accept_drift is None
-            else pool.submit(
-                drift_facts,
-                nodes,
-                drivers.database,
-                drivers.engine(LOCAL_ENGINE),
-                inventory.backup_image,
-                run_label,
-                accepted=accept_drift,
-            )
-        )
-        sockets = tuple(socket_facts(runtime) for runtime in drivers.runtimes)
-        login_error = probe_login_error(drivers.tokens, inventory.probe.url if inventory.probe else None)
-        return ClusterFacts(
-            nodes,
-            sockets,
-            database,
-            target.result(),
-            leftovers,
-            haproxy_configs_losing_states(inventory.haproxy_configs),
-            login_error,
-            # Read on this host: only where the throwaways (and so the mounts' sources) are here.
-            cache_backend=mounted_cache_backend(setup.mounts) if setup.engine == LOCAL_ENGINE else None,
-            node_targets=node_targets.result(),
-            throwaway=setup,
-            drift=None if drift is None else drift.result(),
-            haproxy_configs_without_slowstart=haproxy_configs_without_slowstart(inventory.haproxy_configs),
-        )
 
 
 def make_plan(

@@ -27,8 +27,13 @@ def key_digest(repository):
         total.update(file.name.encode() + b'\\0' + hashlib.sha256(file.read_bytes()).hexdigest().encode() + b'\\n')
     return len(files), total.hexdigest()
 """
+# Run inside serving nodes: at the lowest priority within the container, its workers go first.
 KEY_DIGEST_SCRIPT = (
-    DIGEST_FUNCTION
+    """\
+import os
+os.nice(19)
+"""
+    + DIGEST_FUNCTION
     + """\
 import sys
 for repository in sys.argv[1:]:

@@ -1,0 +1,152 @@
+"""Preflight's readings of the live cluster, taken at once where they can be (``gather_facts``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from runner.drivers.containers import RUN_ID_LABEL
+from runner.drivers.docker_blueprint import ThrowawaySetup
+from runner.drivers.ports import Drivers
+from runner.facts.cluster import ClusterFacts
+from runner.facts.drift import drift_facts
+from runner.facts.nodes import (
+    NodeFacts,
+    database_facts,
+    haproxy_configs_losing_states,
+    haproxy_configs_without_slowstart,
+    node_facts,
+    probe_login_error,
+    socket_facts,
+    throwaways_running,
+)
+from runner.facts.target import TargetFacts, node_setup, node_target_facts, target_facts, throwaway_setup
+from runner.keystone_conf import mounted_cache_backend
+from runner.model import LOCAL_ENGINE, Inventory, NodeConfig
+
+# Preflight's readings that run at once: the nodes' (each an exec or two), the target's
+# throwaway, the nodes' own target configurations and the drift reference.
+PREFLIGHT_THREADS = 6
+
+
+def gather_facts(
+    inventory: Inventory,
+    drivers: Drivers,
+    *,
+    pull_missing: bool = False,
+    accept_drift: tuple[str, ...] | None = None,
+    begin_backup: Callable[[], None] | None = None,
+) -> ClusterFacts:
+    """Read the cluster; change nothing (an upgrade may pull a missing target image).
+
+    ``accept_drift`` (None: the schema is not compared) names the drift differences the
+    operator accepts; the others refuse the plan. ``begin_backup`` (an upgrade's) starts
+    its dump, a reading too, beside the others.
+
+    The slow readings (containers: the target's throwaway, execs in every node, the drift
+    reference) wait on the engine more than they compute: they overlap. The target's throwaway
+    is the longest (it imports Keystone), so it starts as soon as the node whose setup it copies
+    has been read, not after every node. The database connection is not shared between
+    threads: only the main thread and then drift use it.
+    """
+    run_label = {RUN_ID_LABEL: "preflight"}
+    # Before any throwaway of this preflight starts: what runs now is left over from earlier runs.
+    leftovers = throwaways_running(drivers.engines)
+    if begin_backup is not None:
+        begin_backup()
+
+    def facts_of(node: NodeConfig) -> NodeFacts:
+        return node_facts(
+            node,
+            drivers.engine(node.engine),
+            drivers.http,
+            inventory.target_image,
+            inventory.key_repositories,
+            pull_missing=pull_missing,
+            # An engine no registry serves gets the target image from the runner's own.
+            image_source=drivers.engine(LOCAL_ENGINE),
+        )
+
+    with ThreadPoolExecutor(max_workers=PREFLIGHT_THREADS) as pool:
+        read = _read_nodes(pool, inventory.nodes, facts_of)
+        database = database_facts(drivers.database)
+        database_ok = database.error is None
+        # throwaway_setup's choice: the first node on the runner's engine (else the first node),
+        # unless it cannot be read; then it needs every node.
+        first = sorted(inventory.nodes, key=lambda n: n.engine != LOCAL_ENGINE)[0]
+        setup = node_setup(inventory, read[first.name].result(), drivers.engine)
+
+        def target_read_with(setup: ThrowawaySetup) -> Future[TargetFacts]:
+            return pool.submit(
+                target_facts,
+                inventory,
+                drivers.engine(setup.engine),
+                run_label,
+                database_ok=database_ok,
+                pull_missing=pull_missing,
+                setup=setup,
+            )
+
+        target = None if setup is None else target_read_with(setup)
+        nodes = tuple(read[node.name].result() for node in inventory.nodes)
+        if setup is None:
+            setup = throwaway_setup(inventory, nodes, drivers.engine)
+        if target is None:
+            target = target_read_with(setup)
+        node_targets = pool.submit(
+            node_target_facts, inventory, nodes, drivers.engine, run_label, database_ok=database_ok
+        )
+        drift = (
+            None
+            if accept_drift is None
+            else pool.submit(
+                drift_facts,
+                nodes,
+                drivers.database,
+                drivers.engine(LOCAL_ENGINE),
+                inventory.backup_image,
+                run_label,
+                accepted=accept_drift,
+            )
+        )
+        sockets = tuple(socket_facts(runtime) for runtime in drivers.runtimes)
+        login_error = probe_login_error(drivers.tokens, inventory.probe.url if inventory.probe else None)
+        return ClusterFacts(
+            nodes,
+            sockets,
+            database,
+            target.result(),
+            leftovers,
+            haproxy_configs_losing_states(inventory.haproxy_configs),
+            login_error,
+            # Read on this host: only where the throwaways (and so the mounts' sources) are here.
+            cache_backend=mounted_cache_backend(setup.mounts) if setup.engine == LOCAL_ENGINE else None,
+            node_targets=node_targets.result(),
+            throwaway=setup,
+            drift=None if drift is None else drift.result(),
+            haproxy_configs_without_slowstart=haproxy_configs_without_slowstart(inventory.haproxy_configs),
+        )
+
+
+def _read_nodes(
+    pool: ThreadPoolExecutor, nodes: tuple[NodeConfig, ...], facts_of: Callable[[NodeConfig], NodeFacts]
+) -> dict[str, Future[NodeFacts]]:
+    """Every node's facts, read at once, except that an engine's other nodes wait for its first:
+    the first copies a missing target image there, once."""
+    firsts: dict[str, Future[NodeFacts]] = {}
+    read: dict[str, Future[NodeFacts]] = {}
+    for node in nodes:
+        if node.engine not in firsts:
+            firsts[node.engine] = read[node.name] = pool.submit(facts_of, node)
+    for node in nodes:
+        if node.name not in read:
+            read[node.name] = pool.submit(_after, firsts[node.engine], facts_of, node)
+    return read
+
+
+def _after(
+    first: Future[NodeFacts], facts_of: Callable[[NodeConfig], NodeFacts], node: NodeConfig
+) -> NodeFacts:
+    # ``first`` was submitted before: a worker waiting here waits on one already running.
+    first.result()
+    return facts_of(node)
