@@ -13,6 +13,7 @@ from runner.credentials import admin_database_target, database_target, read_secr
 from runner.drivers.container_backups import ContainerBackups
 from runner.drivers.containers import RUN_ID_LABEL, Engine
 from runner.drivers.database import MysqlDatabase
+from runner.drivers.docker_blueprint import ThrowawaySetup
 from runner.drivers.docker_engine import DockerEngine
 from runner.drivers.docker_node import DockerNode
 from runner.drivers.haproxy import RuntimeSocket
@@ -20,12 +21,14 @@ from runner.drivers.http import RequestsHttp
 from runner.drivers.keystone import Credentials, KeystoneTokens
 from runner.drivers.keystone_release import release_inside, release_of_image
 from runner.drivers.memcached import MemcachedClient
-from runner.drivers.ports import Drivers
+from runner.drivers.ports import Drivers, KeystoneManage
 from runner.drivers.rotation import HaproxyRotation
 from runner.drivers.systemd import NodeUnits, Systemctl
+from runner.drivers.warm_keystone import WarmKeystone
 from runner.errors import LockedError, PreflightError, RollbackError, RunnerError
 from runner.executor import Executor
 from runner.facts.gather import gather_facts
+from runner.facts.target import manage_setup
 from runner.history import ROLLED_BACK, journal_plan, unfinished
 from runner.interrupts import ForcedStop, Interrupted, StopRequests, stop_requests
 from runner.journal import Journal, new_run_id
@@ -42,6 +45,7 @@ from runner.waits import HAPROXY_RECONNECT
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "keystone-upgrade"
+SCHEMA = (StepKind.EXPAND, StepKind.MIGRATE, StepKind.CONTRACT)  # the steps that run keystone-manage
 INTERRUPTED = "interrupted"  # the journal status of a run a signal stopped
 
 
@@ -85,6 +89,7 @@ def connect(inventory: Inventory, *, token_gate: bool = True) -> Drivers:
         backups=ContainerBackups(engines[LOCAL_ENGINE], target, admin),
         tokens=_tokens(inventory.probe) if token_gate else None,
         cache=MemcachedClient(),
+        keystone_manage=WarmKeystone(engines),
     )
 
 
@@ -107,12 +112,18 @@ def make_plan(
     cold: bool = False,
     run_id: str | None = None,
     begin_backup: Callable[[], None] | None = None,
+    begin_warm: Callable[[ThrowawaySetup], None] | None = None,
 ) -> Plan:
     """Facts (the schema compared for drift), then the plan (with the id its run will have: ``run_id``,
     or a new one); ``cold``: the same work offline (every node stopped at once: an outage, measured
-    by --probe). ``begin_backup``: see ``gather_facts``."""
+    by --probe). ``begin_backup``, ``begin_warm``: see ``gather_facts``."""
     facts = gather_facts(
-        inventory, drivers, pull_missing=pull_missing, accept_drift=accept_drift, begin_backup=begin_backup
+        inventory,
+        drivers,
+        pull_missing=pull_missing,
+        accept_drift=accept_drift,
+        begin_backup=begin_backup,
+        begin_warm=begin_warm,
     )
     plan = build_plan(inventory, facts, run_id=run_id or new_run_id(), keep_old=keep_old, hop=hop)
     return cold_plan(plan) if cold and not plan.refused else plan
@@ -257,6 +268,8 @@ def run_upgrade(
         # A dump no backup step adopted (refused, declined, stale, failed before it) is removed;
         # a forced stop does not wait for it (its containers carry the run's id, as a migration's).
         stack.push(_abandon_unless_forced(drivers))
+        if drivers.keystone_manage is not None:
+            stack.push(_close_warm(drivers.keystone_manage))
         for number, (hop, hop_inventory) in enumerate(hops, start=1):
             run_id = new_run_id()
             plan = hop_plan(
@@ -275,9 +288,12 @@ def run_upgrade(
                 else _backup_beside_preflight(
                     hop_inventory, drivers, run_id, hop if inventory.through_images else None
                 ),
+                begin_warm=_warm_beside_preflight(hop_inventory, drivers, run_id),
             )
             if not any(step.kind is StepKind.BACKUP for step in plan.steps):
                 drivers.backups.abandon()  # nothing to back up (the schema is the target's already)
+            if drivers.keystone_manage is not None and not any(step.kind in SCHEMA for step in plan.steps):
+                drivers.keystone_manage.close()  # nothing to migrate
             if plan.refused:
                 raise refuse(plan)
             if not confirm(plan):
@@ -313,6 +329,32 @@ def _backup_beside_preflight(
         )
 
     return begin
+
+
+def _warm_beside_preflight(
+    inventory: Inventory, drivers: Drivers, run_id: str
+) -> Callable[[ThrowawaySetup], None] | None:
+    """The start of the warm keystone-manage container the schema steps will fork in."""
+    warm = drivers.keystone_manage
+    if warm is None:
+        return None
+
+    def begin(setup: ThrowawaySetup) -> None:
+        manage = manage_setup(inventory, setup)
+        if manage is not None:
+            warm.begin(manage, run_labels(run_id, "keystone-manage"))
+
+    return begin
+
+
+def _close_warm(warm: KeystoneManage) -> Callable[..., bool]:
+    """An exit callback: the warm container ends; after a forced stop it is not waited for."""
+
+    def on_exit(kind: type[BaseException] | None, *_: object) -> bool:
+        warm.close(wait=kind is None or not issubclass(kind, ForcedStop))
+        return False
+
+    return on_exit
 
 
 def _abandon_unless_forced(drivers: Drivers) -> Callable[..., bool]:

@@ -165,6 +165,8 @@ MIGRATION_LOCK_RETRY = WaitPolicy("migration gets its metadata locks", timeout_s
 # A memcached asked to flush (after contract, [cache] flush_after_upgrade): one being restarted
 # gets a moment; one that stays silent is named.
 MEMCACHED_ANSWERS = WaitPolicy("memcached answers flush_all", timeout_s=15, interval_s=0.5)
+# The warm keystone-manage container, its input ended while idle, exits and is removed.
+WARM_KEYSTONE_EXITS = WaitPolicy("the warm keystone-manage container is gone", timeout_s=15, interval_s=0.1)
 # A scratch MariaDB (a throwaway server for a copy of the database) initialises its data
 # directory and starts; a loaded host gets a minute.
 SCRATCH_DATABASE_ANSWERS = WaitPolicy("the scratch database answers", timeout_s=90, interval_s=0.25)

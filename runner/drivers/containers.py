@@ -7,7 +7,7 @@ on the Docker SDK; unit tests pass fakes.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -100,6 +100,18 @@ class Engine(Protocol):
         stdin_secret: str | None = None,
         tmpfs: Sequence[str] = (),
     ) -> str: ...
+    # A throwaway whose input the runner holds open (it ends when the runner is gone), removed once
+    # it exits: its id, and what ends its input.
+    def start_attached(
+        self,
+        image: str,
+        command: Sequence[str],
+        *,
+        mounts: Sequence[BindMount],
+        labels: Mapping[str, str],
+        environment: Mapping[str, str] | None = None,
+        user: str | None = None,
+    ) -> tuple[str, Callable[[], None]]: ...
     def running_throwaways(self) -> list[str]: ...
     def exec_output(self, container: str, command: Sequence[str]) -> Finished: ...
     def output_tail(self, container: str, lines: int) -> str: ...

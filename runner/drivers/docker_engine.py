@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -289,6 +289,7 @@ class DockerEngine:
         entrypoint: Sequence[str] | None,
         stdin_open: bool,
         tmpfs: Sequence[str],
+        auto_remove: bool = False,
     ) -> str:
         """Create (not start) a throwaway container on host networking; its id."""
         api = self.client.api
@@ -310,6 +311,7 @@ class DockerEngine:
                     # A list, not a mapping by source: a node may mount one directory or volume twice.
                     binds=[str(m) for m in mounts],
                     tmpfs=dict.fromkeys(tmpfs, "size=64k,mode=0700"),
+                    auto_remove=auto_remove,
                 ),
             )
         except DockerException as exc:
@@ -351,6 +353,55 @@ class DockerEngine:
                 self.client.api.remove_container(container_id, force=True)
             raise
         return container_id
+
+    def start_attached(
+        self,
+        image: str,
+        command: Sequence[str],
+        *,
+        mounts: Sequence[BindMount],
+        labels: Mapping[str, str],
+        environment: Mapping[str, str] | None = None,
+        user: str | None = None,
+    ) -> tuple[str, Callable[[], None]]:
+        """Start a throwaway whose input the runner holds open; its id, and what ends that input.
+
+        It is removed once it exits, and it ends (StdinOnce) when the runner closes its side or
+        is gone: a runner killed leaves nothing of it behind.
+        """
+        container_id = self._create_throwaway(
+            image,
+            command,
+            mounts=mounts,
+            labels=labels,
+            environment=environment,
+            user=user,
+            entrypoint=None,
+            stdin_open=True,
+            tmpfs=(),
+            auto_remove=True,
+        )
+        try:
+            self.client.api.start(container_id)
+            attached = self.client.api.attach_socket(container_id, params={"stdin": 1, "stream": 1})
+        except BaseException as exc:
+            with contextlib.suppress(DockerException):
+                self.client.api.remove_container(container_id, force=True)
+            if isinstance(exc, DockerException | OSError):
+                raise self._fail(f"cannot start a throwaway container of {image}", exc) from exc
+            raise
+        raw = getattr(attached, "_sock", attached)
+
+        def end_input() -> None:
+            try:
+                self._end_input(raw)
+            except OSError:
+                pass  # the connection is gone already: so is the container's input
+            finally:
+                raw.close()
+                attached.close()
+
+        return container_id, end_input
 
     def _send_stdin(self, container_id: str, text: str) -> None:
         """Write ``text`` to the container's stdin and close it (the command reads until EOF)."""

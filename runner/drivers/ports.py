@@ -9,16 +9,17 @@ of a node at once), the database through ``Database``, health URLs through
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from runner.drivers.backup import BackupManifest
-from runner.drivers.containers import Engine
+from runner.drivers.containers import Engine, Finished
 from runner.drivers.database import BinlogSettings, IdleTransaction
 from runner.drivers.haproxy import HaproxyRuntime
+from runner.drivers.warm_keystone import ManageSetup
 from runner.model import NodeConfig, ServerRef, TargetConfig
 from runner.schema import Schema
 
@@ -135,6 +136,25 @@ class Tokens(Protocol):
     def validate(self, base_url: str, auth_token: str, subject_token: str) -> int: ...
 
 
+class KeystoneManage(Protocol):
+    """keystone-manage forked in a warm container of the target (Keystone imported once, beside
+    preflight), for commands whose own container would have been set up as it was."""
+
+    def begin(self, setup: ManageSetup, labels: Mapping[str, str]) -> None:
+        """Start the warm container for ``setup``; never raises (without one, ``run`` says None)."""
+        ...
+
+    def run(self, setup: ManageSetup, argv: Sequence[str], timeout_s: float) -> Finished | None:
+        """The command's exit and output; None when it did not run (run it in a container of its
+        own); StillRunning past ``timeout_s``."""
+        ...
+
+    def close(self, *, wait: bool = True) -> None:
+        """The warm container ends (after the command it runs, never killed); ``wait``: an idle one
+        is waited for until it is gone."""
+        ...
+
+
 class Cache(Protocol):
     """The cache Keystone's nodes share (memcached), emptied once the schema has changed.
 
@@ -180,6 +200,8 @@ class Drivers:
     tokens: Tokens | None = None
     # Keystone's memcached servers, flushed after contract when [cache] flush_after_upgrade asks.
     cache: Cache | None = None
+    # Only an upgrade's: keystone-manage forked in a warm container begun beside preflight.
+    keystone_manage: KeystoneManage | None = None
 
     def engine(self, endpoint: str) -> Engine:
         """The engine of a node (or "local" for throwaway containers)."""

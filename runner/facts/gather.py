@@ -36,12 +36,14 @@ def gather_facts(
     pull_missing: bool = False,
     accept_drift: tuple[str, ...] | None = None,
     begin_backup: Callable[[], None] | None = None,
+    begin_warm: Callable[[ThrowawaySetup], None] | None = None,
 ) -> ClusterFacts:
     """Read the cluster; change nothing (an upgrade may pull a missing target image).
 
     ``accept_drift`` (None: the schema is not compared) names the drift differences the
     operator accepts; the others refuse the plan. ``begin_backup`` (an upgrade's) starts
-    its dump, a reading too, beside the others.
+    its dump, a reading too, beside the others; ``begin_warm`` (an upgrade's) its warm
+    keystone-manage container, set up as the target's throwaway is, as soon as that is known.
 
     The slow readings (containers: the target's throwaway, execs in every node, the drift
     reference) wait on the engine more than they compute: they overlap. The target's throwaway
@@ -88,9 +90,13 @@ def gather_facts(
             )
 
         target = None if setup is None else target_read_with(setup)
+        if setup is not None and begin_warm is not None:
+            pool.submit(begin_warm, setup)
         nodes = tuple(read[node.name].result() for node in inventory.nodes)
         if setup is None:
             setup = throwaway_setup(inventory, nodes, drivers.engine)
+            if begin_warm is not None:
+                pool.submit(begin_warm, setup)
         if target is None:
             target = target_read_with(setup)
         node_targets = pool.submit(

@@ -16,10 +16,11 @@ from runner.drivers.containers import PURPOSE_LABEL, Engine, Finished, ImageFact
 from runner.drivers.docker_blueprint import ThrowawaySetup, derive_throwaway
 from runner.drivers.key_digests import DIGEST_FUNCTION, parse_key_digests
 from runner.drivers.keystone_release import RELEASE_FUNCTION
+from runner.drivers.warm_keystone import RUN_MANAGE_FUNCTION, ManageSetup
 from runner.errors import RunnerError
 from runner.facts.nodes import NodeFacts
 from runner.migrations import CHECKS_LOG_TO_OUTPUT, migration_environment, migrations_style, styled_argv
-from runner.model import LOCAL_ENGINE, Inventory
+from runner.model import LOCAL_ENGINE, MIGRATIONS_COMMAND, Inventory
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 FACTS_SCRIPT = (
     DIGEST_FUNCTION
     + RELEASE_FUNCTION
+    + RUN_MANAGE_FUNCTION
     + """\
 import pathlib, subprocess, sys, keystone
 print('RELEASE', keystone_release())
@@ -59,22 +61,10 @@ if with_database:
         os.close(read)
         os.dup2(write, 1)
         os.dup2(write, 2)
-        code = 0
-        try:
-            if manage is None:
-                print(import_failure)
-                code = 1
-            else:
-                sys.argv = ['keystone-manage', *argv]
-                manage.main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        if manage is None:
+            print(import_failure, flush=True)
+            os._exit(1)
+        os._exit(run_manage(manage, argv))
 
     started = {name: forked(argv) for name, argv in (('check', ['db_sync', '--check']), ('doctor', ['doctor']))}
     for name, (pid, read) in started.items():
@@ -127,6 +117,16 @@ def throwaway_environment(setup: ThrowawaySetup) -> tuple[tuple[str, str], ...]:
     keystone.conf it extends is read on this host: only where the throwaways run here."""
     readable = setup.mounts if setup.engine == LOCAL_ENGINE else ()
     return tuple(sorted({**dict(setup.environment), **migration_environment(readable)}.items()))
+
+
+def manage_setup(inventory: Inventory, setup: ThrowawaySetup) -> ManageSetup | None:
+    """What the schema steps' throwaways will be, built from ``setup`` as the plan builds them: the
+    warm keystone-manage container's setup (None: the Kolla way, the image's own start migrates)."""
+    if migrations_style(inventory.migrations, setup.mounts) != MIGRATIONS_COMMAND:
+        return None
+    return ManageSetup(
+        setup.engine, inventory.target_image, tuple(setup.mounts), throwaway_environment(setup), setup.user
+    )
 
 
 def node_setup(

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from runner.drivers.containers import StillRunning
+from runner.drivers.containers import Finished, StillRunning
+from runner.drivers.warm_keystone import ManageSetup
 from runner.errors import MigrationError, RunnerError
 from runner.journal import Event
 from runner.migrations import IDLE_TRANSACTION_S, LOCK_TIMEOUT, styled_argv
@@ -56,6 +57,14 @@ class Throwaway:
         """``command`` as the container runs it: after kolla_set_configs, the Kolla way."""
         return styled_argv(self.migrations, command)
 
+    @property
+    def manage_setup(self) -> ManageSetup | None:
+        """What the warm keystone-manage container must have been started with to run this
+        one's commands (None: the Kolla way, where the image's own start runs them)."""
+        if self.kolla:
+            return None
+        return ManageSetup(self.engine, self.image, self.mounts, self.environment, self.user)
+
 
 def run_throwaway(
     context: RunContext,
@@ -63,19 +72,24 @@ def run_throwaway(
     command: list[str],
     purpose: str,
     environment: Mapping[str, str] | None = None,
-) -> tuple[int, str]:
-    """Run ``command`` in a throwaway container; keep its whole output in the run's log directory."""
+) -> tuple[int, str, bool]:
+    """Run ``command`` in a throwaway container (a keystone-manage command: forked in the warm
+    one where there is one for ``spec``); keep its whole output in the run's log directory.
+    Its exit code, its last lines, and whether the warm container ran it."""
     try:
-        finished = context.drivers.engine(spec.engine).run_once(
-            spec.image,
-            command,
-            mounts=spec.mounts,
-            labels=context.labels(purpose),
-            environment={**dict(spec.environment), **(environment or {})},
-            user=spec.user,
-            policy=MIGRATION_FINISHES.with_timeout(spec.timeout_s),
-            keep_on_timeout=True,
-        )
+        finished = _run_warm(context, spec, command) if not environment else None
+        warm = finished is not None
+        if finished is None:
+            finished = context.drivers.engine(spec.engine).run_once(
+                spec.image,
+                command,
+                mounts=spec.mounts,
+                labels=context.labels(purpose),
+                environment={**dict(spec.environment), **(environment or {})},
+                user=spec.user,
+                policy=MIGRATION_FINISHES.with_timeout(spec.timeout_s),
+                keep_on_timeout=True,
+            )
     except StillRunning as exc:
         context.journal.event(purpose, Event.LEFT_RUNNING, container=exc.container_id[:12])
         raise MigrationError(
@@ -86,7 +100,16 @@ def run_throwaway(
         ) from exc
     context.log_dir.mkdir(parents=True, exist_ok=True)
     (context.log_dir / f"{log_name(purpose)}.log").write_text(finished.output)
-    return finished.exit_code, finished.tail()
+    return finished.exit_code, finished.tail(), warm
+
+
+def _run_warm(context: RunContext, spec: Throwaway, command: list[str]) -> Finished | None:
+    """``keystone-manage ...`` forked in the warm container begun beside preflight; None when
+    it did not run there."""
+    warm, setup = context.drivers.keystone_manage, spec.manage_setup
+    if warm is None or setup is None or command[:1] != ["keystone-manage"]:
+        return None
+    return warm.run(setup, command[1:], spec.timeout_s)
 
 
 # The Kolla images' switches for one-shot migration containers: KOLLA_UPGRADE runs
@@ -117,17 +140,19 @@ def db_sync(context: RunContext, step_id: str, spec: Throwaway, phase: str) -> N
     else:
         command, environment = ["keystone-manage", "db_sync", phase], {}
 
-    def attempt() -> tuple[int, str]:
+    def attempt() -> tuple[int, str, bool]:
         _end_idle_transactions(context, step_id, spec.database_user)
         context.journal.intend(step_id, Event.DB_SYNC, phase=phase, heads_before=heads_before)
         return run_throwaway(context, spec, command, step_id, environment)
 
     try:
-        exit_code, tail = wait_until(
+        exit_code, tail, warm = wait_until(
             MIGRATION_LOCK_RETRY, attempt, lambda result: result[0] == 0 or LOCK_TIMEOUT not in result[1]
         )
     except WaitTimeout as exc:
-        exit_code, tail = exc.last_observed if isinstance(exc.last_observed, tuple) else (-1, str(exc))
+        exit_code, tail, warm = (
+            exc.last_observed if isinstance(exc.last_observed, tuple) else (-1, str(exc), False)
+        )
     heads_after = sorted(context.drivers.database.alembic_heads())
     context.journal.event(
         step_id,
@@ -136,6 +161,8 @@ def db_sync(context: RunContext, step_id: str, spec: Throwaway, phase: str) -> N
         exit_code=exit_code,
         heads_before=heads_before,
         heads_after=heads_after,
+        # Forked in the warm container begun beside preflight, or run in a container of its own.
+        warm=warm,
     )
     if exit_code != 0:
         raise MigrationError(

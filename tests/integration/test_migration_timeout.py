@@ -1,9 +1,14 @@
 """A migration longer than run.migration_timeout_s: reported and left to finish, never killed; resume
-refuses while it runs and completes the upgrade once it has exited."""
+refuses while it runs and completes the upgrade once it has exited. Both where it runs: forked in
+the warm keystone-manage container (its fork stopped), and in a container of its own (paused),
+which is where it runs when the warm one cannot take it."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+from pathlib import Path
 
 import docker
 import pytest
@@ -19,6 +24,10 @@ pytestmark = pytest.mark.integration
 
 EXITS_S = 300
 MIGRATION_STARTS = WaitPolicy("the expand container runs", timeout_s=120, interval_s=0.05)
+WARM_RUNS = WaitPolicy("the warm keystone-manage container runs", timeout_s=120, interval_s=0.05)
+# Polled fast: the fork lives a few hundred milliseconds unless it is stopped.
+FORK_STARTS = WaitPolicy("the warm container forks the expand", timeout_s=180, interval_s=0.002)
+GONE = WaitPolicy("the warm container exits and is removed", timeout_s=EXITS_S, interval_s=0.2)
 
 
 def _pause_when_it_starts(client: docker.DockerClient, purpose: str) -> threading.Thread:
@@ -38,14 +47,104 @@ def _pause_when_it_starts(client: docker.DockerClient, purpose: str) -> threadin
     return watcher
 
 
-def test_a_migration_past_its_timeout_is_left_running_and_resume_waits_for_it(
+def _warm(client: docker.DockerClient) -> Container:
+    (container,) = wait_until(
+        WARM_RUNS,
+        lambda: client.containers.list(
+            filters={"label": f"{PURPOSE_LABEL}=keystone-manage", "status": "running"}
+        ),
+        lambda found: len(found) == 1,
+    )
+    return container
+
+
+def _stop_its_first_fork(client: docker.DockerClient, stopped: list[int]) -> threading.Thread:
+    """Stop (SIGSTOP, from this host) the warm container's first fork as soon as it exists: the
+    expand it runs cannot finish in time, and is neither killed nor lost."""
+
+    def stop() -> None:
+        server = int(_warm(client).attrs["State"]["Pid"])
+        children = Path(f"/proc/{server}/task/{server}/children")
+        (fork,) = wait_until(FORK_STARTS, lambda: children.read_text().split(), lambda pids: len(pids) == 1)
+        os.kill(int(fork), signal.SIGSTOP)
+        stopped.append(int(fork))
+
+    watcher = threading.Thread(target=stop, name="stop-warm-fork", daemon=True)
+    watcher.start()
+    return watcher
+
+
+def _pause_the_warm_one(client: docker.DockerClient, paused: list[Container]) -> threading.Thread:
+    """Pause the warm container as soon as it runs: it can take no command (no exec in it)."""
+
+    def pause() -> None:
+        warm = _warm(client)
+        warm.pause()
+        paused.append(warm)
+
+    watcher = threading.Thread(target=pause, name="pause-warm", daemon=True)
+    watcher.start()
+    return watcher
+
+
+def test_a_migration_forked_in_the_warm_container_past_its_timeout_is_left_running_and_resume_waits_for_it(
     cluster_factory: ClusterFactory, docker_client: docker.DockerClient
 ) -> None:
     cluster = cluster_factory("28.1.0")
     short = write_inventory(cluster, "29.1.0", **{"[run]\n": "[run]\nmigration_timeout_s = 2\n"})
+    stopped: list[int] = []
+    watcher = _stop_its_first_fork(docker_client, stopped)
+    result = keystone_upgrade("upgrade", "-i", short, "--yes")
+    watcher.join(timeout=FORK_STARTS.timeout_s)
+    assert stopped, "the expand was never forked in the warm container"
+    assert result.returncode == ExitCode.MIGRATION, result.stdout + result.stderr
+    assert "db_sync --expand did not finish within run.migration_timeout_s (2s)" in result.stderr
+    assert "it was left running to finish" in result.stderr
+    run = [RUNNER_LABEL, f"{RUN_ID_LABEL}={journal(cluster)['run_id']}"]
+    (left,) = docker_client.containers.list(filters={"label": run})
+    try:
+        assert left.status == "running"  # reported, not killed: its fork still holds the expand
+        assert left.labels[PURPOSE_LABEL] == "keystone-manage"
+        assert left.id[:12] in result.stderr
+        steps = {s["id"]: s for s in journal(cluster)["steps"]}
+        assert steps["expand"]["status"] == "failed"
+        assert steps["node:keystone-1"]["status"] == "pending"
+
+        inventory = write_inventory(cluster, "29.1.0")
+        refused = keystone_upgrade("resume", "-i", inventory, "--yes")
+        assert refused.returncode == ExitCode.PREFLIGHT, refused.stdout + refused.stderr
+        assert f"a throwaway container is still running: {left.id[:12]} (keystone-manage" in refused.stderr
+
+        # The expand finishes on its own; the container, its runner gone, exits after it.
+        os.kill(stopped[0], signal.SIGCONT)
+        wait_until(
+            GONE, lambda: docker_client.containers.list(all=True, filters={"label": run}), lambda c: not c
+        )
+    finally:
+        for container in docker_client.containers.list(all=True, filters={"label": run}):
+            container.remove(force=True)
+    resumed = keystone_upgrade("resume", "-i", inventory, "--yes")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert journal(cluster)["status"] == "succeeded"
+
+
+def test_a_migration_in_a_container_of_its_own_past_its_timeout_is_left_running_and_resume_waits_for_it(
+    cluster_factory: ClusterFactory, docker_client: docker.DockerClient
+) -> None:
+    cluster = cluster_factory("28.1.0")
+    short = write_inventory(cluster, "29.1.0", **{"[run]\n": "[run]\nmigration_timeout_s = 2\n"})
+    paused: list[Container] = []
+    warm_watcher = _pause_the_warm_one(docker_client, paused)
     watcher = _pause_when_it_starts(docker_client, "expand")
     result = keystone_upgrade("upgrade", "-i", short, "--yes")
+    warm_watcher.join(timeout=WARM_RUNS.timeout_s)
     watcher.join(timeout=MIGRATION_STARTS.timeout_s)
+    # The warm container, paused, could not take the expand: the runner ended its input and went on.
+    (warm,) = paused
+    warm.unpause()
+    wait_until(
+        GONE, lambda: docker_client.containers.list(all=True, filters={"id": warm.id}), lambda c: not c
+    )
     assert result.returncode == ExitCode.MIGRATION, result.stdout + result.stderr
     assert "db_sync --expand did not finish within run.migration_timeout_s (2s)" in result.stderr
     assert "it was left running to finish" in result.stderr

@@ -6,7 +6,7 @@ can assert the order of effects across drivers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +102,19 @@ class FakeEngine:
         if self.exit_code == 0 and self.database is not None and command[-1] in self.moves:
             self.database.heads = self.moves[command[-1]]
         return Finished(self.exit_code, self.output)
+
+    def start_attached(
+        self,
+        image: str,
+        command: Sequence[str],
+        *,
+        mounts: Sequence[BindMount],
+        labels: Mapping[str, str],
+        environment: Mapping[str, str] | None = None,
+        user: str | None = None,
+    ) -> tuple[str, Callable[[], None]]:
+        self.calls.append(f"start attached {image}")
+        return "warm", lambda: self.calls.append("end input warm")
 
     def running_throwaways(self) -> list[str]:
         return list(self.running)

@@ -1,0 +1,179 @@
+"""The warm keystone-manage container's scripts, against a stand-in Keystone package: Keystone
+imported once, each command forked with its own output and exit code, a command past its
+timeout left running and finished, the server gone with its input; and how the runner's side
+reads their answers (run here, in a container of its own, or left running)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from runner.drivers.containers import Finished, StillRunning
+from runner.drivers.warm_keystone import (
+    CLIENT_SCRIPT,
+    NOT_STARTED,
+    SERVER_SCRIPT,
+    STILL_RUNNING,
+    ManageSetup,
+    WarmKeystone,
+)
+from tests.unit.fakes import FakeEngine
+
+# A stand-in keystone.cmd.manage that counts its imports in a file beside it.
+MANAGE = """\
+import pathlib, sys, time
+imports = pathlib.Path(__file__).with_name('imports')
+imports.write_text((imports.read_text() if imports.exists() else '') + 'x')
+
+def main():
+    command = sys.argv[1:]
+    print('ran', *command)
+    if command == ['db_sync', '--contract']:
+        print('contract broke', file=sys.stderr)
+        sys.exit(3)
+    if command == ['slow']:
+        time.sleep(1.5)
+        print('slow done')
+"""
+
+
+def _keystone(root: Path, manage: str) -> Path:
+    (root / "keystone/cmd").mkdir(parents=True)
+    (root / "keystone/__init__.py").write_text("")
+    (root / "keystone/cmd/__init__.py").write_text("")
+    (root / "keystone/cmd/manage.py").write_text(manage)
+    return root / "keystone"
+
+
+def _environment(root: Path) -> dict[str, str]:
+    return {"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}
+
+
+def _client(
+    root: Path, socket_path: Path, *argv: str, timeout: float = 30, ready_within: float = 10
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", CLIENT_SCRIPT, str(socket_path), str(ready_within), str(timeout), *argv],
+        env=_environment(root),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    _keystone(tmp_path, MANAGE)
+    socket_path = tmp_path / "manage.sock"
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVER_SCRIPT, str(socket_path)],
+        env={**_environment(tmp_path), "TMPDIR": str(tmp_path)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    yield process, socket_path
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def test_commands_fork_from_one_import_each_with_its_output_and_exit_code(
+    server: tuple[subprocess.Popen[str], Path], tmp_path: Path
+) -> None:
+    process, socket_path = server
+    expand = _client(tmp_path, socket_path, "db_sync", "--expand")
+    contract = _client(tmp_path, socket_path, "db_sync", "--contract")
+    assert (expand.returncode, contract.returncode) == (0, 3)
+    assert expand.stdout.strip() == "ran db_sync --expand"
+    assert "ran db_sync --contract" in contract.stdout
+    assert "contract broke" in contract.stdout
+    assert (tmp_path / "keystone/cmd/imports").read_text() == "x"
+    assert process.stdin is not None
+    process.stdin.close()  # the runner gone: the idle server exits
+    assert process.wait(timeout=10) == 0
+    assert not list(tmp_path.glob("keystone-manage-*.log")), "every command's output file is removed"
+
+
+def test_a_command_past_its_timeout_is_left_running_and_the_server_exits_after_it(
+    server: tuple[subprocess.Popen[str], Path], tmp_path: Path
+) -> None:
+    process, socket_path = server
+    late = _client(tmp_path, socket_path, "slow", timeout=0.3)
+    assert late.returncode == STILL_RUNNING
+    assert "still running" in late.stdout
+    assert process.stdin is not None
+    process.stdin.close()
+    assert process.wait(timeout=10) == 0
+    assert process.stdout is not None
+    output = process.stdout.read()
+    assert "keystone-manage slow exited 0" in output, "the command was finished, not killed"
+
+
+def test_nothing_runs_where_the_server_is_missing_or_cannot_import_keystone(tmp_path: Path) -> None:
+    _keystone(tmp_path, "raise ImportError('no oslo here')\n")
+    socket_path = tmp_path / "manage.sock"
+    assert _client(tmp_path, socket_path, "db_sync", "--expand", ready_within=0.5).returncode == NOT_STARTED
+    broken = subprocess.run(
+        [sys.executable, "-c", SERVER_SCRIPT, str(socket_path)],
+        env=_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert broken.returncode == 1
+    assert "no oslo here" in broken.stderr
+    assert _client(tmp_path, socket_path, "db_sync", "--expand", ready_within=0.5).returncode == NOT_STARTED
+
+
+class _Answering(FakeEngine):
+    """An engine whose warm container answers every command with ``answer``."""
+
+    def __init__(self, answer: Finished) -> None:
+        super().__init__([])
+        self.answer = answer
+
+    def exec_output(self, container: str, command: Sequence[str]) -> Finished:
+        self.calls.append("exec " + " ".join(command[5:]))
+        return self.answer
+
+
+SETUP = ManageSetup("local", "keystone:29.1.0", (), (("A", "1"),), None)
+
+
+def _warm(answer: Finished) -> tuple[WarmKeystone, _Answering]:
+    engine = _Answering(answer)
+    warm = WarmKeystone({"local": engine})
+    warm.begin(SETUP, {"purpose": "keystone-manage"})
+    return warm, engine
+
+
+def test_the_runner_side_runs_only_what_the_warm_container_was_set_up_for() -> None:
+    warm, engine = _warm(Finished(3, "contract broke"))
+    other = ManageSetup("local", "keystone:29.1.0", (), (("A", "2"),), None)
+    assert warm.run(other, ["db_sync", "--contract"], 60) is None
+    assert warm.run(SETUP, ["db_sync", "--contract"], 60) == Finished(3, "contract broke")
+    assert engine.calls == ["start attached keystone:29.1.0", "exec 60 db_sync --contract"]
+
+
+def test_a_command_it_could_not_start_is_left_to_a_container_of_its_own() -> None:
+    warm, engine = _warm(Finished(NOT_STARTED, "not started: connection refused"))
+    assert warm.run(SETUP, ["db_sync", "--expand"], 60) is None
+    assert "end input warm" in engine.calls
+    assert warm.run(SETUP, ["db_sync", "--expand"], 60) is None, "closed: asked no more"
+    assert engine.calls.count("exec 60 db_sync --expand") == 1
+
+
+def test_a_command_past_its_timeout_is_reported_still_running_and_not_waited_for() -> None:
+    warm, engine = _warm(Finished(STILL_RUNNING, "still running after 60s"))
+    with pytest.raises(StillRunning) as raised:
+        warm.run(SETUP, ["db_sync", "--expand"], 60)
+    assert raised.value.container_id == "warm"
+    assert engine.calls[-1] == "end input warm", "its input ended, and it was not waited for"
