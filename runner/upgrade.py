@@ -45,7 +45,8 @@ from runner.waits import HAPROXY_RECONNECT
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "keystone-upgrade"
-SCHEMA = (StepKind.EXPAND, StepKind.MIGRATE, StepKind.CONTRACT)  # the steps that run keystone-manage
+# The steps that run keystone-manage db_sync.
+SCHEMA = (StepKind.EXPAND, StepKind.MIGRATE, StepKind.CONTRACT, StepKind.OFFLINE_MIGRATION)
 INTERRUPTED = "interrupted"  # the journal status of a run a signal stopped
 
 
@@ -292,7 +293,9 @@ def run_upgrade(
             )
             if not any(step.kind is StepKind.BACKUP for step in plan.steps):
                 drivers.backups.abandon()  # nothing to back up (the schema is the target's already)
-            if drivers.keystone_manage is not None and not any(step.kind in SCHEMA for step in plan.steps):
+            if drivers.keystone_manage is not None and not any(
+                step.kind in SCHEMA and not step.skipped for step in plan.steps
+            ):
                 drivers.keystone_manage.close()  # nothing to migrate
             if plan.refused:
                 raise refuse(plan)
@@ -310,6 +313,9 @@ def run_upgrade(
                 ran=ran,
                 last=last,
             )
+            if drivers.keystone_manage is not None:
+                # Gone before the next hop's preflight, which refuses throwaways still running.
+                drivers.keystone_manage.close()
         return plan
 
 

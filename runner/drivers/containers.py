@@ -29,6 +29,10 @@ class StillRunning(DockerError):
         super().__init__(what, observed=observed, hint=hint)
 
 
+class ExecNotStarted(DockerError):
+    """A command could not be started inside a container (gone, stopped, paused): nothing ran."""
+
+
 @dataclass(frozen=True)
 class ContainerFacts:
     """What the runner reads of a node's container."""
@@ -100,8 +104,8 @@ class Engine(Protocol):
         stdin_secret: str | None = None,
         tmpfs: Sequence[str] = (),
     ) -> str: ...
-    # A throwaway whose input the runner holds open (it ends when the runner is gone), removed once
-    # it exits: its id, and what ends its input.
+    # A throwaway whose input the runner holds open (it ends when the runner is gone): its id, and
+    # what ends its input.
     def start_attached(
         self,
         image: str,

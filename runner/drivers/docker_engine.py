@@ -22,6 +22,7 @@ from runner.drivers.containers import (
     RUN_ID_LABEL,
     RUNNER_LABEL,
     ContainerFacts,
+    ExecNotStarted,
     Finished,
     ImageFacts,
     StillRunning,
@@ -289,7 +290,6 @@ class DockerEngine:
         entrypoint: Sequence[str] | None,
         stdin_open: bool,
         tmpfs: Sequence[str],
-        auto_remove: bool = False,
     ) -> str:
         """Create (not start) a throwaway container on host networking; its id."""
         api = self.client.api
@@ -311,7 +311,6 @@ class DockerEngine:
                     # A list, not a mapping by source: a node may mount one directory or volume twice.
                     binds=[str(m) for m in mounts],
                     tmpfs=dict.fromkeys(tmpfs, "size=64k,mode=0700"),
-                    auto_remove=auto_remove,
                 ),
             )
         except DockerException as exc:
@@ -366,8 +365,8 @@ class DockerEngine:
     ) -> tuple[str, Callable[[], None]]:
         """Start a throwaway whose input the runner holds open; its id, and what ends that input.
 
-        It is removed once it exits, and it ends (StdinOnce) when the runner closes its side or
-        is gone: a runner killed leaves nothing of it behind.
+        Its input ends (StdinOnce) when the runner closes its side or is gone (killed); the caller
+        removes it once it has exited.
         """
         container_id = self._create_throwaway(
             image,
@@ -379,11 +378,12 @@ class DockerEngine:
             entrypoint=None,
             stdin_open=True,
             tmpfs=(),
-            auto_remove=True,
         )
         try:
-            self.client.api.start(container_id)
+            # Attached before it starts: a runner killed in between leaves no container whose input
+            # nobody will ever end (StdinOnce ends it when the attached client is gone).
             attached = self.client.api.attach_socket(container_id, params={"stdin": 1, "stream": 1})
+            self.client.api.start(container_id)
         except BaseException as exc:
             with contextlib.suppress(DockerException):
                 self.client.api.remove_container(container_id, force=True)
@@ -454,12 +454,31 @@ class DockerEngine:
         ]
 
     def exec_output(self, container: str, command: Sequence[str]) -> Finished:
-        """Run a command inside a running container."""
+        """Run a command inside a running container: ExecNotStarted when it could not be started
+        (nothing ran); any other DockerError may come once it has run or while it still runs."""
+        api, shown = self.client.api, " ".join(command)
+        shown = shown if len(shown) <= 120 else f"{command[0]} ... {' '.join(command[-2:])}"
         try:
-            result = self.client.containers.get(container).exec_run(list(command))
+            exec_id = api.exec_create(container, list(command))["Id"]
         except DockerException as exc:
-            raise self._fail(f"cannot run {' '.join(command)} in {container}", exc) from exc
-        return Finished(int(result.exit_code), bytes(result.output).decode(errors="replace"))
+            detail = exc.explanation if isinstance(exc, APIError) else str(exc)
+            raise ExecNotStarted(
+                f"cannot run {shown} in {container} on engine {self.endpoint}",
+                observed=str(detail),
+                hint="check the engine's state",
+            ) from exc
+        try:
+            output = bytes(api.exec_start(exec_id)).decode(errors="replace")
+            exit_code = api.exec_inspect(exec_id)["ExitCode"]
+        except (DockerException, OSError) as exc:
+            raise self._fail(f"lost the answer of {shown} in {container}", exc) from exc
+        if exit_code is None:  # the answer's stream ended before the command did
+            raise DockerError(
+                f"lost the answer of {shown} in {container} on engine {self.endpoint}",
+                observed=f"no exit code yet; output so far:\n{Finished(-1, output).tail()}",
+                hint="check the engine's state",
+            )
+        return Finished(int(exit_code), output)
 
     def output_tail(self, container: str, lines: int) -> str:
         """The last lines a container wrote (stdout and stderr); empty when it cannot be read now."""

@@ -9,8 +9,9 @@ preflight reads, and not at all while a node boots.
 The container lives only as long as the runner that started it: its standard input is held open
 by the runner, and once that ends (the run over, the runner stopped or killed) it accepts
 nothing more and exits after the command it is running, which is never killed. A command it
-cannot start (the container gone, Keystone not importable, not ready in time) has not run: the
-caller runs it in a container of its own, as without a warm one.
+cannot start (the container gone or paused, Keystone not importable, not ready in time) has not
+run: the caller runs it in a container of its own, as without a warm one. A command whose answer
+is lost once started is reported left running, as one past its timeout.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from runner.drivers.containers import Engine, Finished, StillRunning
+from runner.drivers.containers import Engine, ExecNotStarted, Finished, StillRunning
 from runner.errors import RunnerError
 from runner.model import BindMount
 from runner.waits import WARM_KEYSTONE_EXITS, WaitTimeout, wait_until
@@ -36,9 +37,6 @@ READY_WITHIN_S = 30
 # The client's exit codes that are not keystone-manage's own.
 STILL_RUNNING = 124  # the command outlived its timeout: it goes on, the container with it
 NOT_STARTED = 125  # nothing ran: the caller runs the command elsewhere
-# The runner's own bound beyond the command's timeout: the client keeps it, unless the container
-# is frozen (paused) with the client inside it.
-CLIENT_GRACE_S = 15
 # The runner's own bound beyond the command's timeout: the client keeps it, unless the container
 # is frozen (paused) with the client inside it.
 CLIENT_GRACE_S = 15
@@ -109,11 +107,13 @@ while True:
     with open(output, 'rb') as written:
         text = written.read()
     os.unlink(output)
-    print('keystone-manage', *argv, 'exited', code, flush=True)
     try:
         conn.sendall(text + f'\\nEXIT {code}\\n'.encode())
     except OSError:
-        pass  # the client gave up waiting: the runner reported the command as left running
+        # The client gave up waiting (the runner reported the command left running): the output
+        # goes to the container's log, kept for the operator.
+        sys.stdout.write(text.decode(errors='replace'))
+    print('keystone-manage', *argv, 'exited', code, flush=True)
     conn.close()
 """
 )
@@ -265,36 +265,43 @@ class WarmKeystone:
             str(timeout_s),
             *argv,
         ]
+        shown = " ".join(argv)
         try:
             finished = _within(
                 lambda: started.engine.exec_output(started.container_id, client),
                 READY_WITHIN_S + timeout_s + CLIENT_GRACE_S,
             )
-        except RunnerError as exc:
-            log.info("the warm keystone-manage container cannot run %s: %s", " ".join(argv), exc.what)
+        except ExecNotStarted as exc:
+            log.info("the warm keystone-manage container cannot take %s: %s", shown, exc.observed)
             self.close()
             return None
+        except Exception as exc:
+            # Its answer was lost after the command may have started: as one past its timeout,
+            # it is left to finish, and resume waits for the container.
+            finished = Finished(-1, f"the answer was lost: {exc}")
         if finished is not None and finished.exit_code == NOT_STARTED:
-            log.info("the warm keystone-manage container did not start %s: %s", argv, finished.tail(5))
+            log.info("the warm keystone-manage container did not start %s: %s", shown, finished.tail(5))
             self.close()
             return None
-        if finished is None or finished.exit_code == STILL_RUNNING:
+        if finished is None or finished.exit_code in (STILL_RUNNING, -1):
             started.left_running = True
-            self.close()  # it exits once the command is over, and is removed then
+            self.close()  # it exits once the command is over; it and its output are kept
             short = started.container_id[:12]
             raise StillRunning(
-                f"keystone-manage {' '.join(argv)} in the warm container {short} of {setup.image} "
+                f"keystone-manage {shown} in the warm container {short} of {setup.image} "
                 f"is still running after {timeout_s:.0f}s; it was left running to finish",
                 observed=f"last lines:\n{finished.tail() if finished is not None else '(no answer)'}",
-                hint=f"follow it with 'docker logs -f {short}'; it exits once the command is over "
-                "(never kill it mid-migration) and is removed then",
+                hint=f"follow it with 'docker logs -f {short}' (its output is written there once it "
+                f"is over: never kill it mid-migration); once it has exited, remove it with "
+                f"'docker rm {short}'",
                 container_id=started.container_id,
             )
         return finished
 
     def close(self, *, wait: bool = True) -> None:
-        """End the warm container's input: it exits (after a command it is running) and is
-        removed; ``wait``: one that is idle is waited for (bounded), so no later preflight finds it."""
+        """End the warm container's input: it exits (after a command it is running). ``wait``: one
+        that is idle is waited for (bounded) and removed, so no later preflight finds it; one left
+        running is kept, with its output, for the operator."""
         with self._lock:
             started, self._started = self._started, None
         if started is None:
@@ -305,7 +312,8 @@ class WarmKeystone:
                 wait_until(
                     WARM_KEYSTONE_EXITS,
                     lambda: started.engine.container(started.container_id),
-                    lambda facts: facts is None,
+                    lambda facts: facts is None or facts.status in ("exited", "dead"),
                 )
+                started.engine.remove(started.container_id)
         except (RunnerError, WaitTimeout) as exc:
             log.warning("the warm keystone-manage container %s: %s", started.container_id[:12], exc)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.drivers.containers import Finished, StillRunning
+from runner.drivers.containers import ExecNotStarted, Finished, StillRunning
 from runner.drivers.warm_keystone import (
     CLIENT_SCRIPT,
     NOT_STARTED,
@@ -21,6 +21,7 @@ from runner.drivers.warm_keystone import (
     ManageSetup,
     WarmKeystone,
 )
+from runner.errors import DockerError
 from tests.unit.fakes import FakeEngine
 
 # A stand-in keystone.cmd.manage that counts its imports in a file beside it.
@@ -114,6 +115,7 @@ def test_a_command_past_its_timeout_is_left_running_and_the_server_exits_after_i
     assert process.stdout is not None
     output = process.stdout.read()
     assert "keystone-manage slow exited 0" in output, "the command was finished, not killed"
+    assert "slow done" in output, "what it wrote is kept where the operator can read it"
 
 
 def test_nothing_runs_where_the_server_is_missing_or_cannot_import_keystone(tmp_path: Path) -> None:
@@ -134,21 +136,23 @@ def test_nothing_runs_where_the_server_is_missing_or_cannot_import_keystone(tmp_
 
 
 class _Answering(FakeEngine):
-    """An engine whose warm container answers every command with ``answer``."""
+    """An engine whose warm container answers every command with ``answer`` (or raises it)."""
 
-    def __init__(self, answer: Finished) -> None:
+    def __init__(self, answer: Finished | Exception) -> None:
         super().__init__([])
         self.answer = answer
 
     def exec_output(self, container: str, command: Sequence[str]) -> Finished:
         self.calls.append("exec " + " ".join(command[5:]))
+        if isinstance(self.answer, Exception):
+            raise self.answer
         return self.answer
 
 
 SETUP = ManageSetup("local", "keystone:29.1.0", (), (("A", "1"),), None)
 
 
-def _warm(answer: Finished) -> tuple[WarmKeystone, _Answering]:
+def _warm(answer: Finished | Exception) -> tuple[WarmKeystone, _Answering]:
     engine = _Answering(answer)
     warm = WarmKeystone({"local": engine})
     warm.begin(SETUP, {"purpose": "keystone-manage"})
@@ -177,3 +181,17 @@ def test_a_command_past_its_timeout_is_reported_still_running_and_not_waited_for
         warm.run(SETUP, ["db_sync", "--expand"], 60)
     assert raised.value.container_id == "warm"
     assert engine.calls[-1] == "end input warm", "its input ended, and it was not waited for"
+
+
+def test_a_container_that_cannot_take_a_command_leaves_it_to_a_container_of_its_own() -> None:
+    warm, engine = _warm(ExecNotStarted("cannot run python3", observed="container is paused", hint="-"))
+    assert warm.run(SETUP, ["db_sync", "--expand"], 60) is None
+    assert "end input warm" in engine.calls
+
+
+def test_an_answer_lost_once_the_command_may_have_started_is_never_run_again_elsewhere() -> None:
+    warm, engine = _warm(DockerError("lost the answer", observed="connection reset", hint="-"))
+    with pytest.raises(StillRunning) as raised:
+        warm.run(SETUP, ["db_sync", "--expand"], 60)
+    assert "connection reset" in str(raised.value.observed)
+    assert engine.calls[-1] == "end input warm", "kept for the operator, not removed"
