@@ -179,8 +179,9 @@ def write_manifest(
     return manifest
 
 
-def in_background(work: Callable[[], T], name: str) -> Callable[[], T]:
-    """Start ``work`` in a daemon thread; the returned call waits for its result (or raises its error)."""
+def in_background(work: Callable[[], T], name: str) -> Callable[..., T]:
+    """Start ``work`` in a daemon thread; the returned call waits for its result (or raises its error),
+    at most ``timeout_s`` when given (then TimeoutError: the work goes on, and holds no exit)."""
     outcome: list[T] = []
     failure: list[BaseException] = []
 
@@ -193,8 +194,10 @@ def in_background(work: Callable[[], T], name: str) -> Callable[[], T]:
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
 
-    def result() -> T:
-        thread.join()
+    def result(timeout_s: float | None = None) -> T:
+        thread.join(timeout_s)
+        if thread.is_alive():
+            raise TimeoutError(f"{name} still running after {timeout_s}s")
         if failure:
             raise failure[0]
         return outcome[0]

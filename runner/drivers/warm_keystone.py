@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from runner.drivers.backup import in_background
 from runner.drivers.containers import Engine, ExecNotStarted, Finished, StillRunning
 from runner.errors import RunnerError
 from runner.model import BindMount
@@ -197,26 +198,6 @@ class _Started:
     left_running: bool = False
 
 
-def _within(call: Callable[[], Finished], timeout_s: float) -> Finished | None:
-    """``call``'s result, or None when it has not returned within ``timeout_s``: it goes on in a
-    daemon thread (an exec the runner stops waiting for must not hold the runner's exit)."""
-    outcome: list[Finished] = []
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            outcome.append(call())
-        except BaseException as exc:  # handed to the waiting thread
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, name="warm-keystone-exec", daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    if failure:
-        raise failure[0]
-    return outcome[0] if outcome else None
-
-
 class WarmKeystone:
     """The ``KeystoneManage`` port: one warm container at a time, started by ``begin``."""
 
@@ -267,10 +248,11 @@ class WarmKeystone:
         ]
         shown = " ".join(argv)
         try:
-            finished = _within(
-                lambda: started.engine.exec_output(started.container_id, client),
-                READY_WITHIN_S + timeout_s + CLIENT_GRACE_S,
-            )
+            finished: Finished | None = in_background(
+                lambda: started.engine.exec_output(started.container_id, client), "warm-keystone-exec"
+            )(READY_WITHIN_S + timeout_s + CLIENT_GRACE_S)
+        except TimeoutError:
+            finished = None  # frozen with its client inside: as one past its timeout
         except ExecNotStarted as exc:
             log.info("the warm keystone-manage container cannot take %s: %s", shown, exc.observed)
             self.close()

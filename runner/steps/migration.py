@@ -77,7 +77,7 @@ def run_throwaway(
     one where there is one for ``spec``); keep its whole output in the run's log directory.
     Its exit code, its last lines, and whether the warm container ran it."""
     try:
-        finished = _run_warm(context, spec, command) if not environment else None
+        finished = _run_warm(context, spec, command)
         warm = finished is not None
         if finished is None:
             finished = context.drivers.engine(spec.engine).run_once(

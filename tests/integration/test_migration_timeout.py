@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from docker.models.containers import Container
 
 from runner.drivers.containers import PURPOSE_LABEL, RUN_ID_LABEL, RUNNER_LABEL
 from runner.errors import ExitCode
+from runner.lab.cluster import LabEndpoints
 from runner.waits import WaitPolicy, wait_until
 from tests.integration.conftest import ClusterFactory
 from tests.integration.upgrade_helpers import journal, keystone_upgrade, write_inventory
@@ -95,6 +97,36 @@ def _pause_the_warm_one(client: docker.DockerClient, paused: list[Container]) ->
     return watcher
 
 
+def _left_running_and_resume_refused(
+    cluster: LabEndpoints,
+    client: docker.DockerClient,
+    result: subprocess.CompletedProcess[str],
+    status: str,
+    purpose: str,
+) -> tuple[Container, list[str]]:
+    """The upgrade reported the expand left running in the ``purpose`` container, which is
+    ``status``, not killed; while it is alive, nothing goes on: resume names it. It, and the run's labels."""
+    assert result.returncode == ExitCode.MIGRATION, result.stdout + result.stderr
+    assert "db_sync --expand did not finish within run.migration_timeout_s (2s)" in result.stderr
+    assert "it was left running to finish" in result.stderr
+    run = [RUNNER_LABEL, f"{RUN_ID_LABEL}={journal(cluster)['run_id']}"]
+    (left,) = client.containers.list(all=True, filters={"label": run})
+    try:
+        assert left.status == status
+        assert left.labels[PURPOSE_LABEL] == purpose
+        assert left.id[:12] in result.stderr
+        steps = {s["id"]: s for s in journal(cluster)["steps"]}
+        assert steps["expand"]["status"] == "failed"
+        assert steps["node:keystone-1"]["status"] == "pending"
+        refused = keystone_upgrade("resume", "-i", write_inventory(cluster, "29.1.0"), "--yes")
+        assert refused.returncode == ExitCode.PREFLIGHT, refused.stdout + refused.stderr
+        assert f"a throwaway container is still running: {left.id[:12]} ({purpose}" in refused.stderr
+    except BaseException:
+        left.remove(force=True)
+        raise
+    return left, run
+
+
 def test_a_migration_forked_in_the_warm_container_past_its_timeout_is_left_running_and_resume_waits_for_it(
     cluster_factory: ClusterFactory, docker_client: docker.DockerClient
 ) -> None:
@@ -105,24 +137,10 @@ def test_a_migration_forked_in_the_warm_container_past_its_timeout_is_left_runni
     result = keystone_upgrade("upgrade", "-i", short, "--yes")
     watcher.join(timeout=FORK_STARTS.timeout_s)
     assert stopped, "the expand was never forked in the warm container"
-    assert result.returncode == ExitCode.MIGRATION, result.stdout + result.stderr
-    assert "db_sync --expand did not finish within run.migration_timeout_s (2s)" in result.stderr
-    assert "it was left running to finish" in result.stderr
-    run = [RUNNER_LABEL, f"{RUN_ID_LABEL}={journal(cluster)['run_id']}"]
-    (left,) = docker_client.containers.list(filters={"label": run})
+    # Reported, not killed: its fork still holds the expand.
+    left, run = _left_running_and_resume_refused(cluster, docker_client, result, "running", "keystone-manage")
+    inventory = write_inventory(cluster, "29.1.0")
     try:
-        assert left.status == "running"  # reported, not killed: its fork still holds the expand
-        assert left.labels[PURPOSE_LABEL] == "keystone-manage"
-        assert left.id[:12] in result.stderr
-        steps = {s["id"]: s for s in journal(cluster)["steps"]}
-        assert steps["expand"]["status"] == "failed"
-        assert steps["node:keystone-1"]["status"] == "pending"
-
-        inventory = write_inventory(cluster, "29.1.0")
-        refused = keystone_upgrade("resume", "-i", inventory, "--yes")
-        assert refused.returncode == ExitCode.PREFLIGHT, refused.stdout + refused.stderr
-        assert f"a throwaway container is still running: {left.id[:12]} (keystone-manage" in refused.stderr
-
         # The expand finishes on its own; the container, its input ended, exits after it and keeps
         # what the expand wrote (nobody was left to hand it to).
         os.kill(stopped[0], signal.SIGCONT)
@@ -152,25 +170,9 @@ def test_a_migration_in_a_container_of_its_own_past_its_timeout_is_left_running_
     warm.unpause()
     _exited(warm)
     warm.remove()
-    assert result.returncode == ExitCode.MIGRATION, result.stdout + result.stderr
-    assert "db_sync --expand did not finish within run.migration_timeout_s (2s)" in result.stderr
-    assert "it was left running to finish" in result.stderr
-    run = [RUNNER_LABEL, f"{RUN_ID_LABEL}={journal(cluster)['run_id']}"]
-    (left,) = docker_client.containers.list(all=True, filters={"label": run})
+    left, _ = _left_running_and_resume_refused(cluster, docker_client, result, "paused", "expand")
+    inventory = write_inventory(cluster, "29.1.0")
     try:
-        assert left.status == "paused"  # reported, not killed
-        assert left.labels[PURPOSE_LABEL] == "expand"
-        assert left.id[:12] in result.stderr
-        steps = {s["id"]: s for s in journal(cluster)["steps"]}
-        assert steps["expand"]["status"] == "failed"
-        assert steps["node:keystone-1"]["status"] == "pending"
-
-        # While it is alive, nothing goes on: resume names it.
-        inventory = write_inventory(cluster, "29.1.0")
-        refused = keystone_upgrade("resume", "-i", inventory, "--yes")
-        assert refused.returncode == ExitCode.PREFLIGHT, refused.stdout + refused.stderr
-        assert f"a throwaway container is still running: {left.id[:12]} (expand" in refused.stderr
-
         # The migration finishes on its own, with its own exit code.
         left.unpause()
         assert left.wait(timeout=EXITS_S)["StatusCode"] == 0
