@@ -8,6 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from runner.drivers.containers import RUN_ID_LABEL
 from runner.drivers.docker_blueprint import ThrowawaySetup
 from runner.drivers.ports import Drivers
+from runner.errors import RunnerError
 from runner.facts.cluster import ClusterFacts
 from runner.facts.drift import drift_facts
 from runner.facts.nodes import (
@@ -76,7 +77,9 @@ def gather_facts(
         # throwaway_setup's choice: the first node on the runner's engine (else the first node),
         # unless it cannot be read; then it needs every node.
         first = sorted(inventory.nodes, key=lambda n: n.engine != LOCAL_ENGINE)[0]
-        setup = node_setup(inventory, read[first.name].result(), drivers.engine)
+        setup = _setup_from_container(inventory, first, drivers) or node_setup(
+            inventory, first, read[first.name].result().container, drivers.engine
+        )
 
         def target_read_with(setup: ThrowawaySetup) -> Future[TargetFacts]:
             return pool.submit(
@@ -134,16 +137,33 @@ def gather_facts(
         )
 
 
+def _setup_from_container(inventory: Inventory, first: NodeConfig, drivers: Drivers) -> ThrowawaySetup | None:
+    """``first``'s throwaway setup from its container alone, when it is on the runner's engine: the
+    target's throwaway (the longest reading) need not wait for the node's execs and health. None
+    when it cannot be read so, or when its engine is another one, where its reading may first
+    have to copy the target image the throwaway runs."""
+    if first.engine != LOCAL_ENGINE:
+        return None
+    try:
+        container = drivers.engine(first.engine).container(first.container)
+    except RunnerError:
+        return None
+    if container is None:
+        return None
+    return node_setup(inventory, first, container, drivers.engine)
+
+
 def _read_nodes(
     pool: ThreadPoolExecutor, nodes: tuple[NodeConfig, ...], facts_of: Callable[[NodeConfig], NodeFacts]
 ) -> dict[str, Future[NodeFacts]]:
-    """Every node's facts, read at once, except that an engine's other nodes wait for its first:
-    the first copies a missing target image there, once."""
+    """Every node's facts, read at once, except that another engine's nodes wait for its first:
+    the first copies a missing target image there, once (the runner's own engine has it)."""
     firsts: dict[str, Future[NodeFacts]] = {}
     read: dict[str, Future[NodeFacts]] = {}
     for node in nodes:
-        if node.engine not in firsts:
-            firsts[node.engine] = read[node.name] = pool.submit(facts_of, node)
+        if node.engine == LOCAL_ENGINE or node.engine not in firsts:
+            read[node.name] = pool.submit(facts_of, node)
+            firsts.setdefault(node.engine, read[node.name])
     for node in nodes:
         if node.name not in read:
             read[node.name] = pool.submit(_after, firsts[node.engine], facts_of, node)

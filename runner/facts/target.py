@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from runner.drivers.containers import PURPOSE_LABEL, Engine, Finished, ImageFacts
+from runner.drivers.containers import PURPOSE_LABEL, ContainerFacts, Engine, Finished, ImageFacts
 from runner.drivers.docker_blueprint import ThrowawaySetup, derive_throwaway
 from runner.drivers.key_digests import DIGEST_FUNCTION, parse_key_digests
 from runner.drivers.keystone_release import RELEASE_FUNCTION
@@ -20,7 +20,7 @@ from runner.drivers.warm_keystone import RUN_MANAGE_FUNCTION, ManageSetup
 from runner.errors import RunnerError
 from runner.facts.nodes import NodeFacts
 from runner.migrations import CHECKS_LOG_TO_OUTPUT, migration_environment, migrations_style, styled_argv
-from runner.model import LOCAL_ENGINE, MIGRATIONS_COMMAND, Inventory
+from runner.model import LOCAL_ENGINE, MIGRATIONS_COMMAND, Inventory, NodeConfig
 
 log = logging.getLogger(__name__)
 
@@ -130,20 +130,24 @@ def manage_setup(inventory: Inventory, setup: ThrowawaySetup) -> ManageSetup | N
 
 
 def node_setup(
-    inventory: Inventory, node: NodeFacts, engine_of: Callable[[str], Engine]
+    inventory: Inventory,
+    node: NodeConfig,
+    container: ContainerFacts | None,
+    engine_of: Callable[[str], Engine],
 ) -> ThrowawaySetup | None:
-    """A throwaway set up as ``node``'s replacement will run: its mounts, volumes, environment,
-    user and command with its target configuration on top, on its engine (None: unreadable now)."""
-    if node.container is None:
+    """A throwaway set up as ``node``'s replacement will run (``container``: the node's now): its
+    mounts, volumes, environment, user and command with its target configuration on top, on its
+    engine (None: unreadable now)."""
+    if container is None:
         return None
     try:
-        image = engine_of(node.config.engine).image(node.container.image_id)
+        image = engine_of(node.engine).image(container.image_id)
     except RunnerError:
         return None
     if image is None:
         return None
-    own = inventory.target_config(node.config.name)
-    return derive_throwaway(node.container.inspect, image.inspect, own, node.config.engine)
+    own = inventory.target_config(node.name)
+    return derive_throwaway(container.inspect, image.inspect, own, node.engine)
 
 
 def throwaway_setup(
@@ -154,7 +158,7 @@ def throwaway_setup(
     the first node that can be read (Kolla's nodes are all ssh:// when the runner is on a deploy
     host); [target] alone on the runner's engine when no node can be read."""
     for node in sorted(nodes, key=lambda n: n.config.engine != LOCAL_ENGINE):
-        setup = node_setup(inventory, node, engine_of)
+        setup = node_setup(inventory, node.config, node.container, engine_of)
         if setup is not None:
             return setup
     return inventory_setup(inventory)
@@ -261,7 +265,9 @@ def node_target_facts(
     own = {name for name, _ in inventory.node_targets}
     checked = []
     for node in nodes:
-        setup = node_setup(inventory, node, engine_of) if node.config.name in own else None
+        setup = (
+            node_setup(inventory, node.config, node.container, engine_of) if node.config.name in own else None
+        )
         if setup is not None:
             engine = engine_of(node.config.engine)
             checked.append(

@@ -15,7 +15,7 @@ import pytest
 from runner.facts.gather import PREFLIGHT_THREADS, _read_nodes
 from runner.facts.nodes import NodeFacts
 from runner.facts.target import FACTS_SCRIPT, parse_facts_output
-from runner.model import NodeConfig
+from runner.model import LOCAL_ENGINE, NodeConfig
 
 # A stand-in keystone.cmd.manage that counts its imports in a file beside it.
 MANAGE = """\
@@ -142,3 +142,25 @@ def test_an_engines_other_nodes_are_read_only_after_its_first_and_other_engines_
         read = _read_nodes(pool, nodes, facts_of)
         assert [read[n.name].result().config.name for n in nodes] == ["a1", "a2", "a3", "b1"]
     assert seen == {"b1 read meanwhile": True, "b1": False, "a2": True, "a3": True}
+
+
+def test_the_runners_own_engines_nodes_are_read_at_once() -> None:
+    # No image is copied onto the runner's own engine: nothing there waits for a first node.
+    nodes = tuple(
+        NodeConfig(name, LOCAL_ENGINE, name, f"http://127.0.0.1:{port}/v3", ())
+        for name, port in (("l1", 1), ("l2", 2), ("l3", 3))
+    )
+    others_read = {name: threading.Event() for name in ("l2", "l3")}
+    seen: dict[str, bool] = {}
+
+    def facts_of(node: NodeConfig) -> NodeFacts:
+        if node.name == "l1":
+            seen["others read meanwhile"] = all(e.wait(timeout=10) for e in others_read.values())
+        else:
+            others_read[node.name].set()
+        return NodeFacts(node, None, None, None, None)
+
+    with ThreadPoolExecutor(max_workers=PREFLIGHT_THREADS) as pool:
+        read = _read_nodes(pool, nodes, facts_of)
+        assert [read[n.name].result().config.name for n in nodes] == ["l1", "l2", "l3"]
+    assert seen == {"others read meanwhile": True}
