@@ -144,9 +144,15 @@ class KeystoneManage(Protocol):
         """Start the warm container for ``setup``; never raises (without one, ``run`` says None)."""
         ...
 
-    def run(self, setup: ManageSetup, argv: Sequence[str], timeout_s: float) -> Finished | None:
-        """The command's exit and output; None when it did not run (run it in a container of its
-        own); StillRunning past ``timeout_s``."""
+    def run(
+        self,
+        setup: ManageSetup,
+        argv: Sequence[str],
+        timeout_s: float,
+        environment: Mapping[str, str] | None = None,
+    ) -> Finished | None:
+        """The command's exit and output, ``environment`` over the container's; None when it did
+        not run (run it in a container of its own); StillRunning past ``timeout_s``."""
         ...
 
     def close(self, *, wait: bool = True) -> None:

@@ -16,6 +16,7 @@ is lost once started is reported left running, as one past its timeout.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import uuid
@@ -87,8 +88,9 @@ while True:
     conn = listener.accept()[0]
     try:
         conn.sendall(b'READY\\n')
-        argv = json.loads(conn.makefile().readline())
-    except (OSError, ValueError):
+        request = json.loads(conn.makefile().readline())
+        argv, environment = request['argv'], request['environment']
+    except (OSError, ValueError, KeyError, TypeError):
         conn.close()
         continue
     fd, output = tempfile.mkstemp(prefix='keystone-manage-', suffix='.log')
@@ -98,6 +100,7 @@ while True:
         conn.close()
         os.dup2(fd, 1)
         os.dup2(fd, 2)
+        os.environ.update(environment)  # read when the command parses its configuration
         os._exit(run_manage(manage, argv))
     try:
         conn.sendall(b'STARTED\\n')
@@ -123,7 +126,8 @@ while True:
 # as keystone-manage's own (or STILL_RUNNING / NOT_STARTED).
 CLIENT_SCRIPT = """\
 import json, socket, sys, time
-path, ready_within, timeout, argv = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
+path, ready_within, timeout = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+environment, argv = json.loads(sys.argv[4]), sys.argv[5:]
 conn = socket.socket(socket.AF_UNIX)
 received, ready_by = b'', time.monotonic() + ready_within
 try:
@@ -143,7 +147,7 @@ try:
         received += chunk
     if received != b'READY\\n':
         raise OSError(f'unexpected greeting {received!r}')
-    conn.sendall((json.dumps(argv) + '\\n').encode())
+    conn.sendall((json.dumps({'argv': argv, 'environment': environment}) + '\\n').encode())
 except OSError as exc:
     print('not started:', exc or type(exc).__name__)
     sys.exit(125)
@@ -227,8 +231,15 @@ class WarmKeystone:
         with self._lock:
             self._started = _Started(setup, engine, container_id, socket_path, end_input)
 
-    def run(self, setup: ManageSetup, argv: Sequence[str], timeout_s: float) -> Finished | None:
-        """``keystone-manage ARGV`` forked in the warm container; None when it did not run there
+    def run(
+        self,
+        setup: ManageSetup,
+        argv: Sequence[str],
+        timeout_s: float,
+        environment: Mapping[str, str] | None = None,
+    ) -> Finished | None:
+        """``keystone-manage ARGV`` forked in the warm container, with ``environment`` (no secrets:
+        it is in the exec's command line) over the container's; None when it did not run there
         (none for ``setup``, or it cannot take it): the caller runs it in a container of its own.
 
         Past ``timeout_s`` StillRunning: the command goes on and the container exits after it.
@@ -244,6 +255,7 @@ class WarmKeystone:
             started.socket_path,
             str(READY_WITHIN_S),
             str(timeout_s),
+            json.dumps(dict(environment or {})),
             *argv,
         ]
         shown = " ".join(argv)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from runner.drivers.containers import RUN_ID_LABEL
+from runner.drivers.containers import RUN_ID_LABEL, Finished
 from runner.drivers.docker_blueprint import ThrowawaySetup
 from runner.drivers.ports import Drivers
 from runner.errors import RunnerError
@@ -21,7 +21,14 @@ from runner.facts.nodes import (
     socket_facts,
     throwaways_running,
 )
-from runner.facts.target import TargetFacts, node_setup, node_target_facts, target_facts, throwaway_setup
+from runner.facts.target import (
+    ManageCheck,
+    TargetFacts,
+    node_setup,
+    node_target_facts,
+    target_facts,
+    throwaway_setup,
+)
 from runner.keystone_conf import mounted_cache_backend
 from runner.model import LOCAL_ENGINE, Inventory, NodeConfig
 
@@ -37,14 +44,15 @@ def gather_facts(
     pull_missing: bool = False,
     accept_drift: tuple[str, ...] | None = None,
     begin_backup: Callable[[], None] | None = None,
-    begin_warm: Callable[[ThrowawaySetup], None] | None = None,
+    begin_warm: Callable[[ThrowawaySetup], ManageCheck | None] | None = None,
 ) -> ClusterFacts:
     """Read the cluster; change nothing (an upgrade may pull a missing target image).
 
     ``accept_drift`` (None: the schema is not compared) names the drift differences the
     operator accepts; the others refuse the plan. ``begin_backup`` (an upgrade's) starts
     its dump, a reading too, beside the others; ``begin_warm`` (an upgrade's) its warm
-    keystone-manage container, set up as the target's throwaway is, as soon as that is known.
+    keystone-manage container, set up as the target's throwaway is, as soon as that is known,
+    which then runs the target's `db_sync --check` and `doctor` (``target_facts``).
 
     The slow readings (containers: the target's throwaway, execs in every node, the drift
     reference) wait on the engine more than they compute: they overlap. The target's throwaway
@@ -82,6 +90,7 @@ def gather_facts(
         )
 
         def target_read_with(setup: ThrowawaySetup) -> Future[TargetFacts]:
+            warm = None if begin_warm is None else pool.submit(begin_warm, setup)
             return pool.submit(
                 target_facts,
                 inventory,
@@ -90,18 +99,14 @@ def gather_facts(
                 database_ok=database_ok,
                 pull_missing=pull_missing,
                 setup=setup,
+                checks=None if warm is None else _once_begun(warm),
             )
 
         target = None if setup is None else target_read_with(setup)
-        if setup is not None and begin_warm is not None:
-            pool.submit(begin_warm, setup)
         nodes = tuple(read[node.name].result() for node in inventory.nodes)
         if setup is None:
             setup = throwaway_setup(inventory, nodes, drivers.engine)
-            if begin_warm is not None:
-                pool.submit(begin_warm, setup)
-        if target is None:
-            target = target_read_with(setup)
+        target = target or target_read_with(setup)
         node_targets = pool.submit(
             node_target_facts, inventory, nodes, drivers.engine, run_label, database_ok=database_ok
         )
@@ -135,6 +140,16 @@ def gather_facts(
             drift=None if drift is None else drift.result(),
             haproxy_configs_without_slowstart=haproxy_configs_without_slowstart(inventory.haproxy_configs),
         )
+
+
+def _once_begun(begun: Future[ManageCheck | None]) -> ManageCheck:
+    """Checks through the warm container once it has been begun (None where it was not)."""
+
+    def check(argv: Sequence[str]) -> Finished | None:
+        run = begun.result()
+        return None if run is None else run(argv)
+
+    return check
 
 
 def _setup_from_container(inventory: Inventory, first: NodeConfig, drivers: Drivers) -> ThrowawaySetup | None:

@@ -26,7 +26,7 @@ from tests.unit.fakes import FakeEngine
 
 # A stand-in keystone.cmd.manage that counts its imports in a file beside it.
 MANAGE = """\
-import pathlib, sys, time
+import os, pathlib, sys, time
 imports = pathlib.Path(__file__).with_name('imports')
 imports.write_text((imports.read_text() if imports.exists() else '') + 'x')
 
@@ -36,6 +36,8 @@ def main():
     if command == ['db_sync', '--contract']:
         print('contract broke', file=sys.stderr)
         sys.exit(3)
+    if command == ['environment']:
+        print('log file:', repr(os.environ.get('OS_DEFAULT__LOG_FILE')), os.environ.get('FROM_SERVER'))
     if command == ['slow']:
         time.sleep(1.5)
         print('slow done')
@@ -55,10 +57,24 @@ def _environment(root: Path) -> dict[str, str]:
 
 
 def _client(
-    root: Path, socket_path: Path, *argv: str, timeout: float = 30, ready_within: float = 10
+    root: Path,
+    socket_path: Path,
+    *argv: str,
+    timeout: float = 30,
+    ready_within: float = 10,
+    environment: str = "{}",
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", CLIENT_SCRIPT, str(socket_path), str(ready_within), str(timeout), *argv],
+        [
+            sys.executable,
+            "-c",
+            CLIENT_SCRIPT,
+            str(socket_path),
+            str(ready_within),
+            str(timeout),
+            environment,
+            *argv,
+        ],
         env=_environment(root),
         capture_output=True,
         text=True,
@@ -73,7 +89,7 @@ def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
     socket_path = tmp_path / "manage.sock"
     process = subprocess.Popen(
         [sys.executable, "-c", SERVER_SCRIPT, str(socket_path)],
-        env={**_environment(tmp_path), "TMPDIR": str(tmp_path)},
+        env={**_environment(tmp_path), "TMPDIR": str(tmp_path), "FROM_SERVER": "server's"},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -100,6 +116,16 @@ def test_commands_fork_from_one_import_each_with_its_output_and_exit_code(
     process.stdin.close()  # the runner gone: the idle server exits
     assert process.wait(timeout=10) == 0
     assert not list(tmp_path.glob("keystone-manage-*.log")), "every command's output file is removed"
+
+
+def test_a_command_gets_its_environment_over_the_servers_and_the_next_one_does_not(
+    server: tuple[subprocess.Popen[str], Path], tmp_path: Path
+) -> None:
+    _, socket_path = server
+    logged = _client(tmp_path, socket_path, "environment", environment='{"OS_DEFAULT__LOG_FILE": ""}')
+    plain = _client(tmp_path, socket_path, "environment")
+    assert logged.stdout.strip() == "ran environment\nlog file: '' server's"
+    assert plain.stdout.strip() == "ran environment\nlog file: None server's"
 
 
 def test_a_command_past_its_timeout_is_left_running_and_the_server_exits_after_it(
@@ -143,7 +169,7 @@ class _Answering(FakeEngine):
         self.answer = answer
 
     def exec_output(self, container: str, command: Sequence[str]) -> Finished:
-        self.calls.append("exec " + " ".join(command[5:]))
+        self.calls.append("exec " + " ".join([command[5], *command[7:]]))  # not the environment
         if isinstance(self.answer, Exception):
             raise self.answer
         return self.answer
