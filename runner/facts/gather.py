@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 
-from runner.drivers.containers import RUN_ID_LABEL, Finished
+from runner.drivers.containers import RUN_ID_LABEL
 from runner.drivers.docker_blueprint import ThrowawaySetup
 from runner.drivers.ports import Drivers
 from runner.errors import RunnerError
@@ -32,6 +34,8 @@ from runner.facts.target import (
 from runner.keystone_conf import mounted_cache_backend
 from runner.model import LOCAL_ENGINE, Inventory, NodeConfig
 
+log = logging.getLogger(__name__)
+
 # Preflight's readings that run at once: the nodes' (each an exec or two), the target's
 # throwaway, the nodes' own target configurations and the drift reference.
 PREFLIGHT_THREADS = 6
@@ -55,9 +59,9 @@ def gather_facts(
     which then runs the target's `db_sync --check` and `doctor` (``target_facts``).
 
     The slow readings (containers: the target's throwaway, execs in every node, the drift
-    reference) wait on the engine more than they compute: they overlap. The target's throwaway
-    is the longest (it imports Keystone), so it starts as soon as the node whose setup it copies
-    has been read, not after every node. The database connection is not shared between
+    reference) wait on the engine more than they compute: they overlap. The target's are the
+    longest (Keystone's import), so they start as soon as the setup they copy from a node is
+    known, not after every node. The database connection is not shared between
     threads: only the main thread and then drift use it.
     """
     run_label = {RUN_ID_LABEL: "preflight"}
@@ -79,15 +83,8 @@ def gather_facts(
         )
 
     with ThreadPoolExecutor(max_workers=PREFLIGHT_THREADS) as pool:
-        read = _read_nodes(pool, inventory.nodes, facts_of)
         database = database_facts(drivers.database)
         database_ok = database.error is None
-        # throwaway_setup's choice: the first node on the runner's engine (else the first node),
-        # unless it cannot be read; then it needs every node.
-        first = sorted(inventory.nodes, key=lambda n: n.engine != LOCAL_ENGINE)[0]
-        setup = _setup_from_container(inventory, first, drivers) or node_setup(
-            inventory, first, read[first.name].result().container, drivers.engine
-        )
 
         def target_read_with(setup: ThrowawaySetup) -> Future[TargetFacts]:
             warm = None if begin_warm is None else pool.submit(begin_warm, setup)
@@ -99,10 +96,19 @@ def gather_facts(
                 database_ok=database_ok,
                 pull_missing=pull_missing,
                 setup=setup,
-                checks=None if warm is None else _once_begun(warm),
+                checks=None if warm is None else partial(_begun, warm),
             )
 
+        # throwaway_setup's choice: the first node on the runner's engine (else the first node),
+        # unless it cannot be read; then it needs every node. Known from its container alone, the
+        # target's readings are queued before the nodes': they are the longest.
+        first = sorted(inventory.nodes, key=lambda n: n.engine != LOCAL_ENGINE)[0]
+        setup = _setup_from_container(inventory, first, drivers)
         target = None if setup is None else target_read_with(setup)
+        read = _read_nodes(pool, inventory.nodes, facts_of)
+        if setup is None:
+            setup = node_setup(inventory, first, read[first.name].result().container, drivers.engine)
+            target = None if setup is None else target_read_with(setup)
         nodes = tuple(read[node.name].result() for node in inventory.nodes)
         if setup is None:
             setup = throwaway_setup(inventory, nodes, drivers.engine)
@@ -142,25 +148,28 @@ def gather_facts(
         )
 
 
-def _once_begun(begun: Future[ManageCheck | None]) -> ManageCheck:
-    """Checks through the warm container once it has been begun (None where it was not)."""
-
-    def check(argv: Sequence[str]) -> Finished | None:
-        run = begun.result()
-        return None if run is None else run(argv)
-
-    return check
+def _begun(begun: Future[ManageCheck | None]) -> ManageCheck | None:
+    """What runs checks in the warm container once it has been begun; None where it was not (the
+    Kolla way) or its start failed: the checks then run in the target's throwaway."""
+    try:
+        return begun.result()
+    except Exception as exc:  # the warm container saves time; it never refuses an upgrade
+        log.warning("no warm keystone-manage container for preflight's checks: %s", exc)
+        return None
 
 
 def _setup_from_container(inventory: Inventory, first: NodeConfig, drivers: Drivers) -> ThrowawaySetup | None:
-    """``first``'s throwaway setup from its container alone, when it is on the runner's engine: the
-    target's throwaway (the longest reading) need not wait for the node's execs and health. None
-    when it cannot be read so, or when its engine is another one, where its reading may first
-    have to copy the target image the throwaway runs."""
+    """``first``'s throwaway setup from its container alone, when it is on the runner's engine and
+    that has the target image: the target's throwaway and the warm container (the longest
+    readings) need not wait for the node's execs and health. None when it cannot be read so, or
+    when the node's reading may first have to pull or copy the target image they run."""
     if first.engine != LOCAL_ENGINE:
         return None
+    engine = drivers.engine(first.engine)
     try:
-        container = drivers.engine(first.engine).container(first.container)
+        if engine.image(inventory.target_image) is None:
+            return None
+        container = engine.container(first.container)
     except RunnerError:
         return None
     if container is None:

@@ -14,7 +14,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from runner.drivers.backup import in_background
-from runner.drivers.containers import PURPOSE_LABEL, ContainerFacts, Engine, Finished, ImageFacts
+from runner.drivers.containers import (
+    PURPOSE_LABEL,
+    ContainerFacts,
+    Engine,
+    Finished,
+    ImageFacts,
+    StillRunning,
+)
 from runner.drivers.docker_blueprint import ThrowawaySetup, derive_throwaway
 from runner.drivers.key_digests import DIGEST_FUNCTION, parse_key_digests
 from runner.drivers.keystone_release import RELEASE_FUNCTION
@@ -31,6 +38,8 @@ log = logging.getLogger(__name__)
 ManageCheck = Callable[[Sequence[str]], Finished | None]
 # A check's bound there: the one its one-shot container has.
 CHECK_TIMEOUT_S = CONTAINER_EXITED.timeout_s
+# The exit code a check left running there is reported with (timeout(1)'s; no check's own).
+STILL_RUNNING_EXIT = 124
 
 # One throwaway container answers everything preflight asks of the target image:
 # its migration heads, what it sees in the key repositories, and (when the
@@ -180,16 +189,17 @@ def target_facts(
     *,
     pull_missing: bool = False,
     setup: ThrowawaySetup | None = None,
-    checks: ManageCheck | None = None,
+    checks: Callable[[], ManageCheck | None] | None = None,
 ) -> TargetFacts:
     """The target image's heads, the key repositories it sees, `db_sync --check` and `doctor`,
     in a throwaway container configured as the migrations will be (``setup``): the target
     configuration is checked with the target image before anything changes.
 
-    ``checks`` (an upgrade's warm keystone-manage container, set up as the migrations are) runs
-    `db_sync --check` and `doctor` beside the throwaway, which then reads only what needs no
-    Keystone import: one import instead of two while the nodes serve. Checks it did not run
-    are run in the throwaway after all.
+    ``checks`` gives, once begun, what runs `db_sync --check` and `doctor` in an upgrade's warm
+    keystone-manage container (set up as the migrations are; None: there is none, the Kolla way):
+    they run there beside the throwaway, which then reads only what needs no Keystone import,
+    one import instead of two while the nodes serve. Checks it did not run are run in the
+    throwaway after all; one it left running is a failed check, the other readings kept.
     """
     setup = setup or inventory_setup(inventory)
     try:
@@ -201,7 +211,8 @@ def target_facts(
         image = engine.image(inventory.target_image)
     if image is None:
         return TargetFacts(None)
-    warm = in_background(lambda: _checked_in(checks), "target-checks") if checks and database_ok else None
+    run_checks = checks() if checks is not None and database_ok else None
+    warm = None if run_checks is None else in_background(lambda: _checked_in(run_checks), "target-checks")
     try:
         facts = _read_in_throwaway(inventory, engine, setup, run_label, database_ok and warm is None)
         if warm is not None and facts.error is None:
@@ -210,15 +221,23 @@ def target_facts(
                 facts = _read_in_throwaway(inventory, engine, setup, run_label, with_database=True)
             else:
                 facts = replace(facts, check=answers[0], doctor=answers[1])
-    except RunnerError as exc:  # StillRunning too: a check past its timeout
+    except RunnerError as exc:
         return TargetFacts(image, error=exc.render())
     return replace(facts, image=image)
 
 
 def _checked_in(checks: ManageCheck) -> tuple[Finished, Finished] | None:
-    """`db_sync --check` and `doctor` through ``checks``; None unless both ran there."""
-    check = checks(["db_sync", "--check"])
-    doctor = checks(["doctor"]) if check is not None else None
+    """`db_sync --check` and `doctor` through ``checks``; None unless both ran there. One left
+    running (past its timeout) is a failure of that check, with what the runner was told."""
+
+    def checked(argv: list[str]) -> Finished | None:
+        try:
+            return checks(argv)
+        except StillRunning as exc:
+            return Finished(STILL_RUNNING_EXIT, exc.render())
+
+    check = checked(["db_sync", "--check"])
+    doctor = checked(["doctor"]) if check is not None else None
     return None if check is None or doctor is None else (check, doctor)
 
 

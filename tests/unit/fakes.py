@@ -19,7 +19,15 @@ from runner.drivers.haproxy import HaproxyRuntime
 from runner.drivers.key_digests import KEY_DIGEST_SCRIPT
 from runner.drivers.ports import Drivers, EffectData
 from runner.errors import DockerError
-from runner.model import BindMount, NodeConfig, ServerRef, TargetConfig
+from runner.model import (
+    BindMount,
+    DatabaseConfig,
+    Inventory,
+    NodeConfig,
+    SecretSource,
+    ServerRef,
+    TargetConfig,
+)
 from runner.schema import Schema
 from runner.waits import CONTAINER_EXITED, WaitPolicy, WaitTimeout
 
@@ -419,4 +427,20 @@ def fake_cluster(
         admin=FakeDatabase(calls, heads),
         rotation=FakeRotation(calls),
         tokens=FakeTokens(calls),
+    )
+
+
+def target_inventory() -> Inventory:
+    """An inventory with a target image (ks:29) and nothing else to speak of."""
+    return Inventory(
+        path=Path("inventory.toml"),
+        database=DatabaseConfig("127.0.0.1", 3306, "keystone", "keystone", SecretSource("PW", None)),
+        target_image="ks:29",
+        backup_image="db:1",
+        mounts=(),
+        key_repositories=(),
+        haproxy_sockets=(),
+        nodes=(),
+        state_dir=Path("state"),
+        backup_dir=Path("state/backups"),
     )

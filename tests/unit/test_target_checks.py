@@ -5,15 +5,19 @@ warm container did not run them."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from concurrent.futures import Future
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
-from runner.drivers.containers import Finished, ImageFacts, StillRunning
-from runner.facts.target import target_facts
-from runner.model import DatabaseConfig, Inventory, SecretSource
+from runner.drivers.containers import ContainerFacts, Finished, ImageFacts, StillRunning
+from runner.drivers.ports import Drivers
+from runner.facts.gather import _begun, _setup_from_container
+from runner.facts.target import STILL_RUNNING_EXIT, ManageCheck, target_facts
+from runner.model import LOCAL_ENGINE, NodeConfig
 from runner.waits import CONTAINER_EXITED, WaitPolicy
-from tests.unit.fakes import FakeEngine
+from tests.unit.fakes import FakeEngine, target_inventory
 
 HEADS = "RELEASE 29.1.0\nEXPAND e-new\nCONTRACT c-new\n"
 CHECKS_IN_THROWAWAY = (
@@ -35,21 +39,6 @@ class _Target(FakeEngine):
     ) -> Finished:
         self.commands.append(list(command))
         return Finished(0, HEADS + (CHECKS_IN_THROWAWAY if "with-database" in command else ""))
-
-
-def _inventory() -> Inventory:
-    return Inventory(
-        path=Path("inventory.toml"),
-        database=DatabaseConfig("127.0.0.1", 3306, "keystone", "keystone", SecretSource("PW", None)),
-        target_image="ks:29",
-        backup_image="db:1",
-        mounts=(),
-        key_repositories=(),
-        haproxy_sockets=(),
-        nodes=(),
-        state_dir=Path("state"),
-        backup_dir=Path("state/backups"),
-    )
 
 
 class _Warm:
@@ -75,7 +64,7 @@ def _modes(engine: _Target) -> list[str]:
 def test_the_checks_run_in_the_warm_container_and_the_throwaway_imports_no_keystone() -> None:
     engine = _Target()
     warm = _Warm({"db_sync --check": Finished(2, "warm check"), "doctor": Finished(0, "warm doctor")})
-    facts = target_facts(_inventory(), engine, {}, database_ok=True, checks=warm)
+    facts = target_facts(target_inventory(), engine, {}, database_ok=True, checks=lambda: warm)
     assert _modes(engine) == ["without-database"]
     assert warm.asked == ["db_sync --check", "doctor"]
     assert (facts.check, facts.doctor) == (Finished(2, "warm check"), Finished(0, "warm doctor"))
@@ -93,29 +82,79 @@ def test_checks_the_warm_container_did_not_run_run_in_the_throwaway(
     answers: Mapping[str, Finished | None],
 ) -> None:
     engine = _Target()
-    facts = target_facts(_inventory(), engine, {}, database_ok=True, checks=_Warm(answers))
+    facts = target_facts(target_inventory(), engine, {}, database_ok=True, checks=lambda: _Warm(answers))
     assert _modes(engine) == ["without-database", "with-database"]
     assert (facts.check, facts.doctor) == (Finished(2, "throwaway check"), Finished(0, "throwaway doctor"))
 
 
-def test_a_check_left_running_in_the_warm_container_is_an_error_of_the_target() -> None:
+def test_a_check_left_running_in_the_warm_container_is_a_failed_check_and_the_rest_is_kept() -> None:
     still = StillRunning(
         "keystone-manage db_sync --check is still running after 600s",
         observed="-",
         hint="-",
         container_id="warm",
     )
-    facts = target_facts(
-        _inventory(), _Target(), {}, database_ok=True, checks=_Warm({"db_sync --check": still})
+    engine = _Target()
+    warm = _Warm({"db_sync --check": still, "doctor": Finished(0, "warm doctor")})
+    facts = target_facts(target_inventory(), engine, {}, database_ok=True, checks=lambda: warm)
+    assert facts.check is not None
+    assert facts.check.exit_code == STILL_RUNNING_EXIT
+    assert "still running after 600s" in facts.check.output
+    assert (facts.error, facts.expand_head, facts.doctor) == (None, "e-new", Finished(0, "warm doctor"))
+    assert _modes(engine) == ["without-database"], "not run again in the throwaway"
+
+
+def test_without_a_warm_container_the_throwaway_runs_the_checks_once() -> None:
+    engine = _Target()  # the Kolla way, or a warm container that could not be begun
+    facts = target_facts(target_inventory(), engine, {}, database_ok=True, checks=lambda: None)
+    assert _modes(engine) == ["with-database"]
+    assert facts.check == Finished(2, "throwaway check")
+
+
+def test_a_warm_container_whose_start_failed_leaves_the_checks_to_the_throwaway() -> None:
+    failed: Future[ManageCheck | None] = Future()
+    failed.set_exception(PermissionError("keystone.conf"))
+    assert _begun(failed) is None
+    begun: Future[ManageCheck | None] = Future()
+    warm = _Warm({})
+    begun.set_result(warm)
+    assert _begun(begun) is warm
+
+
+def test_preflight_starts_early_only_where_the_runners_engine_has_the_target_image() -> None:
+    node = NodeConfig("k1", LOCAL_ENGINE, "c-k1", "http://k1/v3", ())
+    container = ContainerFacts(
+        "id-k1", "c-k1", "running", "sha256:old", "ks:28", "28.1.0", {}, {"Config": {}, "HostConfig": {}}
     )
-    assert facts.error is not None
-    assert "still running after 600s" in facts.error
-    assert facts.image is not None
+
+    class _Local(FakeEngine):
+        def __init__(self, target_present: bool) -> None:
+            super().__init__([])
+            self.target_present = target_present
+
+        def container(self, name: str) -> ContainerFacts | None:
+            return container
+
+        def image(self, reference: str) -> ImageFacts | None:
+            if reference == "ks:29" and not self.target_present:
+                return None
+            return ImageFacts("sha256:x", reference, None, {"Config": {}})
+
+    def drivers(target_present: bool) -> Drivers:
+        engine = _Local(target_present)
+        return cast(Drivers, SimpleNamespace(engine=lambda _name: engine))
+
+    assert _setup_from_container(target_inventory(), node, drivers(target_present=True)) is not None
+    assert _setup_from_container(target_inventory(), node, drivers(target_present=False)) is None, (
+        "its reading pulls the image first"
+    )
+    remote = NodeConfig("k2", "ssh://host", "c-k2", "http://k2/v3", ())
+    assert _setup_from_container(target_inventory(), remote, drivers(target_present=True)) is None
 
 
 def test_without_the_database_nothing_is_checked() -> None:
     engine = _Target()
     warm = _Warm({})
-    facts = target_facts(_inventory(), engine, {}, database_ok=False, checks=warm)
+    facts = target_facts(target_inventory(), engine, {}, database_ok=False, checks=lambda: warm)
     assert (_modes(engine), warm.asked) == (["without-database"], [])
     assert (facts.check, facts.doctor, facts.expand_head) == (None, None, "e-new")

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
 from runner.drivers.containers import ExecNotStarted, Finished, StillRunning
+from runner.drivers.docker_blueprint import ThrowawaySetup
+from runner.drivers.ports import Drivers
 from runner.drivers.warm_keystone import (
     CLIENT_SCRIPT,
     NOT_STARTED,
@@ -22,7 +26,10 @@ from runner.drivers.warm_keystone import (
     WarmKeystone,
 )
 from runner.errors import DockerError
-from tests.unit.fakes import FakeEngine
+from runner.migrations import CHECKS_LOG_TO_OUTPUT
+from runner.upgrade import _warm_beside_preflight
+from runner.waits import CONTAINER_EXITED
+from tests.unit.fakes import FakeEngine, target_inventory
 
 # A stand-in keystone.cmd.manage that counts its imports in a file beside it.
 MANAGE = """\
@@ -167,9 +174,11 @@ class _Answering(FakeEngine):
     def __init__(self, answer: Finished | Exception) -> None:
         super().__init__([])
         self.answer = answer
+        self.environments: list[str] = []
 
     def exec_output(self, container: str, command: Sequence[str]) -> Finished:
-        self.calls.append("exec " + " ".join([command[5], *command[7:]]))  # not the environment
+        self.calls.append("exec " + " ".join([command[5], *command[7:]]))
+        self.environments.append(command[6])
         if isinstance(self.answer, Exception):
             raise self.answer
         return self.answer
@@ -221,3 +230,42 @@ def test_an_answer_lost_once_the_command_may_have_started_is_never_run_again_els
         warm.run(SETUP, ["db_sync", "--expand"], 60)
     assert "connection reset" in str(raised.value.observed)
     assert engine.calls[-1] == "end input warm", "kept for the operator, not removed"
+
+
+def test_a_commands_environment_goes_with_it_and_only_with_it() -> None:
+    warm, engine = _warm(Finished(0, "up to date"))
+    warm.run(SETUP, ["db_sync", "--check"], 60, {"OS_DEFAULT__LOG_FILE": ""})
+    warm.run(SETUP, ["db_sync", "--expand"], 60)
+    assert engine.environments == ['{"OS_DEFAULT__LOG_FILE": ""}', "{}"]
+
+
+def test_preflight_checks_in_the_warm_container_log_to_their_output_within_a_one_shots_bound() -> None:
+    class _Manage:
+        def __init__(self) -> None:
+            self.asked: list[tuple[object, ...]] = []
+
+        def begin(self, setup: ManageSetup, labels: Mapping[str, str]) -> None:
+            self.asked.append(("begin", setup.image))
+
+        def run(
+            self,
+            setup: ManageSetup,
+            argv: Sequence[str],
+            timeout_s: float,
+            environment: Mapping[str, str] | None = None,
+        ) -> Finished | None:
+            self.asked.append(("run", tuple(argv), timeout_s, dict(environment or {})))
+            return Finished(0, "up to date")
+
+    manage = _Manage()
+    begin = _warm_beside_preflight(
+        target_inventory(), cast(Drivers, SimpleNamespace(keystone_manage=manage)), "r1"
+    )
+    assert begin is not None
+    check = begin(ThrowawaySetup((), (), None, ()))
+    assert check is not None
+    assert check(["db_sync", "--check"]) == Finished(0, "up to date")
+    assert manage.asked == [
+        ("begin", "ks:29"),
+        ("run", ("db_sync", "--check"), CONTAINER_EXITED.timeout_s, CHECKS_LOG_TO_OUTPUT),
+    ]
