@@ -28,6 +28,7 @@ EXITS_S = 300
 MIGRATION_STARTS = WaitPolicy("the expand container runs", timeout_s=120, interval_s=0.05)
 WARM_RUNS = WaitPolicy("the warm keystone-manage container runs", timeout_s=120, interval_s=0.05)
 # Polled fast: the fork lives a few hundred milliseconds unless it is stopped.
+CHECKS_DONE = WaitPolicy("preflight's checks in the warm container are over", timeout_s=180, interval_s=0.05)
 FORK_STARTS = WaitPolicy("the warm container forks the expand", timeout_s=180, interval_s=0.002)
 EXITED = WaitPolicy("the warm container exits", timeout_s=EXITS_S, interval_s=0.2)
 
@@ -68,12 +69,17 @@ def _warm(client: docker.DockerClient) -> Container:
     return container
 
 
-def _stop_its_first_fork(client: docker.DockerClient, stopped: list[int]) -> threading.Thread:
-    """Stop (SIGSTOP, from this host) the warm container's first fork as soon as it exists: the
-    expand it runs cannot finish in time, and is neither killed nor lost."""
+def _stop_the_expands_fork(client: docker.DockerClient, stopped: list[int]) -> threading.Thread:
+    """Stop (SIGSTOP, from this host) the warm container's fork of the expand as soon as it
+    exists: the expand cannot finish in time, and is neither killed nor lost. Preflight's checks
+    fork first; the expand is the first fork once its log says `doctor` is over."""
 
     def stop() -> None:
-        server = int(_warm(client).attrs["State"]["Pid"])
+        warm = _warm(client)
+        wait_until(
+            CHECKS_DONE, lambda: warm.logs().decode(), lambda logs: "keystone-manage doctor exited" in logs
+        )
+        server = int(warm.attrs["State"]["Pid"])
         children = Path(f"/proc/{server}/task/{server}/children")
         (fork,) = wait_until(FORK_STARTS, lambda: children.read_text().split(), lambda pids: len(pids) == 1)
         os.kill(int(fork), signal.SIGSTOP)
@@ -133,7 +139,7 @@ def test_a_migration_forked_in_the_warm_container_past_its_timeout_is_left_runni
     cluster = cluster_factory("28.1.0")
     short = write_inventory(cluster, "29.1.0", **{"[run]\n": "[run]\nmigration_timeout_s = 2\n"})
     stopped: list[int] = []
-    watcher = _stop_its_first_fork(docker_client, stopped)
+    watcher = _stop_the_expands_fork(docker_client, stopped)
     result = keystone_upgrade("upgrade", "-i", short, "--yes")
     watcher.join(timeout=FORK_STARTS.timeout_s)
     assert stopped, "the expand was never forked in the warm container"
