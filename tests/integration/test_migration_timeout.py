@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
@@ -20,15 +22,15 @@ from runner.errors import ExitCode
 from runner.lab.cluster import LabEndpoints
 from runner.waits import WaitPolicy, wait_until
 from tests.integration.conftest import ClusterFactory
-from tests.integration.upgrade_helpers import journal, keystone_upgrade, write_inventory
+from tests.integration.upgrade_helpers import COMMAND_TIMEOUT_S, journal, keystone_upgrade, write_inventory
 
 pytestmark = pytest.mark.integration
 
 EXITS_S = 300
 MIGRATION_STARTS = WaitPolicy("the expand container runs", timeout_s=120, interval_s=0.05)
 WARM_RUNS = WaitPolicy("the warm keystone-manage container runs", timeout_s=120, interval_s=0.05)
+CHECKS_DONE = WaitPolicy("preflight's checks in the warm container are over", timeout_s=180, interval_s=0.1)
 # Polled fast: the fork lives a few hundred milliseconds unless it is stopped.
-CHECKS_DONE = WaitPolicy("preflight's checks in the warm container are over", timeout_s=180, interval_s=0.05)
 FORK_STARTS = WaitPolicy("the warm container forks the expand", timeout_s=180, interval_s=0.002)
 EXITED = WaitPolicy("the warm container exits", timeout_s=EXITS_S, interval_s=0.2)
 
@@ -69,16 +71,38 @@ def _warm(client: docker.DockerClient) -> Container:
     return container
 
 
-def _stop_the_expands_fork(client: docker.DockerClient, stopped: list[int]) -> threading.Thread:
-    """Stop (SIGSTOP, from this host) the warm container's fork of the expand as soon as it
-    exists: the expand cannot finish in time, and is neither killed nor lost. Preflight's checks
-    fork first; the expand is the first fork once its log says `doctor` is over."""
-
-    def stop() -> None:
+def _upgrade_after_the_checks(
+    client: docker.DockerClient, inventory: Path, meanwhile: Callable[[Container], None]
+) -> subprocess.CompletedProcess[str]:
+    """The upgrade, its question answered only once the warm container's log says preflight's
+    checks (`doctor` the last) are over and ``meanwhile`` has been done to it: the next command
+    it is asked is the expand."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runner", "upgrade", "-i", str(inventory)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
         warm = _warm(client)
         wait_until(
             CHECKS_DONE, lambda: warm.logs().decode(), lambda logs: "keystone-manage doctor exited" in logs
         )
+        meanwhile(warm)
+        stdout, stderr = process.communicate("y\n", timeout=COMMAND_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def _stop_its_next_fork(warm: Container, stopped: list[int]) -> threading.Thread:
+    """Stop (SIGSTOP, from this host) the warm container's next fork, the expand's, as soon as it
+    exists: the expand cannot finish in time, and is neither killed nor lost."""
+
+    def stop() -> None:
         server = int(warm.attrs["State"]["Pid"])
         children = Path(f"/proc/{server}/task/{server}/children")
         (fork,) = wait_until(FORK_STARTS, lambda: children.read_text().split(), lambda pids: len(pids) == 1)
@@ -86,19 +110,6 @@ def _stop_the_expands_fork(client: docker.DockerClient, stopped: list[int]) -> t
         stopped.append(int(fork))
 
     watcher = threading.Thread(target=stop, name="stop-warm-fork", daemon=True)
-    watcher.start()
-    return watcher
-
-
-def _pause_the_warm_one(client: docker.DockerClient, paused: list[Container]) -> threading.Thread:
-    """Pause the warm container as soon as it runs: it can take no command (no exec in it)."""
-
-    def pause() -> None:
-        warm = _warm(client)
-        warm.pause()
-        paused.append(warm)
-
-    watcher = threading.Thread(target=pause, name="pause-warm", daemon=True)
     watcher.start()
     return watcher
 
@@ -139,9 +150,12 @@ def test_a_migration_forked_in_the_warm_container_past_its_timeout_is_left_runni
     cluster = cluster_factory("28.1.0")
     short = write_inventory(cluster, "29.1.0", **{"[run]\n": "[run]\nmigration_timeout_s = 2\n"})
     stopped: list[int] = []
-    watcher = _stop_the_expands_fork(docker_client, stopped)
-    result = keystone_upgrade("upgrade", "-i", short, "--yes")
-    watcher.join(timeout=FORK_STARTS.timeout_s)
+    watchers: list[threading.Thread] = []
+    result = _upgrade_after_the_checks(
+        docker_client, short, lambda warm: watchers.append(_stop_its_next_fork(warm, stopped))
+    )
+    for watcher in watchers:
+        watcher.join(timeout=FORK_STARTS.timeout_s)
     assert stopped, "the expand was never forked in the warm container"
     # Reported, not killed: its fork still holds the expand.
     left, run = _left_running_and_resume_refused(cluster, docker_client, result, "running", "keystone-manage")
@@ -166,10 +180,13 @@ def test_a_migration_in_a_container_of_its_own_past_its_timeout_is_left_running_
     cluster = cluster_factory("28.1.0")
     short = write_inventory(cluster, "29.1.0", **{"[run]\n": "[run]\nmigration_timeout_s = 2\n"})
     paused: list[Container] = []
-    warm_watcher = _pause_the_warm_one(docker_client, paused)
+
+    def pause(warm: Container) -> None:
+        warm.pause()  # it can take no command (no exec in it): the expand included
+        paused.append(warm)
+
     watcher = _pause_when_it_starts(docker_client, "expand")
-    result = keystone_upgrade("upgrade", "-i", short, "--yes")
-    warm_watcher.join(timeout=WARM_RUNS.timeout_s)
+    result = _upgrade_after_the_checks(docker_client, short, pause)
     watcher.join(timeout=MIGRATION_STARTS.timeout_s)
     # The warm container, paused, could not take the expand: the runner ended its input and went on.
     (warm,) = paused
