@@ -237,6 +237,9 @@ def _checked_in(checks: ManageCheck) -> tuple[Finished, Finished] | None:
             return Finished(STILL_RUNNING_EXIT, exc.render())
 
     check = checked(["db_sync", "--check"])
+    if check is not None and check.exit_code == STILL_RUNNING_EXIT:
+        # The warm container was closed with it: doctor is not run anywhere (nor the check again).
+        return check, Finished(STILL_RUNNING_EXIT, "not run: db_sync --check was left running")
     doctor = checked(["doctor"]) if check is not None else None
     return None if check is None or doctor is None else (check, doctor)
 

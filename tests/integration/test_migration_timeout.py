@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import docker
 import pytest
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.integration
 EXITS_S = 300
 MIGRATION_STARTS = WaitPolicy("the expand container runs", timeout_s=120, interval_s=0.05)
 WARM_RUNS = WaitPolicy("the warm keystone-manage container runs", timeout_s=120, interval_s=0.05)
-CHECKS_DONE = WaitPolicy("preflight's checks in the warm container are over", timeout_s=180, interval_s=0.1)
+ASKED = WaitPolicy("the upgrade asks whether to execute its plan", timeout_s=300, interval_s=0.1)
 # Polled fast: the fork lives a few hundred milliseconds unless it is stopped.
 FORK_STARTS = WaitPolicy("the warm container forks the expand", timeout_s=180, interval_s=0.002)
 EXITED = WaitPolicy("the warm container exits", timeout_s=EXITS_S, interval_s=0.2)
@@ -74,28 +75,46 @@ def _warm(client: docker.DockerClient) -> Container:
 def _upgrade_after_the_checks(
     client: docker.DockerClient, inventory: Path, meanwhile: Callable[[Container], None]
 ) -> subprocess.CompletedProcess[str]:
-    """The upgrade, its question answered only once the warm container's log says preflight's
-    checks (`doctor` the last) are over and ``meanwhile`` has been done to it: the next command
-    it is asked is the expand."""
+    """The upgrade, its question answered once it is asked (preflight's checks, forked in the warm
+    container, are over and their execs gone) and ``meanwhile`` has been done to the warm
+    container: the next command it is asked is the expand."""
     process = subprocess.Popen(
         [sys.executable, "-m", "runner", "upgrade", "-i", str(inventory)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
     )
+    assert process.stdin is not None
+    stdout: list[str] = []
+    stderr: list[str] = []
+    readers = [
+        threading.Thread(target=_drain, args=(process.stdout, stdout), daemon=True),
+        threading.Thread(target=_drain, args=(process.stderr, stderr), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
     try:
+        # The question has no newline after it: what was read so far is searched, not lines.
+        wait_until(ASKED, lambda: "".join(stdout), lambda shown: "execute this plan?" in shown)
         warm = _warm(client)
-        wait_until(
-            CHECKS_DONE, lambda: warm.logs().decode(), lambda logs: "keystone-manage doctor exited" in logs
-        )
+        assert "keystone-manage doctor exited" in warm.logs().decode(), "preflight's checks ran in it"
         meanwhile(warm)
-        stdout, stderr = process.communicate("y\n", timeout=COMMAND_TIMEOUT_S)
+        process.stdin.write(b"y\n")
+        process.stdin.close()
+        process.wait(timeout=COMMAND_TIMEOUT_S)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+        for reader in readers:
+            reader.join(timeout=10)
+    return subprocess.CompletedProcess(process.args, process.returncode, "".join(stdout), "".join(stderr))
+
+
+def _drain(stream: IO[bytes] | None, into: list[str]) -> None:
+    assert stream is not None
+    while chunk := os.read(stream.fileno(), 65536):
+        into.append(chunk.decode(errors="replace"))
 
 
 def _stop_its_next_fork(warm: Container, stopped: list[int]) -> threading.Thread:

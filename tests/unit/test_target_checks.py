@@ -47,11 +47,16 @@ class _Warm:
     def __init__(self, answers: Mapping[str, Finished | Exception | None]) -> None:
         self.answers = answers
         self.asked: list[str] = []
+        self.closed = False
 
     def __call__(self, argv: Sequence[str]) -> Finished | None:
         shown = " ".join(argv)
         self.asked.append(shown)
+        if self.closed:
+            return None  # as WarmKeystone once it has closed its container
         answer = self.answers[shown]
+        if isinstance(answer, StillRunning):
+            self.closed = True
         if isinstance(answer, Exception):
             raise answer
         return answer
@@ -95,13 +100,15 @@ def test_a_check_left_running_in_the_warm_container_is_a_failed_check_and_the_re
         container_id="warm",
     )
     engine = _Target()
-    warm = _Warm({"db_sync --check": still, "doctor": Finished(0, "warm doctor")})
+    warm = _Warm({"db_sync --check": still})
     facts = target_facts(target_inventory(), engine, {}, database_ok=True, checks=lambda: warm)
     assert facts.check is not None
     assert facts.check.exit_code == STILL_RUNNING_EXIT
     assert "still running after 600s" in facts.check.output
-    assert (facts.error, facts.expand_head, facts.doctor) == (None, "e-new", Finished(0, "warm doctor"))
-    assert _modes(engine) == ["without-database"], "not run again in the throwaway"
+    assert facts.doctor == Finished(STILL_RUNNING_EXIT, "not run: db_sync --check was left running")
+    assert (facts.error, facts.expand_head) == (None, "e-new")
+    assert warm.asked == ["db_sync --check"], "the warm container, closed with it, is asked nothing more"
+    assert _modes(engine) == ["without-database"], "nor is anything run again in the throwaway"
 
 
 def test_without_a_warm_container_the_throwaway_runs_the_checks_once() -> None:
