@@ -25,7 +25,7 @@ from runner.drivers.containers import (
 from runner.drivers.docker_blueprint import ThrowawaySetup, derive_throwaway
 from runner.drivers.key_digests import DIGEST_FUNCTION, parse_key_digests
 from runner.drivers.keystone_release import RELEASE_FUNCTION
-from runner.drivers.warm_keystone import RUN_MANAGE_FUNCTION, ManageSetup
+from runner.drivers.warm_keystone import RUN_MANAGE_FUNCTION, STILL_RUNNING, ManageSetup
 from runner.errors import RunnerError
 from runner.facts.nodes import NodeFacts
 from runner.migrations import CHECKS_LOG_TO_OUTPUT, migration_environment, migrations_style, styled_argv
@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 ManageCheck = Callable[[Sequence[str]], Finished | None]
 # A check's bound there: the one its one-shot container has.
 CHECK_TIMEOUT_S = CONTAINER_EXITED.timeout_s
-# The exit code a check left running there is reported with (timeout(1)'s; no check's own).
-STILL_RUNNING_EXIT = 124
 
 # One throwaway container answers everything preflight asks of the target image:
 # its migration heads, what it sees in the key repositories, and (when the
@@ -234,12 +232,12 @@ def _checked_in(checks: ManageCheck) -> tuple[Finished, Finished] | None:
         try:
             return checks(argv)
         except StillRunning as exc:
-            return Finished(STILL_RUNNING_EXIT, exc.render())
+            return Finished(STILL_RUNNING, exc.render())
 
     check = checked(["db_sync", "--check"])
-    if check is not None and check.exit_code == STILL_RUNNING_EXIT:
+    if check is not None and check.exit_code == STILL_RUNNING:
         # The warm container was closed with it: doctor is not run anywhere (nor the check again).
-        return check, Finished(STILL_RUNNING_EXIT, "not run: db_sync --check was left running")
+        return check, Finished(STILL_RUNNING, "not run: db_sync --check was left running")
     doctor = checked(["doctor"]) if check is not None else None
     return None if check is None or doctor is None else (check, doctor)
 

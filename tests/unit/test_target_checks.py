@@ -13,8 +13,9 @@ import pytest
 
 from runner.drivers.containers import ContainerFacts, Finished, ImageFacts, StillRunning
 from runner.drivers.ports import Drivers
+from runner.drivers.warm_keystone import STILL_RUNNING
 from runner.facts.gather import _begun, _setup_from_container
-from runner.facts.target import STILL_RUNNING_EXIT, ManageCheck, target_facts
+from runner.facts.target import ManageCheck, target_facts
 from runner.model import LOCAL_ENGINE, NodeConfig
 from runner.waits import CONTAINER_EXITED, WaitPolicy
 from tests.unit.fakes import FakeEngine, target_inventory
@@ -103,9 +104,9 @@ def test_a_check_left_running_in_the_warm_container_is_a_failed_check_and_the_re
     warm = _Warm({"db_sync --check": still})
     facts = target_facts(target_inventory(), engine, {}, database_ok=True, checks=lambda: warm)
     assert facts.check is not None
-    assert facts.check.exit_code == STILL_RUNNING_EXIT
+    assert facts.check.exit_code == STILL_RUNNING
     assert "still running after 600s" in facts.check.output
-    assert facts.doctor == Finished(STILL_RUNNING_EXIT, "not run: db_sync --check was left running")
+    assert facts.doctor == Finished(STILL_RUNNING, "not run: db_sync --check was left running")
     assert (facts.error, facts.expand_head) == (None, "e-new")
     assert warm.asked == ["db_sync --check"], "the warm container, closed with it, is asked nothing more"
     assert _modes(engine) == ["without-database"], "nor is anything run again in the throwaway"
