@@ -32,7 +32,7 @@ from runner.credentials import require_secrets
 from runner.engine import ensure_engine
 from runner.errors import ConfigError, ExitCode, RunnerError
 from runner.images.base import ensure_base_image
-from runner.images.build import BuildOutcome, build_images, project_version
+from runner.images.build import BUILDS_AT_ONCE, BuildOutcome, build_images, project_version
 from runner.images.catalog import DEFAULT_KEYSTONE_VERSIONS, all_images, runner_image
 from runner.interrupts import ForcedStop
 from runner.journal import Journal
@@ -98,7 +98,14 @@ def _print_outcome(outcome: BuildOutcome) -> None:
     is_flag=True,
     help="Also build the runner's own image, keystone-upgrade/runner:<version> (the top-level Dockerfile).",
 )
-def images_build(versions: tuple[str, ...], force: bool, with_runner: bool) -> None:
+@click.option(
+    "--at-once",
+    type=click.IntRange(min=1),
+    default=BUILDS_AT_ONCE,
+    show_default=True,
+    help="How many images to build at the same time.",
+)
+def images_build(versions: tuple[str, ...], force: bool, with_runner: bool, at_once: int) -> None:
     """Build what is missing or changed; reuse the rest. Provisions the engine and base image."""
     ensure_engine()
     client = docker.from_env()
@@ -106,7 +113,7 @@ def images_build(versions: tuple[str, ...], force: bool, with_runner: bool) -> N
     specs = all_images(versions or DEFAULT_KEYSTONE_VERSIONS)
     if with_runner:
         specs += (runner_image(project_version()),)
-    build_images(client, specs, force=force, on_outcome=_print_outcome)
+    build_images(client, specs, force=force, at_once=at_once, on_outcome=_print_outcome)
 
 
 # -- the upgrade ------------------------------------------------------------------------------

