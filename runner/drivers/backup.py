@@ -12,22 +12,18 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import threading
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
 
+from runner.background import in_background
 from runner.drivers.containers import PURPOSE_LABEL, Engine, Finished, StillRunning
 from runner.drivers.database import MysqlDatabase
 from runner.drivers.scratch_database import ScratchDatabase, scratch_database
 from runner.errors import BackupError, ConfigError
 from runner.model import BindMount, DatabaseTarget
 from runner.waits import MIGRATION_FINISHES
-
-T = TypeVar("T")
 
 OPTIONS_FILE = "/run/keystone-upgrade/client.cnf"
 OPTIONS_DIR = "/run/keystone-upgrade"  # a tmpfs of the backup container
@@ -177,32 +173,6 @@ def write_manifest(
     )
     Path(f"{manifest.dump}.manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
     return manifest
-
-
-def in_background(work: Callable[[], T], name: str) -> Callable[..., T]:
-    """Start ``work`` in a daemon thread; the returned call waits for its result (or raises its error),
-    at most ``timeout_s`` when given (then TimeoutError: the work goes on, and holds no exit)."""
-    outcome: list[T] = []
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            outcome.append(work())
-        except BaseException as exc:  # handed to the waiting thread
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-
-    def result(timeout_s: float | None = None) -> T:
-        thread.join(timeout_s)
-        if thread.is_alive():
-            raise TimeoutError(f"{name} still running after {timeout_s}s")
-        if failure:
-            raise failure[0]
-        return outcome[0]
-
-    return result
 
 
 def _contents_after_load(

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.drivers.backup import BackupManifest, dump_verified, in_background, load_backup, write_manifest
+from runner.background import in_background
+from runner.drivers.backup import BackupManifest, dump_verified, load_backup, write_manifest
 from runner.drivers.containers import Engine
 from runner.model import DatabaseTarget
 

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from runner.drivers.backup import in_background
+from runner.background import in_background
 from runner.drivers.containers import Engine, ExecNotStarted, Finished, StillRunning
 from runner.errors import RunnerError
 from runner.model import BindMount

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from runner.drivers.backup import in_background
+from runner.background import in_background
 from runner.drivers.containers import (
     PURPOSE_LABEL,
     ContainerFacts,

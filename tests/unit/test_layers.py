@@ -15,7 +15,17 @@ RUNNER = Path(__file__).resolve().parents[2] / "runner"
 # Bottom first. A module belongs to the first layer one of whose prefixes names it or its package.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # Values and the rules every layer shares; they import nothing of the project but each other.
-    ("foundation", ("runner.model", "runner.errors", "runner.waits", "runner.interrupts", "runner.schema")),
+    (
+        "foundation",
+        (
+            "runner.model",
+            "runner.errors",
+            "runner.waits",
+            "runner.interrupts",
+            "runner.schema",
+            "runner.background",
+        ),
+    ),
     # Everything with side effects: Docker, HAProxy, the database, HTTP, the machine itself.
     ("drivers", ("runner.drivers", "runner.host", "runner.engine", "runner.images")),
     # Reading the inventory and secrets, the journal, traffic and what it means, the lab.
