@@ -13,13 +13,14 @@ import hashlib
 import io
 import logging
 import os
+import queue
 import tarfile
+import threading
 import time
 import tomllib
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
@@ -183,19 +184,66 @@ def build_image(
     return BuildOutcome(spec.reference, "built", time.monotonic() - started)
 
 
-# Two builds at a time: a Keystone image's build mostly waits on PyPI, so two of them at once
-# took 79 s where one after the other took 219 s (24.1.0 and 27.1.0 on this project's 2-core host).
+# Two builds at a time: a Keystone image's build mostly waits on PyPI. Measured on this
+# project's 2-core host, the images scripts/test needs (5 releases, 3 others, the runner's) took
+# 277 s at two at a time, with the releases sharing their apt layers, and 562 s before: one after
+# the other, each release building those layers again.
 BUILDS_AT_ONCE = 2
 
 
-def _layer_seeds(specs: list[ImageSpec]) -> dict[str, str]:
-    """Each Dockerfile's first image, by directory: it builds the layers its siblings share (the
-    apt installs before the release's build arguments), so they wait for it instead of building
-    those layers again beside it."""
-    seeds: dict[str, str] = {}
-    for spec in specs:
-        seeds.setdefault(spec.directory, spec.reference)
-    return seeds
+def in_build_order(specs: Iterable[ImageSpec]) -> list[ImageSpec]:
+    """Each Dockerfile's first image (its seed), then the others in the order given.
+
+    A seed builds the layers its siblings share (the Keystone releases' apt installs come before
+    the release's build arguments), so its siblings wait for it instead of building those layers
+    again beside it. Seeds first keeps the other workers on images that wait for nothing.
+    """
+    ordered = list({spec.reference: spec for spec in specs}.values())
+    seeds = {spec.directory: spec.reference for spec in reversed(ordered)}.values()
+    return [s for s in ordered if s.reference in seeds] + [s for s in ordered if s.reference not in seeds]
+
+
+@dataclass
+class _Jobs:
+    """What the build workers share: the queue, who waits for whom, and what came of each."""
+
+    build: Callable[[ImageSpec], BuildOutcome]
+    ordered: list[ImageSpec]
+    pending: queue.SimpleQueue[ImageSpec] = field(default_factory=queue.SimpleQueue)
+    # What each build came to, and None as each worker ends.
+    finished: queue.SimpleQueue[tuple[str, BuildOutcome | BaseException] | None] = field(
+        default_factory=queue.SimpleQueue
+    )
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.seed_of = {spec.directory: spec.reference for spec in reversed(self.ordered)}
+        self.settled = {spec.reference: threading.Event() for spec in self.ordered}  # built or failed
+        for spec in self.ordered:
+            self.pending.put(spec)
+
+    def work(self) -> None:
+        """Build what is queued until nothing is, or a build failed; then say so."""
+        try:
+            while not self.stop.is_set():
+                try:
+                    spec = self.pending.get_nowait()
+                except queue.Empty:
+                    return
+                seed = self.seed_of[spec.directory]
+                if seed != spec.reference:
+                    self.settled[seed].wait()  # seeds are queued first: it is building or done
+                if self.stop.is_set():
+                    return
+                try:
+                    self.finished.put((spec.reference, self.build(spec)))
+                except BaseException as exc:
+                    self.stop.set()
+                    self.finished.put((spec.reference, exc))
+                finally:
+                    self.settled[spec.reference].set()
+        finally:
+            self.finished.put(None)
 
 
 def build_images(
@@ -209,34 +257,42 @@ def build_images(
 ) -> list[BuildOutcome]:
     """Build every image, up to ``at_once`` at a time; the base image must already exist.
 
-    The outcomes come back in the order of ``specs``. The first failure is raised once the
-    builds already started have ended; the builds not yet started are not started.
+    Each outcome is reported as its build ends; the list comes back in the order of ``specs``.
+    After a failure no build starts: the ones running end and are reported, then the first
+    failure is raised (any other is logged). The workers are daemon threads, so Ctrl-C ends the
+    command at once, and the engine stops a build whose connection closed.
     """
     directory = images_dir or default_images_dir()
-    by_reference = {spec.reference: spec for spec in specs}
-    seeds = _layer_seeds(list(by_reference.values()))
-    # Seeds first: a worker waiting for a seed then always waits for one already building.
-    queue = list(seeds.values()) + [ref for ref in by_reference if ref not in seeds.values()]
-    futures: dict[str, Future[BuildOutcome]] = {}
+    given = list(specs)
 
-    def build(reference: str) -> BuildOutcome:
-        spec = by_reference[reference]
-        seed = seeds[spec.directory]
-        if seed != reference:
-            futures[seed].result()  # its failure is this image's too: the same Dockerfile
-        log.info("image %s: checking", reference)
+    def build(spec: ImageSpec) -> BuildOutcome:
+        log.info("image %s: checking", spec.reference)
         return build_image(client, spec, directory, force=force)
 
-    with ThreadPoolExecutor(max_workers=max(1, at_once), thread_name_prefix="image-build") as pool:
-        for reference in queue:
-            futures[reference] = pool.submit(build, reference)
-        try:
-            for done in as_completed(futures.values()):
-                outcome = done.result()
+    jobs = _Jobs(build, in_build_order(given))
+    workers = [
+        threading.Thread(target=jobs.work, name=f"image-build-{n}", daemon=True) for n in range(at_once)
+    ]
+    outcomes: dict[str, BuildOutcome] = {}
+    failures: list[BaseException] = []
+    try:
+        for worker in workers:
+            worker.start()
+        running = len(workers)
+        while running:
+            item = jobs.finished.get()
+            if item is None:
+                running -= 1
+            elif isinstance(item[1], BaseException):
+                if failures:
+                    log.error("image %s: %s", item[0], item[1])
+                failures.append(item[1])
+            else:
+                outcomes[item[0]] = item[1]
                 if on_outcome is not None:
-                    on_outcome(outcome)
-        except BaseException:
-            for future in futures.values():
-                future.cancel()
-            raise
-    return [futures[reference].result() for reference in by_reference]
+                    on_outcome(item[1])
+    finally:
+        jobs.stop.set()  # on Ctrl-C too: nothing more starts while the command exits
+    if failures:
+        raise failures[0]
+    return [outcomes[spec.reference] for spec in given]

@@ -9,8 +9,8 @@ import pytest
 
 from runner.errors import ImageError
 from runner.images import build
-from runner.images.build import BuildOutcome, build_images
-from runner.images.catalog import ImageSpec, infrastructure_images, keystone_image
+from runner.images.build import BuildOutcome, build_images, in_build_order
+from runner.images.catalog import ImageSpec, infrastructure_images, keystone_image, runner_image
 
 # Bounds a test thread's wait for another: far above what a scheduling step takes.
 WAIT_S = 10.0
@@ -97,3 +97,56 @@ def test_a_failed_seed_fails_its_siblings_without_building_them(monkeypatch: pyt
 
     assert "keystone-upgrade/keystone:24.1.0" not in builds.started
     assert "keystone-upgrade/keystone:29.1.0" not in builds.started
+
+
+def test_each_dockerfile_s_first_image_is_queued_before_any_sibling() -> None:
+    specs = [*_specs(), runner_image("0.1.0")]
+
+    order = [spec.reference for spec in in_build_order(specs)]
+
+    # The runner's image (its own Dockerfile) goes beside the first release, not after them all.
+    assert order.index("keystone-upgrade/runner:0.1.0") < order.index("keystone-upgrade/keystone:24.1.0")
+    assert order[:5] == [
+        "keystone-upgrade/mariadb:10.11",
+        "keystone-upgrade/memcached:1.6",
+        "keystone-upgrade/haproxy:2.6",
+        "keystone-upgrade/keystone:23.0.2",
+        "keystone-upgrade/runner:0.1.0",
+    ]
+
+
+def test_after_a_failure_nothing_more_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    builds = RecordingBuilds(failing={"keystone-upgrade/memcached:1.6"}, pair_within_s=0.0)
+    monkeypatch.setattr(build, "build_image", builds)
+
+    with pytest.raises(ImageError, match=r"memcached:1\.6 failed"):
+        build_images(object(), _specs(), Path("images"), at_once=1)
+
+    assert builds.started == ["keystone-upgrade/mariadb:10.11", "keystone-upgrade/memcached:1.6"]
+
+
+def test_a_build_that_ends_beside_a_failure_is_still_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    builds = RecordingBuilds(failing={"keystone-upgrade/mariadb:10.11"})
+    monkeypatch.setattr(build, "build_image", builds)
+    reported: list[str] = []
+
+    with pytest.raises(ImageError, match=r"mariadb:10\.11 failed"):
+        build_images(object(), _specs(), Path("images"), on_outcome=lambda o: reported.append(o.reference))
+
+    # memcached built beside mariadb (each fake build waits for a partner): its outcome is not lost.
+    assert frozenset(("keystone-upgrade/mariadb:10.11", "keystone-upgrade/memcached:1.6")) in builds.overlaps
+    assert "keystone-upgrade/memcached:1.6" in reported
+
+
+def test_a_release_never_builds_beside_the_first_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A free worker is there for 24.1.0 from the start: only the wait for 23.0.2 holds it back.
+    builds = RecordingBuilds(pair_within_s=0.5)
+    monkeypatch.setattr(build, "build_image", builds)
+    releases = [keystone_image(v) for v in ("23.0.2", "24.1.0", "29.1.0")]
+
+    build_images(object(), releases, Path("images"))
+
+    assert builds.started[0] == "keystone-upgrade/keystone:23.0.2"
+    assert builds.overlaps == {
+        frozenset(("keystone-upgrade/keystone:24.1.0", "keystone-upgrade/keystone:29.1.0"))
+    }
