@@ -250,10 +250,16 @@ def remove_orphans(cluster: LabEndpoints) -> None:
     client = docker.from_env()
     try:
         labels = [RUNNER_LABEL, f"{RUN_ID_LABEL}={journal(cluster)['run_id']}"]
-        for container in client.containers.list(all=True, filters={"label": labels}):
-            if container.status in ("running", "paused", "restarting"):
-                container.wait(timeout=ORPHANS_EXIT_S)
-            container.remove(force=True)
+        # The low-level list: the high-level one inspects each container it lists, and one whose
+        # removal the killed runner had already asked for may be gone by then.
+        for listed in client.api.containers(all=True, filters={"label": labels}):
+            try:
+                container = client.containers.get(listed["Id"])
+                if container.status in ("running", "paused", "restarting"):
+                    container.wait(timeout=ORPHANS_EXIT_S)
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                continue  # removed meanwhile: nothing left to wait for
     finally:
         client.close()
 
