@@ -191,6 +191,11 @@ def build_image(
 BUILDS_AT_ONCE = 2
 
 
+def _seed_of(specs: list[ImageSpec]) -> dict[str, str]:
+    """Each Dockerfile's directory -> its first image's reference (the seed)."""
+    return {spec.directory: spec.reference for spec in reversed(specs)}
+
+
 def in_build_order(specs: Iterable[ImageSpec]) -> list[ImageSpec]:
     """Each Dockerfile's first image (its seed), then the others in the order given.
 
@@ -199,7 +204,7 @@ def in_build_order(specs: Iterable[ImageSpec]) -> list[ImageSpec]:
     again beside it. Seeds first keeps the other workers on images that wait for nothing.
     """
     ordered = list({spec.reference: spec for spec in specs}.values())
-    seeds = {spec.directory: spec.reference for spec in reversed(ordered)}.values()
+    seeds = _seed_of(ordered).values()
     return [s for s in ordered if s.reference in seeds] + [s for s in ordered if s.reference not in seeds]
 
 
@@ -217,7 +222,7 @@ class _Jobs:
     stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        self.seed_of = {spec.directory: spec.reference for spec in reversed(self.ordered)}
+        self.seed_of = _seed_of(self.ordered)
         self.settled = {spec.reference: threading.Event() for spec in self.ordered}  # built or failed
         for spec in self.ordered:
             self.pending.put(spec)
@@ -271,7 +276,8 @@ def build_images(
 
     jobs = _Jobs(build, in_build_order(given))
     workers = [
-        threading.Thread(target=jobs.work, name=f"image-build-{n}", daemon=True) for n in range(at_once)
+        threading.Thread(target=jobs.work, name=f"image-build-{n}", daemon=True)
+        for n in range(max(1, at_once))
     ]
     outcomes: dict[str, BuildOutcome] = {}
     failures: list[BaseException] = []
