@@ -34,3 +34,10 @@ errorlog = "-"
 # No preload_app: each worker must open its own database and memcached
 # connections; sockets made before the fork would be shared between workers.
 # A worker that cannot load the application still stops gunicorn at start.
+#
+# But Keystone's modules are imported here, once, in the master: the workers
+# fork with them loaded and only create the application. Importing opens no
+# socket (the application, made in each worker, does), and a node then boots
+# on about half the CPU, which on a busy host is CPU its serving peers keep.
+import keystone.api  # noqa: E402,F401
+import keystone.server.flask.application  # noqa: E402,F401

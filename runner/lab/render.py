@@ -105,6 +105,9 @@ defaults
     timeout server 15s
     timeout http-request 10s
     timeout http-keep-alive 5s
+    # Without it a check must answer within inter (1s): on a busy host a healthy node
+    # that answers /v3 in 1.5s went DOWN. Kolla gives checks 10s; 5s here.
+    timeout check 5s
     load-server-state-from-file global
 
 """ + "\n".join(sections)
