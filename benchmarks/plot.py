@@ -44,7 +44,8 @@ def benchmark_png(path: Path, document: dict[str, Any]) -> Path:
         strict=True,
     ):
         _per_procedure(axis, runs, key, label)
-    search = (document.get("limit") or {}).get("tried") or []
+    # A rate or a node count whose run did not complete has an error and no figures.
+    search = [r for r in (document.get("limit") or {}).get("tried") or [] if "error" not in r]
     if search:
         targets = [r["rate_target"] for r in search]
         axes[1][0].plot(targets, targets, "--", color="#9e9e9e", label="asked")
@@ -61,7 +62,7 @@ def benchmark_png(path: Path, document: dict[str, Any]) -> Path:
         )
         axes[1][1].set_title("p99 latency (ms) by rate", fontsize=10)
         axes[1][1].legend(fontsize=8)
-    scaling = document.get("scaling") or []
+    scaling = [r for r in document.get("scaling") or [] if "error" not in r]
     if scaling:
         for at_once in sorted({r["nodes_at_once"] for r in scaling}):
             shown = [r for r in scaling if r["nodes_at_once"] == at_once]

@@ -162,6 +162,16 @@ def measure(
     return result
 
 
+class ProcedureFailed(RuntimeError):
+    """A procedure ended without completing (a refusal, a failed gate, a crash): the benchmark
+    records the reason and goes on with its other parts."""
+
+    def __init__(self, procedure: str, reason: str):
+        super().__init__(f"{procedure} failed in the benchmark: {reason}")
+        self.procedure = procedure
+        self.reason = reason
+
+
 def _procedure_in_child(procedure: str, inventory_path: str, answers: Any) -> None:
     """In a process of its own: the procedure, timed; its outcome on ``answers``."""
     try:
@@ -190,13 +200,13 @@ def run_apart(procedure: str, inventory_path: Path) -> tuple[float, float, dict[
             except queue.Empty:
                 # A child killed without a word (out of memory) is seen here, not after the timeout.
                 if not child.is_alive() or time.monotonic() > deadline:
-                    raise RuntimeError(f"{procedure}: its process ended without an answer") from None
+                    raise ProcedureFailed(procedure, "its process ended without an answer") from None
     finally:
         child.join(timeout=60)
         if child.is_alive():
             child.kill()
     if outcome != "done":
-        raise RuntimeError(f"{procedure} failed in the benchmark: {parts}")
+        raise ProcedureFailed(procedure, str(parts))
     return began, ended, parts
 
 
@@ -276,7 +286,19 @@ def rate_search(client: docker.DockerClient, common: dict[str, Any], start: floa
     best: dict[str, Any] | None = None
     rate = start
     for _ in range(MAX_RATE_STEPS):
-        result = measure(client, "keystone-upgrade", **{**common, "rate": rate})
+        try:
+            result = measure(client, "keystone-upgrade", **{**common, "rate": rate})
+        except ProcedureFailed as failed:
+            # At this rate the runner did not complete (preflight refused: a node went DOWN under
+            # the load; a gate failed): that is where the search ends, with the reason.
+            print(f"rate {rate:>6.0f}/s: the upgrade did not complete: {failed.reason}", flush=True)
+            tried.append({"rate_target": rate, "error": failed.reason})
+            return {
+                "tried": tried,
+                "limit": best,
+                "stopped_by": f"the upgrade did not complete at {rate:.0f}/s",
+                "limited_by": failed.reason,
+            }
         tried.append(result)
         held = result["achieved_rate"] >= SUSTAINED * rate
         print(
@@ -370,7 +392,11 @@ def _large(client: docker.DockerClient, args: argparse.Namespace, common: dict[s
     size = Size(
         users=args.large_users, assignments=args.large_assignments, revocations=args.large_revocations
     )
-    result = measure(client, "keystone-upgrade", **common, large=size)
+    try:
+        result = measure(client, "keystone-upgrade", **common, large=size)
+    except ProcedureFailed as failed:
+        print(f"large database: the upgrade did not complete: {failed.reason}", flush=True)
+        return {"size": vars(size), "error": failed.reason}
     print(f"large database {result['large_database']}: {result['failed']} failed", flush=True)
     for phase in result["phases"]:
         print(
@@ -388,7 +414,12 @@ def _scaling(
     if args.scaling_at_once > 1:
         shapes.append((max(counts), args.scaling_at_once))
     for count, at_once in shapes:
-        result = measure(client, "keystone-upgrade", **common, nodes=count, at_once=at_once)
+        try:
+            result = measure(client, "keystone-upgrade", **common, nodes=count, at_once=at_once)
+        except ProcedureFailed as failed:
+            print(f"{count:>3} nodes, {at_once} at a time: did not complete: {failed.reason}", flush=True)
+            runs.append({"nodes": count, "nodes_at_once": at_once, "error": failed.reason})
+            continue
         runs.append(result)
         print(
             f"{count:>3} nodes, {at_once} at a time: wall {result['wall_s']} s, {result['failed']} failed, "

@@ -6,7 +6,11 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
+from benchmarks import run
 from benchmarks.cpu import cores, limiter
+from benchmarks.plot import benchmark_png
 from benchmarks.run import account
 from runner.facts.nodes import haproxy_configs_without_slowstart
 from runner.release_path import migrate_is_noop
@@ -134,3 +138,31 @@ def test_a_haproxy_config_without_slowstart_is_noticed(tmp_path: Path) -> None:
     commented.write_text("backend b\n    server k1 127.0.0.1:1 check # slowstart 10s\n")
     paths = (str(plain), str(ramped), str(commented), str(tmp_path / "gone.cfg"))
     assert haproxy_configs_without_slowstart(paths) == (str(plain), str(commented))
+
+
+def test_the_rate_search_ends_with_the_reason_when_an_upgrade_does_not_complete(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rates: list[float] = []
+
+    def measure(client: object, procedure: str, **common: float) -> dict[str, object]:
+        rates.append(common["rate"])
+        if common["rate"] > 60:
+            raise run.ProcedureFailed(procedure, "PreflightError: keystone-1 is DOWN in HAProxy")
+        return {"achieved_rate": common["rate"], "failed": 0, "during_p99_ms": 9.0, "limited_by": "-"}
+
+    monkeypatch.setattr(run, "measure", measure)
+    search = run.rate_search(object(), {"rate": 30.0}, 60.0)
+    assert rates == [60.0, 90.0]  # no rate after the one that did not complete
+    assert search["limit"]["achieved_rate"] == 60.0
+    assert search["stopped_by"] == "the upgrade did not complete at 90/s"
+    assert search["limited_by"] == "PreflightError: keystone-1 is DOWN in HAProxy"
+    assert search["tried"][-1] == {"rate_target": 90.0, "error": search["limited_by"]}
+
+
+def test_the_figure_leaves_out_runs_that_did_not_complete(tmp_path: Path) -> None:
+    search = {"tried": [{"rate_target": 60.0, "error": "refused"}], "limit": None}
+    document = {"source": "28.1.0", "target": "29.1.0", "rate": 30.0, "runs": [], "limit": search}
+    document["scaling"] = [{"nodes": 3, "nodes_at_once": 1, "error": "refused"}]
+    png = benchmark_png(tmp_path / "b.png", document)
+    assert png.read_bytes()[:4] == b"\x89PNG"
