@@ -25,7 +25,7 @@ def _per_procedure(axis: Any, runs: list[dict[str, Any]], key: str, label: str) 
 
 def benchmark_png(path: Path, document: dict[str, Any]) -> Path:
     """Two rows: per procedure (failed, outage, wall, p99 during); the limit search and scaling."""
-    runs = document["runs"]
+    runs = [r for r in document["runs"] if "error" not in r]
     for r in runs:
         r["p99_ratio"] = (
             round(r["during_p99_ms"] / r["steady_p99_ms"], 2)

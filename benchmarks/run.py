@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import queue
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +251,7 @@ def account(runs: list[dict[str, Any]]) -> float | None:
     """Irreducible seconds: what rolling-no-drain spends on the operations every procedure does
     (expand, contract, stopping nodes, starting them until healthy), averaged over its runs;
     every run's overhead is its wall time less that."""
+    runs = [r for r in runs if "error" not in r]
     baseline = [r for r in runs if r["procedure"] == "rolling-no-drain"]
     if not baseline:
         return None
@@ -262,6 +264,8 @@ def account(runs: list[dict[str, Any]]) -> float | None:
 
 
 def _row(r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"{r['procedure']:<18} did not complete: {r['error']}"
     ratio = (
         f"{r['during_p99_ms'] / r['steady_p99_ms']:.2f}x"
         if r["during_p99_ms"] and r["steady_p99_ms"]
@@ -349,13 +353,13 @@ def _arguments() -> argparse.Namespace:
 
 
 def _side_by_side(
-    client: docker.DockerClient, args: argparse.Namespace, common: dict[str, Any]
-) -> list[dict[str, Any]]:
-    runs = []
+    client: docker.DockerClient, args: argparse.Namespace, common: dict[str, Any], runs: list[dict[str, Any]]
+) -> None:
+    """Every procedure, ``args.repetitions`` times, appended to ``runs`` as each ends."""
     print(HEADER, flush=True)
     for repetition in range(1, args.repetitions + 1):
         for procedure in args.procedures.split(","):
-            result = measure(client, procedure, **common)
+            result = _measured_or_failed(client, procedure, common)
             result["repetition"] = repetition
             runs.append(result)
             print(_row(result), flush=True)
@@ -364,7 +368,16 @@ def _side_by_side(
         print(f"irreducible (rolling-no-drain's expand, contract, stops, starts): {irreducible:.1f} s")
         for r in runs:
             print(_row(r), flush=True)
-    return runs
+
+
+def _measured_or_failed(
+    client: docker.DockerClient, procedure: str, common: dict[str, Any]
+) -> dict[str, Any]:
+    """One run's figures, or what it says when the procedure did not complete."""
+    try:
+        return measure(client, procedure, **common)
+    except ProcedureFailed as failed:
+        return {"procedure": procedure, "rate_target": common["rate"], "error": failed.reason}
 
 
 def _limit(
@@ -381,7 +394,7 @@ def _limit(
     if limit and args.limit_baselines:
         at_limit = {**common, "rate": limit["rate_target"]}
         document["at_limit"] = [limit] + [
-            measure(client, p, **at_limit) for p in args.limit_baselines.split(",")
+            _measured_or_failed(client, p, at_limit) for p in args.limit_baselines.split(",")
         ]
         account(document["at_limit"])
         for r in document["at_limit"]:
@@ -406,9 +419,9 @@ def _large(client: docker.DockerClient, args: argparse.Namespace, common: dict[s
 
 
 def _scaling(
-    client: docker.DockerClient, args: argparse.Namespace, common: dict[str, Any]
-) -> list[dict[str, Any]]:
-    runs = []
+    client: docker.DockerClient, args: argparse.Namespace, common: dict[str, Any], runs: list[dict[str, Any]]
+) -> None:
+    """The runner on each node count, appended to ``runs`` as each ends."""
     counts = [int(n) for n in args.scaling.split(",")]
     shapes = [(count, 1) for count in counts]
     if args.scaling_at_once > 1:
@@ -426,7 +439,6 @@ def _scaling(
             f"p99 {result['during_p99_ms']} ms (steady {result['steady_p99_ms']})",
             flush=True,
         )
-    return runs
 
 
 def main() -> None:
@@ -447,18 +459,26 @@ def main() -> None:
         "rate": args.rate,
         "steady_s": args.steady_seconds,
     }
+
+    def part(name: str, run: Callable[[], None]) -> None:
+        # A part that breaks (a cluster that does not come up, traffic that never flows) is
+        # recorded with its reason; the parts before it are saved and the ones after it still run.
+        try:
+            run()
+        except Exception as exc:  # any failure of a part is a result to keep
+            document.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"
+            print(f"{name}: did not complete: {type(exc).__name__}: {exc}", flush=True)
+        finally:
+            save()
+
     if args.repetitions and args.procedures:
-        document["runs"] = _side_by_side(client, args, common)
-        save()
+        part("runs", lambda: _side_by_side(client, args, common, document["runs"]))
     if args.rate_from:
-        _limit(client, args, common, document)
-        save()
+        part("limit", lambda: _limit(client, args, common, document))
     if args.large_revocations:
-        document["large_database"] = _large(client, args, common)
-        save()
+        part("large_database", lambda: document.update(large_database=_large(client, args, common)))
     if args.scaling:
-        document["scaling"] = _scaling(client, args, common)
-        save()
+        part("scaling", lambda: _scaling(client, args, common, document.setdefault("scaling", [])))
     png = benchmark_png(RESULTS / f"benchmark-{stamp}.png", document)
     print(f"results: {out}\nfigure: {png}")
 

@@ -162,7 +162,30 @@ def test_the_rate_search_ends_with_the_reason_when_an_upgrade_does_not_complete(
 
 def test_the_figure_leaves_out_runs_that_did_not_complete(tmp_path: Path) -> None:
     search = {"tried": [{"rate_target": 60.0, "error": "refused"}], "limit": None}
-    document = {"source": "28.1.0", "target": "29.1.0", "rate": 30.0, "runs": [], "limit": search}
+    failed = {"procedure": "cold", "rate_target": 30.0, "error": "LabError: no cluster"}
+    document = {"source": "28.1.0", "target": "29.1.0", "rate": 30.0, "runs": [failed], "limit": search}
     document["scaling"] = [{"nodes": 3, "nodes_at_once": 1, "error": "refused"}]
     png = benchmark_png(tmp_path / "b.png", document)
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_run_that_did_not_complete_is_shown_with_its_reason_and_left_out_of_the_accounting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def measure(client: object, procedure: str, **common: float) -> dict[str, object]:
+        raise run.ProcedureFailed(procedure, "PreflightError: keystone-2 is DOWN in HAProxy")
+
+    monkeypatch.setattr(run, "measure", measure)
+    failed = run._measured_or_failed(object(), "rolling-no-drain", {"rate": 30.0})
+    assert failed == {
+        "procedure": "rolling-no-drain",
+        "rate_target": 30.0,
+        "error": "PreflightError: keystone-2 is DOWN in HAProxy",
+    }
+    assert (
+        run._row(failed)
+        == "rolling-no-drain   did not complete: PreflightError: keystone-2 is DOWN in HAProxy"
+    )
+    runs = [failed, _run("rolling-no-drain", 10.0, expand_s=2.0, node_start_to_healthy_s=6.0)]
+    assert account(runs) == 8.0
+    assert "overhead_s" not in failed
