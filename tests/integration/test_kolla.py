@@ -12,6 +12,7 @@ from pathlib import Path
 
 import docker
 import pytest
+import requests
 
 from runner.images.catalog import REPOSITORY
 from runner.lab.cluster import LAB_LABEL, PROJECT_LABEL, LabEndpoints
@@ -117,6 +118,13 @@ def _make_kolla_style(
             },
             labels={LAB_LABEL: "1", PROJECT_LABEL: cluster.project},
             stop_signal="SIGTERM",
+        )
+        # Its own answer first: HAProxy still reports the removed container UP until its checks
+        # fail, and a plan begun then found every node refusing connections (still booting).
+        wait_until(
+            NODE_UP,
+            lambda server=server: requests.get(f"{cluster.node_urls[server]}/v3", timeout=5).status_code,
+            lambda status: status == 200,
         )
         wait_until(
             NODE_UP,
