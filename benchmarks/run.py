@@ -50,6 +50,8 @@ SUSTAINED = 0.95
 RATE_STEP = 1.5
 PROCEDURE_TIMEOUT_S = BIG_MIGRATION_TIMEOUT_S + 600
 MAX_RATE_STEPS = 8
+# The search does not go below this rate when it has to come down from its first.
+MIN_SEARCH_RATE = 10
 
 
 def _ms(samples: list[Sample], fraction: float) -> float | None:
@@ -284,38 +286,59 @@ HEADER = (
 )
 
 
+def _at_rate(
+    client: docker.DockerClient, common: dict[str, Any], rate: float, tried: list[dict[str, Any]]
+) -> tuple[str | None, str | None]:
+    """keystone-upgrade once at ``rate``, appended to ``tried``; (None, None) when it held the rate
+    with 0 failed, else what stopped it and what limited it."""
+    try:
+        result = measure(client, "keystone-upgrade", **{**common, "rate": rate})
+    except ProcedureFailed as failed:
+        # The runner did not complete at this rate (preflight refused: a node went DOWN under
+        # the load; a gate failed).
+        print(f"rate {rate:>6.0f}/s: the upgrade did not complete: {failed.reason}", flush=True)
+        tried.append({"rate_target": rate, "error": failed.reason})
+        return f"the upgrade did not complete at {rate:.0f}/s", failed.reason
+    tried.append(result)
+    print(
+        f"rate {rate:>6.0f}/s: achieved {result['achieved_rate']}/s in the upgrade window, "
+        f"{result['failed']} failed, p99 {result['during_p99_ms']} ms; {result['limited_by']}",
+        flush=True,
+    )
+    if result["failed"]:
+        return f"a failed request at {rate:.0f}/s", result["limited_by"]
+    if result["achieved_rate"] < SUSTAINED * rate:
+        return f"the rate was not delivered at {rate:.0f}/s", result["limited_by"]
+    return None, None
+
+
 def rate_search(client: docker.DockerClient, common: dict[str, Any], start: float) -> dict[str, Any]:
-    """Raise the rate by RATE_STEP until a request fails or the rate is not delivered."""
+    """Raise the rate by RATE_STEP from ``start`` until a request fails, the rate is not
+    delivered or the upgrade does not complete. When ``start`` itself is not held (without a
+    failed request), lower it by RATE_STEP instead until a rate holds: the limit then lies between
+    that rate and the one above it. A failed request ends the search at any rate."""
     tried: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
+    stopped_by = limited_by = None
     rate = start
     for _ in range(MAX_RATE_STEPS):
-        try:
-            result = measure(client, "keystone-upgrade", **{**common, "rate": rate})
-        except ProcedureFailed as failed:
-            # At this rate the runner did not complete (preflight refused: a node went DOWN under
-            # the load; a gate failed): that is where the search ends, with the reason.
-            print(f"rate {rate:>6.0f}/s: the upgrade did not complete: {failed.reason}", flush=True)
-            tried.append({"rate_target": rate, "error": failed.reason})
-            return {
-                "tried": tried,
-                "limit": best,
-                "stopped_by": f"the upgrade did not complete at {rate:.0f}/s",
-                "limited_by": failed.reason,
-            }
-        tried.append(result)
-        held = result["achieved_rate"] >= SUSTAINED * rate
-        print(
-            f"rate {rate:>6.0f}/s: achieved {result['achieved_rate']}/s in the upgrade window, "
-            f"{result['failed']} failed, p99 {result['during_p99_ms']} ms; {result['limited_by']}",
-            flush=True,
-        )
-        if result["failed"] or not held:
-            stopped = "a failed request" if result["failed"] else "the rate was not delivered"
-            return {"tried": tried, "limit": best, "stopped_by": stopped, "limited_by": result["limited_by"]}
-        best = result
-        rate = round(rate * RATE_STEP)
-    return {"tried": tried, "limit": best, "stopped_by": f"{MAX_RATE_STEPS} steps", "limited_by": None}
+        stopped, limited = _at_rate(client, common, rate, tried)
+        if stopped is None:
+            best = tried[-1]
+            if stopped_by is not None:  # on the way down: the first rate held is the limit
+                break
+            rate = round(rate * RATE_STEP)
+            continue
+        failed_request = stopped.startswith("a failed request")
+        if stopped_by is None or failed_request:  # a failed request says most: it is reported
+            stopped_by, limited_by = stopped, limited
+        lower = round(rate / RATE_STEP)
+        if best is not None or failed_request or lower < MIN_SEARCH_RATE:
+            break
+        rate = lower
+    else:
+        stopped_by = stopped_by or f"{MAX_RATE_STEPS} steps"
+    return {"tried": tried, "limit": best, "stopped_by": stopped_by, "limited_by": limited_by}
 
 
 def _arguments() -> argparse.Namespace:

@@ -189,3 +189,50 @@ def test_a_run_that_did_not_complete_is_shown_with_its_reason_and_left_out_of_th
     runs = [failed, _run("rolling-no-drain", 10.0, expand_s=2.0, node_start_to_healthy_s=6.0)]
     assert account(runs) == 8.0
     assert "overhead_s" not in failed
+
+
+def _delivering_up_to(limit: float, rates: list[float], failing_at: float | None = None) -> object:
+    """A stand-in measure: delivers every rate up to ``limit``; a failed request at ``failing_at``."""
+
+    def measure(client: object, procedure: str, **common: float) -> dict[str, object]:
+        rate = common["rate"]
+        rates.append(rate)
+        return {
+            "achieved_rate": min(rate, limit),
+            "failed": 1 if rate == failing_at else 0,
+            "during_p99_ms": 9.0,
+            "limited_by": "the machine's 2 cores were busy",
+        }
+
+    return measure
+
+
+def test_a_first_rate_not_delivered_sends_the_search_down_until_a_rate_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rates: list[float] = []
+    monkeypatch.setattr(run, "measure", _delivering_up_to(35.0, rates))
+    search = run.rate_search(object(), {"rate": 30.0}, 60.0)
+    assert rates == [60.0, 40.0, 27.0]  # down by 1.5 each time; 40 gets 35: not held
+    assert search["limit"]["achieved_rate"] == 27.0
+    assert search["stopped_by"] == "the rate was not delivered at 60/s"
+
+
+def test_a_failed_request_ends_the_search_on_the_way_down_without_a_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rates: list[float] = []
+    monkeypatch.setattr(run, "measure", _delivering_up_to(35.0, rates, failing_at=40.0))
+    search = run.rate_search(object(), {"rate": 30.0}, 60.0)
+    assert rates == [60.0, 40.0]
+    assert search["limit"] is None
+    assert search["stopped_by"] == "a failed request at 40/s"
+
+
+def test_the_search_goes_up_until_the_rate_is_not_delivered(monkeypatch: pytest.MonkeyPatch) -> None:
+    rates: list[float] = []
+    monkeypatch.setattr(run, "measure", _delivering_up_to(100.0, rates))
+    search = run.rate_search(object(), {"rate": 30.0}, 60.0)
+    assert rates == [60.0, 90.0, 135.0]
+    assert search["limit"]["achieved_rate"] == 90.0
+    assert search["stopped_by"] == "the rate was not delivered at 135/s"
