@@ -26,6 +26,10 @@ def _per_procedure(axis: Any, runs: list[dict[str, Any]], key: str, label: str) 
 def benchmark_png(path: Path, document: dict[str, Any]) -> Path:
     """Two rows: per procedure (failed, outage, wall, p99 during); the limit search and scaling."""
     runs = [r for r in document["runs"] if "error" not in r]
+    rate = document["rate"]
+    if not runs and document.get("at_limit"):  # a run of the rate search alone: its procedures at the limit
+        runs = [r for r in document["at_limit"] if "error" not in r]
+        rate = runs[0]["rate_target"] if runs else rate
     for r in runs:
         r["p99_ratio"] = (
             round(r["during_p99_ms"] / r["steady_p99_ms"], 2)
@@ -83,7 +87,7 @@ def benchmark_png(path: Path, document: dict[str, Any]) -> Path:
         axes[1][2].legend(fontsize=8)
         axes[1][3].set_title("failed requests by nodes", fontsize=10)
         axes[1][3].set_ylim(bottom=-0.5, top=max(5, *[r["failed"] for r in scaling]) + 0.5)
-    figure.suptitle(f"{document['source']} -> {document['target']} at {document['rate']}/s")
+    figure.suptitle(f"{document['source']} -> {document['target']} at {rate}/s")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -236,3 +236,11 @@ def test_the_search_goes_up_until_the_rate_is_not_delivered(monkeypatch: pytest.
     assert rates == [60.0, 90.0, 135.0]
     assert search["limit"]["achieved_rate"] == 90.0
     assert search["stopped_by"] == "the rate was not delivered at 135/s"
+
+
+def test_a_rate_search_alone_draws_its_procedures_at_the_limit(tmp_path: Path) -> None:
+    at_limit = {"procedure": "keystone-upgrade", "rate_target": 40.0, "failed": 0, "longest_outage_s": 0.0}
+    at_limit |= {"wall_s": 130.8, "during_p99_ms": 2964.8, "steady_p99_ms": 1152.8}
+    document = {"source": "28.1.0", "target": "29.1.0", "rate": 30.0, "runs": [], "at_limit": [at_limit]}
+    benchmark_png(tmp_path / "b.png", document)
+    assert at_limit["p99_ratio"] == 2.57  # drawn: its ratio is worked out for the figure
