@@ -291,15 +291,13 @@ def _at_rate(
 ) -> tuple[str | None, str | None]:
     """keystone-upgrade once at ``rate``, appended to ``tried``; (None, None) when it held the rate
     with 0 failed, else what stopped it and what limited it."""
-    try:
-        result = measure(client, "keystone-upgrade", **{**common, "rate": rate})
-    except ProcedureFailed as failed:
+    result = _measured_or_failed(client, "keystone-upgrade", {**common, "rate": rate})
+    tried.append(result)
+    if "error" in result:
         # The runner did not complete at this rate (preflight refused: a node went DOWN under
         # the load; a gate failed).
-        print(f"rate {rate:>6.0f}/s: the upgrade did not complete: {failed.reason}", flush=True)
-        tried.append({"rate_target": rate, "error": failed.reason})
-        return f"the upgrade did not complete at {rate:.0f}/s", failed.reason
-    tried.append(result)
+        print(f"rate {rate:>6.0f}/s: the upgrade did not complete: {result['error']}", flush=True)
+        return f"the upgrade did not complete at {rate:.0f}/s", result["error"]
     print(
         f"rate {rate:>6.0f}/s: achieved {result['achieved_rate']}/s in the upgrade window, "
         f"{result['failed']} failed, p99 {result['during_p99_ms']} ms; {result['limited_by']}",
@@ -394,13 +392,15 @@ def _side_by_side(
 
 
 def _measured_or_failed(
-    client: docker.DockerClient, procedure: str, common: dict[str, Any]
+    client: docker.DockerClient, procedure: str, common: dict[str, Any], **shape: Any
 ) -> dict[str, Any]:
-    """One run's figures, or what it says when the procedure did not complete."""
+    """One run's figures (``shape``: measure's large, nodes, at_once), or, when the procedure did
+    not complete, its reason under ``error`` beside what was asked."""
     try:
-        return measure(client, procedure, **common)
+        return measure(client, procedure, **common, **shape)
     except ProcedureFailed as failed:
-        return {"procedure": procedure, "rate_target": common["rate"], "error": failed.reason}
+        asked = {"nodes": shape.get("nodes", 3), "nodes_at_once": shape.get("at_once", 1)}
+        return {"procedure": procedure, "rate_target": common["rate"], **asked, "error": failed.reason}
 
 
 def _limit(
@@ -428,11 +428,10 @@ def _large(client: docker.DockerClient, args: argparse.Namespace, common: dict[s
     size = Size(
         users=args.large_users, assignments=args.large_assignments, revocations=args.large_revocations
     )
-    try:
-        result = measure(client, "keystone-upgrade", **common, large=size)
-    except ProcedureFailed as failed:
-        print(f"large database: the upgrade did not complete: {failed.reason}", flush=True)
-        return {"size": vars(size), "error": failed.reason}
+    result = _measured_or_failed(client, "keystone-upgrade", common, large=size)
+    if "error" in result:
+        print(f"large database: the upgrade did not complete: {result['error']}", flush=True)
+        return {**result, "size": vars(size)}
     print(f"large database {result['large_database']}: {result['failed']} failed", flush=True)
     for phase in result["phases"]:
         print(
@@ -450,13 +449,11 @@ def _scaling(
     if args.scaling_at_once > 1:
         shapes.append((max(counts), args.scaling_at_once))
     for count, at_once in shapes:
-        try:
-            result = measure(client, "keystone-upgrade", **common, nodes=count, at_once=at_once)
-        except ProcedureFailed as failed:
-            print(f"{count:>3} nodes, {at_once} at a time: did not complete: {failed.reason}", flush=True)
-            runs.append({"nodes": count, "nodes_at_once": at_once, "error": failed.reason})
-            continue
+        result = _measured_or_failed(client, "keystone-upgrade", common, nodes=count, at_once=at_once)
         runs.append(result)
+        if "error" in result:
+            print(f"{count:>3} nodes, {at_once} at a time: did not complete: {result['error']}", flush=True)
+            continue
         print(
             f"{count:>3} nodes, {at_once} at a time: wall {result['wall_s']} s, {result['failed']} failed, "
             f"p99 {result['during_p99_ms']} ms (steady {result['steady_p99_ms']})",
