@@ -12,6 +12,7 @@ from pathlib import Path
 
 import docker
 import pytest
+import requests
 
 from runner.drivers.docker_blueprint import ContainerBlueprint, derive_blueprint
 from runner.drivers.docker_engine import DockerEngine
@@ -19,11 +20,13 @@ from runner.errors import ExitCode
 from runner.images.catalog import REPOSITORY
 from runner.lab.cluster import LabEndpoints
 from runner.upgrade import LOCK_NAME
-from runner.waits import HAPROXY_SERVERS_UP, wait_until
+from runner.waits import HAPROXY_SERVERS_UP, WaitPolicy, wait_until
 from tests.integration.harness import lab_cluster
 from tests.integration.upgrade_helpers import database, keystone_upgrade, runtime, snapshot, write_inventory
 
 pytestmark = pytest.mark.integration
+
+NODE_ANSWERS = WaitPolicy("a recreated node answers /v3 itself", timeout_s=120, interval_s=0.25)
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +198,15 @@ def _blueprint_of(engine: DockerEngine, name: str, image: str | None = None) -> 
 def _recreate(engine: DockerEngine, name: str, blueprint: ContainerBlueprint, cluster: LabEndpoints) -> None:
     engine.remove(name)
     engine.create_and_start(blueprint)
+    # The new container's own answer first: HAProxy still reports the removed one UP until its
+    # checks fail, so waiting for UP alone could pass at once and the checks trip DOWN later,
+    # in the middle of the refusal the test then snapshots around.
+    server = next(s for s, container in cluster.node_containers.items() if container == name)
+    wait_until(
+        NODE_ANSWERS,
+        lambda: requests.get(f"{cluster.node_urls[server]}/v3", timeout=5).status_code,
+        lambda status: status == 200,
+    )
     wait_until(
         HAPROXY_SERVERS_UP,
         runtime(cluster).show_stat,
