@@ -135,6 +135,8 @@ def wait_until(policy: WaitPolicy, probe: Callable[[], T], done: Callable[[T], b
 # inventory may override them for a given cluster.
 ENGINE_ANSWERS = WaitPolicy("docker engine answers", timeout_s=60, interval_s=0.5)
 CONTAINER_HEALTHY = WaitPolicy("container reports healthy", timeout_s=240, interval_s=0.25)
+# A new lab's nodes, booting together: UP in HAProxy, or one of them exited or restarted.
+LAB_NODES_UP = WaitPolicy("HAProxy reports every lab node UP", timeout_s=240, interval_s=0.25)
 CONTAINER_EXITED = WaitPolicy("one-shot container exits", timeout_s=600, interval_s=0.1)
 # After `systemctl stop` of a node's unit: its ExecStop has stopped the container, or systemd killed
 # `docker start -a`, which passes the signal on and the container may still be stopping.

@@ -26,8 +26,8 @@ from runner.model import SocketAddress
 from runner.waits import (
     CONTAINER_EXITED,
     CONTAINER_HEALTHY,
-    HAPROXY_SERVERS_UP,
     HAPROXY_SOCKET_ANSWERS,
+    LAB_NODES_UP,
     WaitTimeout,
     wait_until,
 )
@@ -158,10 +158,16 @@ class Lab:
             for dependency, condition in service.depends_on.items():
                 self._wait_for_condition(containers[dependency], dependency, condition)
             containers[service.name] = self._start(service)
+        nodes = {name: containers[name] for name in self.settings.node_names()}
         for service in services:
-            if not service.one_shot and self._has_healthcheck(containers[service.name]):
+            # The nodes are judged by HAProxy's checks below: Docker looks at their health only
+            # every 5s (the image's interval; this engine has no --start-interval), HAProxy every
+            # 250ms while a server comes UP.
+            if service.name in nodes or service.one_shot:
+                continue
+            if self._has_healthcheck(containers[service.name]):
                 self._wait_for_condition(containers[service.name], service.name, "service_healthy")
-        self._wait_for_servers_up()
+        self._wait_for_servers_up(nodes)
         return self.endpoints()
 
     def _check_images(self, services: list[ServiceSpec]) -> None:
@@ -270,15 +276,22 @@ class Lab:
                 hint="read the container's log; keystone-upgrade lab down removes what was started",
             )
 
-    def _wait_for_servers_up(self) -> None:
+    def _wait_for_servers_up(self, nodes: dict[str, Container]) -> None:
+        """Every node UP in every backend; a node that exits or is restarted meanwhile fails at once."""
         runtime = RuntimeSocket(SocketAddress(unix_path=str(admin_socket_path(self.settings.state_dir))))
-        expected = {(backend, node) for backend in BACKENDS for node in self.settings.node_names()}
+        expected = {(backend, node) for backend in BACKENDS for node in nodes}
+
+        def observe() -> tuple[set[tuple[str, str]], str | None]:
+            for name, container in nodes.items():
+                container.reload()
+                if container.status != "running" or container.attrs.get("RestartCount", 0) > 0:
+                    return set(), name
+            return {(s.backend, s.server) for s in runtime.show_stat() if s.is_up}, None
+
         try:
             wait_until(HAPROXY_SOCKET_ANSWERS, runtime.access_level, lambda level: level == "admin")
-            wait_until(
-                HAPROXY_SERVERS_UP,
-                runtime.show_stat,
-                lambda stats: expected <= {(s.backend, s.server) for s in stats if s.is_up},
+            _, died = wait_until(
+                LAB_NODES_UP, observe, lambda seen: seen[1] is not None or expected <= seen[0]
             )
         except WaitTimeout as exc:
             raise LabError(
@@ -286,6 +299,15 @@ class Lab:
                 observed=str(exc),
                 hint="check the nodes' logs and the haproxy container's log",
             ) from exc
+        if died is not None:
+            container = nodes[died]
+            raise LabError(
+                f"lab service {died} failed before HAProxy reported it UP",
+                observed=f"status {container.status}, restarts {container.attrs.get('RestartCount', 0)}, "
+                f"exit code {container.attrs['State']['ExitCode']}; "
+                f"its last log lines:\n{_container_logs_tail(container)}",
+                hint="read the container's log; keystone-upgrade lab down removes what was started",
+            )
 
     # -- down -------------------------------------------------------------------------------
 

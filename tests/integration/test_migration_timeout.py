@@ -150,6 +150,10 @@ def _left_running_and_resume_refused(
     try:
         assert left.status == status
         assert left.labels[PURPOSE_LABEL] == purpose
+        # Throwaways never run the image's health check (a process in them every few seconds).
+        assert left.attrs["Config"]["Healthcheck"]["Test"] == ["NONE"], left.attrs["Config"].get(
+            "Healthcheck"
+        )
         assert left.id[:12] in result.stderr
         steps = {s["id"]: s for s in journal(cluster)["steps"]}
         assert steps["expand"]["status"] == "failed"
