@@ -5,8 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import cast
 
-from runner.drivers.key_digests import EMPTY, KEY_DIGEST_SCRIPT, MISSING, key_differences, parse_key_digests
+from runner.drivers.containers import Engine, Finished
+from runner.drivers.key_digests import (
+    EMPTY,
+    KEY_DIGEST_SCRIPT,
+    MISSING,
+    key_differences,
+    parse_key_digests,
+    read_release_and_key_digests,
+)
 
 
 def _digests(*repositories: Path) -> dict[str, str]:
@@ -59,3 +68,40 @@ def test_a_repository_missing_or_empty_everywhere_is_still_a_difference(tmp_path
     assert digests == {str(empty): EMPTY, str(tmp_path / "missing"): MISSING}
     seen = {"node k1": {"/f": EMPTY}, "node k2": {"/f": EMPTY}}
     assert key_differences(seen, ("/f",)) == ["/f: empty on node k1, node k2"]
+
+
+class _RunsHere:
+    """An engine whose exec runs the command here, in this interpreter, as a container would."""
+
+    def __init__(self, exit_code: int | None = None) -> None:
+        self.commands: list[list[str]] = []
+        self.exit_code = exit_code
+
+    def exec_output(self, container: str, command: list[str]) -> Finished:
+        self.commands.append(command)
+        done = subprocess.run([sys.executable, *command[1:]], check=False, capture_output=True, text=True)
+        return Finished(
+            done.returncode if self.exit_code is None else self.exit_code, done.stdout + done.stderr
+        )
+
+
+def test_the_release_and_the_digests_come_from_one_process(tmp_path: Path) -> None:
+    keys = _keys(tmp_path / "keys", {"0": b"staged-key="})
+    engine = _RunsHere()
+    release, digests, error = read_release_and_key_digests(
+        cast(Engine, engine), "node", (str(keys), str(tmp_path / "missing"))
+    )
+    assert len(engine.commands) == 1
+    # No keystone package in this interpreter: its metadata does not say, and the digests still come.
+    assert release is None
+    assert error is None
+    assert digests == {str(keys): _digests(keys)[str(keys)], str(tmp_path / "missing"): MISSING}
+
+
+def test_digests_that_cannot_be_read_are_an_error_the_release_survives(tmp_path: Path) -> None:
+    engine = _RunsHere(exit_code=1)
+    release, digests, error = read_release_and_key_digests(cast(Engine, engine), "node", (str(tmp_path),))
+    assert digests is None
+    assert error is not None
+    assert "cannot read the key repositories inside node" in error.render()
+    assert release is None
