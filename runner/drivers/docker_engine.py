@@ -304,8 +304,8 @@ class DockerEngine:
                 # StdinOnce: the container's stdin ends when the runner closes its side.
                 stdin_open=stdin_open,
                 # No health check of the image's own: a throwaway serves nothing, and each check
-                # is a process started in it (about 0.2 s of CPU here, the lab's node image
-                # every 5 s) beside the nodes for as long as a migration or the warm container lives.
+                # is a process started in it (about 0.2 s of CPU here) beside the nodes, for as
+                # long as a migration or the warm container lives.
                 healthcheck={"test": ["NONE"]},
                 host_config=api.create_host_config(
                     network_mode="host",

@@ -9,8 +9,10 @@ the SHA-256 of each file's content, so no key ever leaves the container.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from runner.drivers.containers import Engine
+from runner.drivers.keystone_release import RELEASE_FUNCTION
 from runner.errors import DockerError
 
 # Python's standard library only: it runs in node images and the target image alike.
@@ -37,13 +39,13 @@ for repository in sys.argv[1:]:
 KEY_DIGEST_SCRIPT = _LOWEST_PRIORITY + DIGEST_FUNCTION + _DIGEST_EACH_ARGUMENT
 # A node's release and its keys in one process: each process started in a container costs the
 # engine about 0.2 s of CPU (measured on the lab's 2 cores), beside the nodes serving. The
-# release line comes first and never fails the digests: None when the metadata does not say.
+# release (its metadata, else keystone-manage) comes first and never fails the digests.
 RELEASE_AND_KEY_DIGEST_SCRIPT = (
     _LOWEST_PRIORITY
+    + RELEASE_FUNCTION
     + """\
 try:
-    import importlib.metadata
-    print('RELEASE', importlib.metadata.version('keystone'))
+    print('RELEASE', keystone_release())
 except Exception:
     print('RELEASE None')
 """
@@ -77,32 +79,37 @@ def read_key_digests(engine: Engine, container: str, repositories: tuple[str, ..
     return digests
 
 
+@dataclass(frozen=True)
+class NodeReadings:
+    """What one process in a node read: its release (``release_asked``: the script got as far as
+    asking, both ways), and its key digests or why they could not be read."""
+
+    release: str | None
+    release_asked: bool
+    digests: dict[str, str] | None
+    error: DockerError | None
+
+
 def read_release_and_key_digests(
     engine: Engine, container: str, repositories: tuple[str, ...]
-) -> tuple[str | None, dict[str, str] | None, DockerError | None]:
-    """A running container's Keystone release (None: its metadata does not say) and the digests of
-    ``repositories`` (None, with the error, when they cannot be read), from one process in it."""
+) -> NodeReadings:
+    """A running container's Keystone release and the digests of ``repositories``, from one process in it."""
     finished = engine.exec_output(container, ["python3", "-c", RELEASE_AND_KEY_DIGEST_SCRIPT, *repositories])
-    release = next(
-        (
-            parts[1]
-            for parts in (line.split() for line in finished.output.splitlines())
-            if parts[:1] == ["RELEASE"] and len(parts) == 2 and parts[1] != "None"
-        ),
-        None,
-    )
+    answers = [
+        parts[1]
+        for parts in map(str.split, finished.output.splitlines())
+        if parts[:1] == ["RELEASE"] and len(parts) == 2
+    ]
+    release = answers[0] if answers and answers[0] != "None" else None
     digests = parse_key_digests(finished.output)
     if finished.exit_code != 0 or set(digests) != set(repositories):
-        return (
-            release,
-            None,
-            DockerError(
-                f"cannot read the key repositories inside {container}",
-                observed=f"exit code {finished.exit_code}: {finished.tail(5)}",
-                hint="the node's image needs python3, and its user must be able to read its keys",
-            ),
+        error = DockerError(
+            f"cannot read the key repositories inside {container}",
+            observed=f"exit code {finished.exit_code}: {finished.tail(5)}",
+            hint="the node's image needs python3, and its user must be able to read its keys",
         )
-    return release, digests, None
+        return NodeReadings(release, bool(answers), None, error)
+    return NodeReadings(release, bool(answers), digests, None)
 
 
 def key_differences(seen: Mapping[str, Mapping[str, str]], repositories: tuple[str, ...]) -> list[str]:

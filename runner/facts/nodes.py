@@ -198,15 +198,16 @@ def _release_and_keys(
     node: NodeConfig, engine: Engine, key_repositories: tuple[str, ...]
 ) -> tuple[str | None, dict[str, str] | None, str | None]:
     """A running node's release and key digests (with the error when they cannot be read): one
-    process in it for both; the release alone the slower ways when that one does not say it."""
-    release, digests, key_error = None, None, None
+    process in it for both; the release asked on its own only when that process never asked it."""
+    release, digests, key_error, asked = None, None, None, False
     if key_repositories:
         try:
-            release, digests, error = read_release_and_key_digests(engine, node.container, key_repositories)
-            key_error = None if error is None else error.render()
-        except RunnerError as exc:  # the engine failed the exec: the release is asked on its own below
+            readings = read_release_and_key_digests(engine, node.container, key_repositories)
+            release, digests, asked = readings.release, readings.digests, readings.release_asked
+            key_error = None if readings.error is None else readings.error.render()
+        except RunnerError as exc:  # the engine failed the exec
             key_error = exc.render()
-    if release is None:
+    if not asked:
         try:
             release = release_inside(engine, node.container)
         except RunnerError as exc:

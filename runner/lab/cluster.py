@@ -12,7 +12,7 @@ from docker.errors import APIError, ImageNotFound, NotFound
 from docker.models.containers import Container
 
 from runner.drivers.haproxy import RuntimeSocket
-from runner.errors import LabError
+from runner.errors import LabError, RunnerError
 from runner.lab.compose import DEFAULT_COMPOSE_FILE, ServiceSpec, load_services
 from runner.lab.render import (
     BACKENDS,
@@ -160,9 +160,9 @@ class Lab:
             containers[service.name] = self._start(service)
         nodes = {name: containers[name] for name in self.settings.node_names()}
         for service in services:
-            # The nodes are judged by HAProxy's checks below: Docker looks at their health only
-            # every 5s (the image's interval; this engine has no --start-interval), HAProxy every
-            # 250ms while a server comes UP.
+            # The nodes are judged by HAProxy's checks below: Docker first looks at their health
+            # one image interval (30s) after they start (this engine has no --start-interval),
+            # HAProxy within a second and then every 250ms while a server comes UP.
             if service.name in nodes or service.one_shot:
                 continue
             if self._has_healthcheck(containers[service.name]):
@@ -282,11 +282,16 @@ class Lab:
         expected = {(backend, node) for backend in BACKENDS for node in nodes}
 
         def observe() -> tuple[set[tuple[str, str]], str | None]:
+            up = {(s.backend, s.server) for s in runtime.show_stat() if s.is_up}
+            # Only the nodes not yet UP everywhere are inspected: ten booting nodes are ten
+            # inspections a poll, on the engine that starts them.
             for name, container in nodes.items():
+                if all((backend, name) in up for backend in BACKENDS):
+                    continue
                 container.reload()
                 if container.status != "running" or container.attrs.get("RestartCount", 0) > 0:
-                    return set(), name
-            return {(s.backend, s.server) for s in runtime.show_stat() if s.is_up}, None
+                    return up, name
+            return up, None
 
         try:
             wait_until(HAPROXY_SOCKET_ANSWERS, runtime.access_level, lambda level: level == "admin")
@@ -294,10 +299,16 @@ class Lab:
                 LAB_NODES_UP, observe, lambda seen: seen[1] is not None or expected <= seen[0]
             )
         except WaitTimeout as exc:
+            try:
+                stats = "\n".join(
+                    f"  {s.backend}/{s.server}: {s.status}" for s in runtime.show_stat() if not s.is_up
+                )
+            except RunnerError as again:
+                stats = f"  show stat failed: {again.render()}"
             raise LabError(
                 "HAProxy does not report every Keystone node UP",
-                observed=str(exc),
-                hint="check the nodes' logs and the haproxy container's log",
+                observed=f"{exc.policy.name}: not within {exc.policy.timeout_s:.0f}s; the servers not UP:\n{stats}",
+                hint="check the nodes' logs (docker logs <container>) and the haproxy container's log",
             ) from exc
         if died is not None:
             container = nodes[died]

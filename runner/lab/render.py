@@ -77,8 +77,9 @@ backend {backend}
     http-check expect status 200
     # After-response: also on errors HAProxy makes itself (502, 504), naming the server that failed.
     http-after-response set-header X-Served-By %[srv_name]
-    # A server between UP and DOWN (a node coming back from MAINT, one failing) is checked every
-    # 250ms (fastinter, downinter), so rise and fall take about half a second, not two.
+    # A server DOWN (downinter) or between UP and DOWN (fastinter: one check failed or passed)
+    # is checked every 250ms: a node rises in about half a second, not two, and falls a quarter
+    # of a second after its first failed check, not a second.
     default-server inter 1s fastinter 250ms downinter 250ms fall 2 rise 2
 {servers}
 """)
