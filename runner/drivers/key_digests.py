@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from runner.drivers.containers import Engine
+from runner.drivers.containers import Engine, Finished
 from runner.drivers.keystone_release import RELEASE_FUNCTION
 from runner.errors import DockerError
 
@@ -71,12 +71,16 @@ def read_key_digests(engine: Engine, container: str, repositories: tuple[str, ..
     finished = engine.exec_output(container, ["python3", "-c", KEY_DIGEST_SCRIPT, *repositories])
     digests = parse_key_digests(finished.output)
     if finished.exit_code != 0 or set(digests) != set(repositories):
-        raise DockerError(
-            f"cannot read the key repositories inside {container}",
-            observed=f"exit code {finished.exit_code}: {finished.tail(5)}",
-            hint="the node's image needs python3, and its user must be able to read its keys",
-        )
+        raise _unreadable(container, finished)
     return digests
+
+
+def _unreadable(container: str, finished: Finished) -> DockerError:
+    return DockerError(
+        f"cannot read the key repositories inside {container}",
+        observed=f"exit code {finished.exit_code}: {finished.tail(5)}",
+        hint="the node's image needs python3, and its user must be able to read its keys",
+    )
 
 
 @dataclass(frozen=True)
@@ -103,12 +107,7 @@ def read_release_and_key_digests(
     release = answers[0] if answers and answers[0] != "None" else None
     digests = parse_key_digests(finished.output)
     if finished.exit_code != 0 or set(digests) != set(repositories):
-        error = DockerError(
-            f"cannot read the key repositories inside {container}",
-            observed=f"exit code {finished.exit_code}: {finished.tail(5)}",
-            hint="the node's image needs python3, and its user must be able to read its keys",
-        )
-        return NodeReadings(release, bool(answers), None, error)
+        return NodeReadings(release, bool(answers), None, _unreadable(container, finished))
     return NodeReadings(release, bool(answers), digests, None)
 
 

@@ -71,6 +71,19 @@ class LabEndpoints:
         )
 
 
+def _restarted(container: Container) -> bool:
+    """Died and was restarted by its restart policy: failed, even if "running" again at this instant."""
+    return int(container.attrs.get("RestartCount", 0)) > 0
+
+
+def _failed_before(service: str, what: str, state: str, container: Container) -> LabError:
+    return LabError(
+        f"lab service {service} failed before {what}",
+        observed=f"{state}; its last log lines:\n{_container_logs_tail(container)}",
+        hint="read the container's log; keystone-upgrade lab down removes what was started",
+    )
+
+
 def _container_logs_tail(container: Container, lines: int = 40) -> str:
     try:
         return bytes(container.logs(tail=lines)).decode(errors="replace")
@@ -245,9 +258,7 @@ class Lab:
             container.reload()
             state = container.attrs["State"]
             status = state["Status"]
-            # A service that died and was restarted by its restart policy has
-            # failed, even if it is "running" again at this instant.
-            if container.attrs.get("RestartCount", 0) > 0:
+            if _restarted(container):
                 status = "restarted"
             return status, state.get("Health", {}).get("Status", ""), state["ExitCode"]
 
@@ -269,11 +280,11 @@ class Lab:
             ) from exc
         failed = exit_code != 0 if condition == "service_completed_successfully" else health != "healthy"
         if failed:
-            raise LabError(
-                f"lab service {service} failed before {condition}",
-                observed=f"status {status}, health {health or 'none'}, exit code {exit_code}; "
-                f"its last log lines:\n{_container_logs_tail(container)}",
-                hint="read the container's log; keystone-upgrade lab down removes what was started",
+            raise _failed_before(
+                service,
+                condition,
+                f"status {status}, health {health or 'none'}, exit code {exit_code}",
+                container,
             )
 
     def _wait_for_servers_up(self, nodes: dict[str, Container]) -> None:
@@ -289,7 +300,7 @@ class Lab:
                 if all((backend, name) in up for backend in BACKENDS):
                     continue
                 container.reload()
-                if container.status != "running" or container.attrs.get("RestartCount", 0) > 0:
+                if container.status != "running" or _restarted(container):
                     return up, name
             return up, None
 
@@ -312,13 +323,11 @@ class Lab:
             ) from exc
         if died is not None:
             container = nodes[died]
-            raise LabError(
-                f"lab service {died} failed before HAProxy reported it UP",
-                observed=f"status {container.status}, restarts {container.attrs.get('RestartCount', 0)}, "
-                f"exit code {container.attrs['State']['ExitCode']}; "
-                f"its last log lines:\n{_container_logs_tail(container)}",
-                hint="read the container's log; keystone-upgrade lab down removes what was started",
+            state = (
+                f"status {container.status}, restarts {container.attrs.get('RestartCount', 0)}, "
+                f"exit code {container.attrs['State']['ExitCode']}"
             )
+            raise _failed_before(died, "HAProxy reported it UP", state, container)
 
     # -- down -------------------------------------------------------------------------------
 
