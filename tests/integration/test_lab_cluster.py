@@ -5,12 +5,17 @@ A lab cluster serves, and a throwaway target-release container sees what it must
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import pytest
 
 from runner.drivers.haproxy import OperationalState
 from runner.drivers.keystone import Credentials, KeystoneClient
+from runner.errors import LabError
 from runner.images.catalog import REPOSITORY
-from runner.lab.cluster import LabEndpoints
+from runner.lab.cluster import Lab, LabEndpoints
+from runner.lab.compose import ServiceSpec
 from tests.integration.conftest import ClusterFactory
 from tests.integration.throwaway import migration_heads, run_once
 from tests.integration.upgrade_helpers import database, runtime
@@ -72,3 +77,27 @@ def test_the_23_to_24_check_is_not_to_be_trusted_but_the_heads_are(
     check = run_once(target, ["keystone-manage", "db_sync", "--check"], cluster)
     assert check.exit_code == 0, check.output
     assert database(cluster).alembic_heads().isdisjoint(migration_heads(target))
+
+
+def test_a_node_that_dies_while_the_lab_comes_up_fails_it_at_once_with_its_log(
+    cluster_factory: ClusterFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """keystone-2 exits on start: lab up names it and its log instead of waiting out HAProxy's UP."""
+    services = Lab.services
+
+    def with_a_dying_node(lab: Lab) -> list[ServiceSpec]:
+        return [
+            dataclasses.replace(s, command=("sh", "-c", "echo dying on purpose; exit 3"))
+            if s.name == "keystone-2"
+            else s
+            for s in services(lab)
+        ]
+
+    monkeypatch.setattr(Lab, "services", with_a_dying_node)
+    with pytest.raises(LabError) as raised:
+        cluster_factory("28.1.0")
+    rendered = raised.value.render()
+    assert "lab service keystone-2 failed before HAProxy reported it UP" in rendered
+    # Caught restarted by its restart policy (running again, its exit code then 0), or exited.
+    assert re.search(r"restarts [1-9]|status (exited|restarting)", rendered), rendered
+    assert "dying on purpose" in rendered
