@@ -457,13 +457,14 @@ class DockerEngine:
             for c in running
         ]
 
-    def exec_output(self, container: str, command: Sequence[str]) -> Finished:
-        """Run a command inside a running container: ExecNotStarted when it could not be started
-        (nothing ran); any other DockerError may come once it has run or while it still runs."""
+    def exec_output(self, container: str, command: Sequence[str], *, user: str | None = None) -> Finished:
+        """Run a command inside a running container (as ``user``; None: the container's own):
+        ExecNotStarted when it could not be started (nothing ran); any other DockerError may come
+        once it has run or while it still runs."""
         api, shown = self.client.api, " ".join(command)
         shown = shown if len(shown) <= 120 else f"{command[0]} ... {' '.join(command[-2:])}"
         try:
-            exec_id = api.exec_create(container, list(command))["Id"]
+            exec_id = api.exec_create(container, list(command), user=user or "")["Id"]
         except DockerException as exc:
             detail = exc.explanation if isinstance(exc, APIError) else str(exc)
             raise ExecNotStarted(

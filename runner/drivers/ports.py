@@ -20,7 +20,7 @@ from runner.drivers.containers import Engine, Finished
 from runner.drivers.database import BinlogSettings, IdleTransaction
 from runner.drivers.haproxy import HaproxyRuntime
 from runner.drivers.warm_keystone import ManageSetup
-from runner.model import NodeConfig, ServerRef, TargetConfig
+from runner.model import BindMount, NodeConfig, ServerRef, TargetConfig
 from runner.schema import Schema
 
 # What an effect on a node reports for the journal (container ids, names, versions).
@@ -153,6 +153,14 @@ class KeystoneManage(Protocol):
     ) -> Finished | None:
         """The command's exit and output, ``environment`` over the container's; None when it did
         not run (run it in a container of its own); StillRunning past ``timeout_s``."""
+        ...
+
+    def read(
+        self, engine: str, image: str, mounts: Sequence[BindMount], command: Sequence[str]
+    ) -> Finished | None:
+        """``command`` (a reading, no keystone-manage) run as root in the warm container when it runs
+        ``image`` on ``engine`` with ``mounts``; None when it did not run there (run it in a
+        container of its own)."""
         ...
 
     def close(self, *, wait: bool = True) -> None:

@@ -293,6 +293,31 @@ class WarmKeystone:
             )
         return finished
 
+    def read(
+        self, engine: str, image: str, mounts: Sequence[BindMount], command: Sequence[str]
+    ) -> Finished | None:
+        """``command`` run as root in the warm container, when it runs ``image`` on ``engine`` with
+        ``mounts``: a reading of what those hold (the standard library only, never keystone-manage),
+        as a throwaway container set up so would read it. None when there is no such container or
+        the reading could not be run there: the caller starts a container of its own.
+
+        A process started in a running container costs the engine about half of a container
+        created, started and removed, and answers in a third of the time (measured on the lab).
+        """
+        with self._lock:
+            started = self._started
+        if started is None or (started.setup.engine, started.setup.image, started.setup.mounts) != (
+            engine,
+            image,
+            tuple(mounts),
+        ):
+            return None
+        try:
+            return started.engine.exec_output(started.container_id, command, user="root")
+        except RunnerError as exc:  # a reading changes nothing: it is read again elsewhere
+            log.info("the warm keystone-manage container cannot read for %s: %s", image, exc.what)
+            return None
+
     def close(self, *, wait: bool = True) -> None:
         """End the warm container's input: it exits (after a command it is running). ``wait``: one
         that is idle is waited for (bounded) and removed, so no later preflight finds it; one left

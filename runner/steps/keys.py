@@ -11,6 +11,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from runner.drivers.containers import Finished
 from runner.drivers.key_digests import KEY_DIGEST_SCRIPT, key_differences, parse_key_digests, short
 from runner.errors import DockerError, KeysError
 from runner.journal import Event
@@ -19,6 +20,9 @@ from runner.model import LOCAL_ENGINE, MIGRATIONS_COMMAND, BindMount, NodeConfig
 from runner.steps.base import RunContext, Step, StepKind, Undo
 
 THROWAWAY = "the throwaway container"
+# Where the throwaway's keys were read (journalled with the digests).
+READ_IN_WARM = "the warm keystone-manage container"
+READ_IN_OWN = "a container of its own"
 # Readings at once: the throwaway and the nodes' execs.
 READ_AT_ONCE = 4
 
@@ -42,23 +46,15 @@ class KeysAgree(Step):
     def apply(self, context: RunContext) -> None:
         """Read, journal (short digests only), refuse on any difference."""
         command = ["python3", "-c", KEY_DIGEST_SCRIPT, *self.repositories]
-        # Every reading waits on an engine more than it computes: the throwaway (the slowest, a
-        # container started) and the nodes' execs at once.
+        # Every reading waits on an engine more than it computes: the throwaway's and the nodes'
+        # execs at once.
         with ThreadPoolExecutor(max_workers=READ_AT_ONCE) as pool:
-            throwaway = pool.submit(
-                context.drivers.engine(self.engine).run_once,
-                self.image,
-                styled_argv(self.migrations, command),
-                mounts=self.mounts,
-                environment=dict(self.environment),
-                labels=context.labels(self.id),
-                user="root",  # key repositories are 0700 keystone: root reads them in any image
-            )
+            throwaway = pool.submit(self._throwaway_reading, context, command)
             read = pool.map(
                 lambda node: context.drivers.node_runtime(node).key_digests(self.repositories), self.nodes
             )
             seen = {f"node {node.name}": digests for node, digests in zip(self.nodes, read, strict=True)}
-            finished = throwaway.result()
+            finished, read_in = throwaway.result()
         seen[THROWAWAY] = parse_key_digests(finished.output)
         if finished.exit_code != 0 or set(seen[THROWAWAY]) != set(self.repositories):
             raise DockerError(
@@ -67,7 +63,10 @@ class KeysAgree(Step):
                 hint="check [target] mounts and that the image has python3",
             )
         context.journal.event(
-            self.id, Event.KEYS_COMPARED, digests={holder: short(d) for holder, d in seen.items()}
+            self.id,
+            Event.KEYS_COMPARED,
+            digests={holder: short(d) for holder, d in seen.items()},
+            throwaway_read_in=read_in,
         )
         differences = key_differences(seen, self.repositories)
         if differences:
@@ -77,3 +76,24 @@ class KeysAgree(Step):
                 hint="a token one node issues would fail on another: sync the key repositories "
                 "(every node and [target] mounts) and run resume; nothing was stopped for this",
             )
+
+    def _throwaway_reading(self, context: RunContext, command: list[str]) -> tuple[Finished, str]:
+        """What a throwaway container of the target reads, and where it was read: in the warm
+        keystone-manage container when that runs the target with these mounts (a process started
+        in a running container, not a container started and removed, between the nodes' swaps),
+        else in a container of its own, set up as the migrations' (the Kolla way: after
+        kolla_set_configs has copied the keys into place)."""
+        warm = context.drivers.keystone_manage
+        if warm is not None and self.migrations == MIGRATIONS_COMMAND:
+            finished = warm.read(self.engine, self.image, self.mounts, command)
+            if finished is not None:
+                return finished, READ_IN_WARM
+        finished = context.drivers.engine(self.engine).run_once(
+            self.image,
+            styled_argv(self.migrations, command),
+            mounts=self.mounts,
+            environment=dict(self.environment),
+            labels=context.labels(self.id),
+            user="root",  # key repositories are 0700 keystone: root reads them in any image
+        )
+        return finished, READ_IN_OWN

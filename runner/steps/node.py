@@ -9,6 +9,7 @@ back); the health gate, the release gate; ready, wait until UP everywhere.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -168,20 +169,24 @@ class NodeStep(Step):
     def _gate(
         self, context: RunContext, runtime: NodeRuntime, release: str | None, which: str, hint: str
     ) -> None:
-        try:
-            wait_until(
-                NODE_HEALTHY.with_timeout(self.health_timeout_s),
-                self._keep_out_while(context, runtime.health),
-                lambda status: status == 200,
-            )
-        except WaitTimeout as exc:
-            raise HealthError(
-                f"node {self.node.name} did not become healthy on {which}",
-                observed=f"{exc}{self._last_lines(runtime)}",
-                hint=f"{hint}; the node stays in MAINT",
-            ) from exc
-        context.journal.event(self.id, Event.HEALTHY)
-        running = runtime.running_release()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="release-read") as pool:
+            # The release is in the container's files, not in its answers: read while it boots, it
+            # is known once the node answers, instead of a process started after that.
+            early = pool.submit(runtime.running_release)
+            try:
+                wait_until(
+                    NODE_HEALTHY.with_timeout(self.health_timeout_s),
+                    self._keep_out_while(context, runtime.health),
+                    lambda status: status == 200,
+                )
+            except WaitTimeout as exc:
+                raise HealthError(
+                    f"node {self.node.name} did not become healthy on {which}",
+                    observed=f"{exc}{self._last_lines(runtime)}",
+                    hint=f"{hint}; the node stays in MAINT",
+                ) from exc
+            context.journal.event(self.id, Event.HEALTHY)
+            running = _read_or_none(early) or runtime.running_release()  # unread while booting: again
         # An old release nobody could name (an image without the label) is not gated on.
         if release is not None and running != release:
             raise HealthError(
@@ -318,3 +323,12 @@ class NodeUpgrade(NodeStep):
             "the run as planned; if the target image or configuration must change, fix it, run "
             "'keystone-upgrade rollback' (nodes upgraded before this one go back too), then upgrade again",
         )
+
+
+def _read_or_none(reading: Future[str | None]) -> str | None:
+    """What a reading begun before found; None when it found nothing or failed (a container that
+    was still starting): the caller reads again."""
+    try:
+        return reading.result()
+    except RunnerError:
+        return None

@@ -28,10 +28,13 @@ def _one_round(tokens: Tokens, node: Endpoint, peer: Endpoint) -> tuple[tuple[st
     A token is its own credential: sent as both the request's token and the subject, the checker
     lets the request in and validates it (Keystone's default policy lets a token's user validate
     it; a 401 when the checker cannot read it, unless a memcached the nodes share answers: see the
-    module's note). One login per node, each a deliberately slow password hash.
+    module's note). One login per node, each a deliberately slow password hash: both at once,
+    so that the node waits out of rotation for the slower one only.
     """
     try:
-        issued = {issuer: tokens.issue(url) for issuer, url in (node, peer)}
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            logins = {issuer: pool.submit(tokens.issue, url) for issuer, url in (node, peer)}
+        issued = {issuer: login.result() for issuer, login in logins.items()}
     except PermissionError as exc:  # an answer: retrying a refused login changes nothing
         return (
             f"{exc}; preflight got a token with them, so look at that node's [auth] (or [probe])",

@@ -127,7 +127,7 @@ class FakeEngine:
     def running_throwaways(self) -> list[str]:
         return list(self.running)
 
-    def exec_output(self, container: str, command: Sequence[str]) -> Finished:
+    def exec_output(self, container: str, command: Sequence[str], *, user: str | None = None) -> Finished:
         return Finished(1, "")
 
     def output_tail(self, container: str, lines: int) -> str:
@@ -272,6 +272,8 @@ class FakeNode:
     # Key repository -> digest where this node's keys differ from everyone's ("same").
     keys: dict[str, str] = field(default_factory=dict)
     kept: set[str] = field(default_factory=set)
+    # The release reads that find nothing (None) or fail (DockerError) before one answers.
+    unreadable: list[str | None] = field(default_factory=list)
 
     def stop(self) -> EffectData:
         self.calls.append(f"stop {self.node.name}")
@@ -315,6 +317,10 @@ class FakeNode:
 
     def running_release(self) -> str | None:
         self.calls.append(f"release {self.node.name}")
+        if self.unreadable:
+            if (failure := self.unreadable.pop(0)) is not None:
+                raise DockerError(failure)
+            return None
         return self.release
 
     def health(self) -> int:
@@ -406,6 +412,17 @@ class FakeCluster:
             backups=FakeBackups(self.calls),
             tokens=self.tokens,
         )
+
+
+def gates_in_order(calls: Calls) -> Calls:
+    """``calls`` with each node's release read put after its health check: a gate reads the release
+    while the node boots, beside the health checks, so the two come in either order."""
+    ordered = list(calls)
+    for i in range(len(ordered) - 1):
+        first, second = ordered[i], ordered[i + 1]
+        if first.startswith("release ") and second == "health " + first.removeprefix("release "):
+            ordered[i], ordered[i + 1] = second, first
+    return ordered
 
 
 def fake_cluster(

@@ -5,13 +5,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import signal
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
-from runner.drivers.containers import ContainerFacts
+from runner.drivers.containers import ContainerFacts, Finished
 from runner.drivers.database import BinlogSettings
 from runner.drivers.docker_node import DockerNode
+from runner.drivers.key_digests import KEY_DIGEST_SCRIPT
+from runner.drivers.warm_keystone import ManageSetup
 from runner.errors import (
     DockerError,
     DrainError,
@@ -26,11 +29,11 @@ from runner.executor import CLOSED_AFTER_FAILURE, Executor
 from runner.facts.target import inventory_setup
 from runner.interrupts import ForcedStop, Interrupted, StopRequests
 from runner.journal import Event, Journal, StepStatus
-from runner.model import Inventory
+from runner.model import BindMount, Inventory
 from runner.plan import Plan, build_plan, with_current_environment
 from runner.rollback import run_rollback
 from runner.steps import Contract, NodeUpgrade, RunContext, StepKind
-from tests.unit.fakes import FakeCluster, FakeEngine, FakeHttp, fake_cluster
+from tests.unit.fakes import FakeCluster, FakeEngine, FakeHttp, fake_cluster, gates_in_order
 from tests.unit.test_plan import NEW_HEADS, OLD_HEADS, _facts, _inventory
 
 EXPANDED = frozenset({"e-new", "c-old"})
@@ -79,7 +82,7 @@ def _run(plan: Plan, cluster: FakeCluster, journal: Journal, tmp_path: Path) -> 
 def test_a_node_is_drained_before_it_is_stopped_and_up_before_the_next(tmp_path: Path) -> None:
     _, plan, cluster, journal = _setup(tmp_path)
     _run(plan, cluster, journal, tmp_path)
-    k1 = [c for c in cluster.calls if c.endswith("k1") or c.endswith(" k1")]
+    k1 = [c for c in gates_in_order(cluster.calls) if c.endswith("k1") or c.endswith(" k1")]
     assert k1 == [
         "drain k1",
         "wait-drained k1",
@@ -260,6 +263,70 @@ def test_keys_are_compared_before_the_first_node_and_after_the_last(tmp_path: Pa
     assert journal.events_of("keys-after", Event.KEYS_COMPARED)
 
 
+class _WarmReader:
+    """A warm keystone-manage container that answers readings only (``digest``: what it sees)."""
+
+    def __init__(self, digest: str | None) -> None:
+        self.digest = digest
+        self.read_for: list[tuple[str, str]] = []
+
+    def begin(self, setup: ManageSetup, labels: Mapping[str, str]) -> None: ...
+
+    def run(
+        self, setup: ManageSetup, argv: Sequence[str], timeout_s: float, environment: object = None
+    ) -> Finished | None:
+        return None  # migrations run in containers of their own
+
+    def read(
+        self, engine: str, image: str, mounts: Sequence[BindMount], command: Sequence[str]
+    ) -> Finished | None:
+        self.read_for.append((engine, image))
+        if self.digest is None:
+            return None  # it cannot take it
+        repositories = command[command.index(KEY_DIGEST_SCRIPT) + 1 :]
+        return Finished(0, "\n".join(f"KEYDIGEST {r} 2 {self.digest}" for r in repositories))
+
+    def close(self, *, wait: bool = True) -> None: ...
+
+
+def _run_with_warm(
+    plan: Plan, cluster: FakeCluster, journal: Journal, tmp_path: Path, warm: _WarmReader
+) -> None:
+    drivers = dataclasses.replace(cluster.drivers(), keystone_manage=warm)
+    Executor(plan, RunContext(drivers, journal, tmp_path / "runs" / journal.run_id)).run()
+
+
+def test_the_throwaways_keys_are_read_in_the_warm_container_when_there_is_one(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path)
+    warm = _WarmReader("a1" * 32)
+    _run_with_warm(plan, cluster, journal, tmp_path, warm)
+    assert warm.read_for == [("local", plan.target_image)] * 2
+    assert not [c for c in cluster.calls if c.startswith("run ") and "KEYDIGEST" in c], (
+        "no container of its own"
+    )
+    for step in ("keys-before", "keys-after"):
+        (compared,) = journal.events_of(step, Event.KEYS_COMPARED)
+        assert compared["throwaway_read_in"] == "the warm keystone-manage container"
+
+
+def test_other_keys_in_the_warm_container_stop_the_run_before_any_node(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path)
+    with pytest.raises(KeysError, match="do not hold the same keys on every node") as raised:
+        _run_with_warm(plan, cluster, journal, tmp_path, _WarmReader("c3" * 32))
+    assert "c3c3c3c3c3c3 on the throwaway container" in str(raised.value)
+    assert not [c for c in cluster.calls if c.startswith(("drain", "stop"))]
+
+
+def test_a_warm_container_that_cannot_read_leaves_it_to_a_container_of_its_own(tmp_path: Path) -> None:
+    _, plan, cluster, journal = _setup(tmp_path)
+    warm = _WarmReader(None)
+    _run_with_warm(plan, cluster, journal, tmp_path, warm)
+    assert len(warm.read_for) == 2
+    assert sum(c.startswith("run ") and KEY_DIGEST_SCRIPT in c for c in cluster.calls) == 2
+    (compared,) = journal.events_of("keys-before", Event.KEYS_COMPARED)
+    assert compared["throwaway_read_in"] == "a container of its own"
+
+
 def test_a_swapped_node_goes_back_only_once_tokens_are_accepted_both_ways(tmp_path: Path) -> None:
     _, plan, cluster, journal = _setup(tmp_path)
     _run(plan, cluster, journal, tmp_path)
@@ -282,6 +349,20 @@ def test_a_node_whose_tokens_a_peer_rejects_is_rolled_back(tmp_path: Path) -> No
     assert k1.index("restore-old k1") < k1.index("ready k1")
     assert k1.count("ready k1") == 1
     assert journal.rolled_back("node:k1")
+
+
+@pytest.mark.parametrize("while_booting", [None, "exec failed: container is restarting"])
+def test_a_release_unread_while_the_node_boots_is_read_again_once_it_answers(
+    tmp_path: Path, while_booting: str | None
+) -> None:
+    _, plan, cluster, journal = _setup(tmp_path)
+    cluster.nodes["k1"].unreadable = [while_booting]
+    _run(plan, cluster, journal, tmp_path)
+    (version,) = journal.events_of("node:k1", Event.VERSION)
+    assert version["version"] == "29.1.0"
+    k1 = gates_in_order(cluster.calls)
+    assert k1.index("health k1") < len(k1) - 1 - k1[::-1].index("release k1")
+    assert [c for c in k1 if c.startswith("release k1")][:2] == ["release k1", "release k1"]
 
 
 def test_a_node_on_another_release_is_rolled_back_and_its_last_lines_are_kept(tmp_path: Path) -> None:
@@ -355,7 +436,7 @@ def test_a_node_that_fails_after_its_swap_is_rolled_back_before_the_run_stops(tm
         _run(plan, cluster, journal, tmp_path)
     assert raised.value.exit_code is ExitCode.HEALTH
     assert "cannot create c-k2" in str(raised.value)  # what failed
-    k2 = [c for c in cluster.calls if c.endswith(" k2")]
+    k2 = [c for c in gates_in_order(cluster.calls) if c.endswith(" k2")]
     assert k2[k2.index("start-target k2") :] == [
         "start-target k2",
         "restore-old k2",

@@ -90,7 +90,7 @@ class _RunsHere:
             )
             self.env["PYTHONPATH"] = str(site)
 
-    def exec_output(self, container: str, command: list[str]) -> Finished:
+    def exec_output(self, container: str, command: list[str], *, user: str | None = None) -> Finished:
         self.commands.append(command)
         done = subprocess.run(
             [sys.executable, *command[1:]], check=False, capture_output=True, text=True, env=self.env
@@ -121,7 +121,7 @@ def test_digests_that_cannot_be_read_are_an_error_and_the_release_is_kept(tmp_pa
 
 def test_a_process_that_never_got_to_the_release_says_so() -> None:
     class _NoPython:
-        def exec_output(self, container: str, command: list[str]) -> Finished:
+        def exec_output(self, container: str, command: list[str], *, user: str | None = None) -> Finished:
             return Finished(127, "exec: python3: not found")
 
     readings = read_release_and_key_digests(cast(Engine, _NoPython()), "node", ("/etc/keystone/fernet-keys",))
@@ -137,7 +137,7 @@ class _Scripted:
         self.first = first
         self.commands: list[list[str]] = []
 
-    def exec_output(self, container: str, command: list[str]) -> Finished:
+    def exec_output(self, container: str, command: list[str], *, user: str | None = None) -> Finished:
         self.commands.append(command)
         return self.first if len(self.commands) == 1 else Finished(0, "27.1.0\n")
 

@@ -5,6 +5,7 @@ reads their answers (run here, in a container of its own, or left running)."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,6 +28,7 @@ from runner.drivers.warm_keystone import (
 )
 from runner.errors import DockerError
 from runner.migrations import CHECKS_LOG_TO_OUTPUT
+from runner.model import BindMount
 from runner.upgrade import _warm_beside_preflight
 from runner.waits import CONTAINER_EXITED
 from tests.unit.fakes import FakeEngine, target_inventory
@@ -176,7 +178,7 @@ class _Answering(FakeEngine):
         self.answer = answer
         self.environments: list[str] = []
 
-    def exec_output(self, container: str, command: Sequence[str]) -> Finished:
+    def exec_output(self, container: str, command: Sequence[str], *, user: str | None = None) -> Finished:
         self.calls.append("exec " + " ".join([command[5], *command[7:]]))
         self.environments.append(command[6])
         if isinstance(self.answer, Exception):
@@ -230,6 +232,52 @@ def test_an_answer_lost_once_the_command_may_have_started_is_never_run_again_els
         warm.run(SETUP, ["db_sync", "--expand"], 60)
     assert "connection reset" in str(raised.value.observed)
     assert engine.calls[-1] == "end input warm", "kept for the operator, not removed"
+
+
+class _Reading(FakeEngine):
+    """An engine whose warm container answers a reading with ``answer`` (or raises it)."""
+
+    def __init__(self, answer: Finished | Exception) -> None:
+        super().__init__([])
+        self.answer = answer
+
+    def exec_output(self, container: str, command: Sequence[str], *, user: str | None = None) -> Finished:
+        self.calls.append(f"exec as {user} in {container}: {' '.join(command)}")
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+MOUNTED = (BindMount("/srv/fernet-keys", "/etc/keystone/fernet-keys", read_only=False),)
+READING = ["python3", "-c", "print('read')"]
+
+
+def _warm_reading(answer: Finished | Exception) -> tuple[WarmKeystone, _Reading]:
+    engine = _Reading(answer)
+    warm = WarmKeystone({"local": engine})
+    warm.begin(dataclasses.replace(SETUP, mounts=MOUNTED), {"purpose": "keystone-manage"})
+    return warm, engine
+
+
+def test_a_reading_runs_as_root_only_in_a_warm_container_of_the_same_image_and_mounts() -> None:
+    warm, engine = _warm_reading(Finished(0, "read"))
+    assert warm.read("local", "keystone:29.1.0", (), READING) is None, "other mounts: other keys"
+    assert warm.read("local", "keystone:28.1.0", MOUNTED, READING) is None
+    assert warm.read("remote", "keystone:29.1.0", MOUNTED, READING) is None
+    assert warm.read("local", "keystone:29.1.0", list(MOUNTED), READING) == Finished(0, "read")
+    assert engine.calls == [
+        "start attached keystone:29.1.0",
+        "exec as root in warm: python3 -c print('read')",
+    ]
+
+
+def test_a_reading_that_fails_there_is_left_to_a_container_of_its_own_and_the_container_kept() -> None:
+    warm, engine = _warm_reading(DockerError("lost the answer", observed="connection reset", hint="-"))
+    assert warm.read("local", "keystone:29.1.0", MOUNTED, READING) is None
+    assert "end input warm" not in engine.calls, "a reading changes nothing: the migrations still fork there"
+    warm.close(wait=False)
+    assert warm.read("local", "keystone:29.1.0", MOUNTED, READING) is None, "closed: asked no more"
+    assert sum(c.startswith("exec") for c in engine.calls) == 1
 
 
 def test_a_commands_environment_goes_with_it_and_only_with_it() -> None:
