@@ -14,12 +14,18 @@ import docker
 import pytest
 import requests
 
+from runner.config import load_inventory
 from runner.drivers.docker_blueprint import ContainerBlueprint, derive_blueprint
 from runner.drivers.docker_engine import DockerEngine
-from runner.errors import ExitCode
+from runner.drivers.warm_keystone import ManageSetup
+from runner.errors import ExitCode, KeysError
+from runner.facts.target import inventory_setup, manage_setup
 from runner.images.catalog import REPOSITORY
+from runner.journal import Event, Journal
 from runner.lab.cluster import LabEndpoints
-from runner.upgrade import LOCK_NAME
+from runner.steps import RunContext
+from runner.steps.keys import THROWAWAY, KeysAgree
+from runner.upgrade import LOCK_NAME, connect
 from runner.waits import HAPROXY_SERVERS_UP, WaitPolicy, wait_until
 from tests.integration.harness import lab_cluster
 from tests.integration.upgrade_helpers import database, keystone_upgrade, runtime, snapshot, write_inventory
@@ -273,3 +279,64 @@ def test_one_node_on_another_release_is_refused(
     )
     assert "keystone-3=29.1.0" in stderr
     assert "keystone-1=28.1.0" in stderr
+
+
+def _keys_step(inventory_path: Path, tmp_path: Path) -> tuple[KeysAgree, RunContext, ManageSetup]:
+    """keys-before as the plan makes it for ``inventory_path``, the run's real drivers, and the
+    setup the run's warm keystone-manage container gets."""
+    inventory = load_inventory(inventory_path)
+    setup = inventory_setup(inventory)
+    step = KeysAgree(
+        id="keys-before",
+        why="every node and the throwaway container hold the same keys, before the first node",
+        nodes=inventory.nodes,
+        repositories=inventory.key_repositories,
+        image=inventory.target_image,
+        mounts=setup.mounts,
+        environment=setup.environment,
+    )
+    journal = Journal.start(
+        tmp_path, {"run_id": "keys-test", "steps": [{"id": step.id, "kind": "keys"}]}, str(inventory_path)
+    )
+    manage = manage_setup(inventory, setup)
+    assert manage is not None
+    return step, RunContext(connect(inventory), journal, tmp_path / "runs"), manage
+
+
+@pytest.mark.parametrize("other_keys", [False, True])
+def test_the_keys_steps_read_the_throwaways_keys_in_the_warm_container(
+    docker_client: docker.DockerClient, cluster: LabEndpoints, tmp_path: Path, other_keys: bool
+) -> None:
+    """Read-only: the nodes' keys by exec, the throwaway's by an exec in the warm container (no
+    container of its own), and keys the warm container sees differently stop the step."""
+    replace = {}
+    if other_keys:
+        copied = tmp_path / "fernet-keys"
+        shutil.copytree(cluster.state_dir / "fernet-keys", copied)
+        (copied / "0").write_bytes(base64.urlsafe_b64encode(os.urandom(32)))
+        fernet = f"{cluster.state_dir}/fernet-keys:/etc/keystone/fernet-keys"
+        replace = {fernet: f"{copied}:/etc/keystone/fernet-keys"}
+    step, context, manage = _keys_step(write_inventory(cluster, "29.1.0", **replace), tmp_path)
+    warm = context.drivers.keystone_manage
+    assert warm is not None
+    before = {c.id for c in docker_client.containers.list(all=True)}
+    warm.begin(manage, {"purpose": "keystone-manage"})
+    try:
+        if other_keys:
+            with pytest.raises(KeysError, match="do not hold the same keys on every node") as raised:
+                step.apply(context)
+            assert "on the throwaway container" in str(raised.value)
+        else:
+            step.apply(context)
+        (compared,) = context.journal.events_of(step.id, Event.KEYS_COMPARED)
+        assert compared["throwaway_read_in"] == "the warm keystone-manage container"
+        assert set(compared["digests"]) == {
+            "node keystone-1",
+            "node keystone-2",
+            "node keystone-3",
+            THROWAWAY,
+        }
+        started = {c.id for c in docker_client.containers.list(all=True)} - before
+        assert len(started) == 1, "the warm container only: no container of its own for the keys"
+    finally:
+        warm.close()
