@@ -79,8 +79,10 @@ backend {backend}
     http-after-response set-header X-Served-By %[srv_name]
     # A server DOWN (downinter) or between UP and DOWN (fastinter: one check failed or passed)
     # is checked every 250ms: a node rises in about half a second, not two, and falls a quarter
-    # of a second after its first failed check, not a second.
-    default-server inter 1s fastinter 250ms downinter 250ms fall 2 rise 2
+    # of a second after its first failed check, not a second. A server back from MAINT (or DOWN)
+    # gets its share of requests over 3s (slowstart), as preflight advises: its first requests
+    # are its slowest, and fewer of them come at once.
+    default-server inter 1s fastinter 250ms downinter 250ms fall 2 rise 2 slowstart 3s
 {servers}
 """)
     return f"""\
