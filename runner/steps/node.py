@@ -9,10 +9,10 @@ back); the health gate, the release gate; ready, wait until UP everywhere.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from runner.background import in_background
 from runner.drivers.keystone import base_url
 from runner.drivers.ports import NodeRuntime
 from runner.errors import DrainError, HealthError, RunnerError
@@ -169,24 +169,25 @@ class NodeStep(Step):
     def _gate(
         self, context: RunContext, runtime: NodeRuntime, release: str | None, which: str, hint: str
     ) -> None:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="release-read") as pool:
-            # The release is in the container's files, not in its answers: read while it boots, it
-            # is known once the node answers, instead of a process started after that.
-            early = pool.submit(runtime.running_release)
-            try:
-                wait_until(
-                    NODE_HEALTHY.with_timeout(self.health_timeout_s),
-                    self._keep_out_while(context, runtime.health),
-                    lambda status: status == 200,
-                )
-            except WaitTimeout as exc:
-                raise HealthError(
-                    f"node {self.node.name} did not become healthy on {which}",
-                    observed=f"{exc}{self._last_lines(runtime)}",
-                    hint=f"{hint}; the node stays in MAINT",
-                ) from exc
-            context.journal.event(self.id, Event.HEALTHY)
-            running = _read_or_none(early) or runtime.running_release()  # unread while booting: again
+        # The release is the installed package's, in the image's files, not in the node's answers
+        # (an image whose own start installed another Keystone would be read too early): read
+        # while it boots, it is known once the node answers, instead of a process started after
+        # that. A failed gate does not wait for the reading (a daemon thread, which journals nothing).
+        early = in_background(runtime.running_release, f"release of {self.node.name}")
+        try:
+            wait_until(
+                NODE_HEALTHY.with_timeout(self.health_timeout_s),
+                self._keep_out_while(context, runtime.health),
+                lambda status: status == 200,
+            )
+        except WaitTimeout as exc:
+            raise HealthError(
+                f"node {self.node.name} did not become healthy on {which}",
+                observed=f"{exc}{self._last_lines(runtime)}",
+                hint=f"{hint}; the node stays in MAINT",
+            ) from exc
+        context.journal.event(self.id, Event.HEALTHY)
+        running = _read_or_none(early) or runtime.running_release()  # unread while booting: again
         # An old release nobody could name (an image without the label) is not gated on.
         if release is not None and running != release:
             raise HealthError(
@@ -325,10 +326,10 @@ class NodeUpgrade(NodeStep):
         )
 
 
-def _read_or_none(reading: Future[str | None]) -> str | None:
+def _read_or_none(reading: Callable[[], str | None]) -> str | None:
     """What a reading begun before found; None when it found nothing or failed (a container that
     was still starting): the caller reads again."""
     try:
-        return reading.result()
+        return reading()
     except RunnerError:
         return None

@@ -21,9 +21,12 @@ from runner.waits import TOKENS_ACCEPTED, WaitTimeout, wait_until
 Endpoint = tuple[str, str]
 
 
-def _one_round(tokens: Tokens, node: Endpoint, peer: Endpoint) -> tuple[tuple[str, int] | None, str | None]:
+def _one_round(
+    tokens: Tokens, node: Endpoint, peer: Endpoint, peer_token: list[str]
+) -> tuple[tuple[str, int] | None, str | None]:
     """One round, both ways: who rejected and the status (None when both accept), and the token
-    ``node`` issued (the warm-up's).
+    ``node`` issued (the warm-up's). ``peer_token`` keeps the peer's across rounds: a round tried
+    again for the node's sake logs in on the serving peer no more.
 
     A token is its own credential: sent as both the request's token and the subject, the checker
     lets the request in and validates it (Keystone's default policy lets a token's user validate
@@ -33,8 +36,12 @@ def _one_round(tokens: Tokens, node: Endpoint, peer: Endpoint) -> tuple[tuple[st
     """
     try:
         with ThreadPoolExecutor(max_workers=2) as pool:
-            logins = {issuer: pool.submit(tokens.issue, url) for issuer, url in (node, peer)}
-        issued = {issuer: login.result() for issuer, login in logins.items()}
+            node_login = pool.submit(tokens.issue, node[1])
+            peer_login = pool.submit(lambda: peer_token[0] if peer_token else tokens.issue(peer[1]))
+        if not peer_token and peer_login.exception() is None:
+            peer_token.append(peer_login.result())  # kept even when the node's failed
+        # The node's failure first: it is the one being gated.
+        issued = {node[0]: node_login.result(), peer[0]: peer_login.result()}
     except PermissionError as exc:  # an answer: retrying a refused login changes nothing
         return (
             f"{exc}; preflight got a token with them, so look at that node's [auth] (or [probe])",
@@ -55,10 +62,11 @@ def accepted_both_ways(tokens: Tokens, node: Endpoint, peer: Endpoint, hint: str
     login is tried again, bounded by TOKENS_ACCEPTED; a token rejected with a
     4xx is an answer, not a hiccup.
     """
+    peer_token: list[str] = []
     try:
         rejected, token = wait_until(
             TOKENS_ACCEPTED,
-            lambda: _one_round(tokens, node, peer),
+            lambda: _one_round(tokens, node, peer, peer_token),
             lambda r: r[0] is None or r[0][1] < 500,
         )
     except WaitTimeout as exc:

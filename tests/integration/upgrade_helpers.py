@@ -21,7 +21,7 @@ import docker
 
 from runner.drivers.containers import RUN_ID_LABEL, RUNNER_LABEL
 from runner.drivers.database import MysqlDatabase
-from runner.drivers.haproxy import RuntimeSocket
+from runner.drivers.haproxy import OperationalState, RuntimeSocket
 from runner.drivers.keystone import Credentials
 from runner.lab.cluster import LabEndpoints
 from runner.lab.inventory import inventory_toml
@@ -87,6 +87,11 @@ class Snapshot:
     images: frozenset[str]
 
 
+def _serving(state: OperationalState) -> OperationalState:
+    """STARTING is a server UP within its slowstart ramp (the lab's have one): it serves, as RUNNING."""
+    return OperationalState.RUNNING if state is OperationalState.STARTING else state
+
+
 def snapshot(client: docker.DockerClient, cluster: LabEndpoints) -> Snapshot:
     """Observe the cluster now."""
     containers = {}
@@ -95,7 +100,7 @@ def snapshot(client: docker.DockerClient, cluster: LabEndpoints) -> Snapshot:
     ):
         containers[container.name] = (container.id, container.image.id, container.status)
     haproxy = {
-        (s.backend, s.server): (s.admin_flags, s.operational.name)
+        (s.backend, s.server): (s.admin_flags, _serving(s.operational).name)
         for s in runtime(cluster).show_servers_state()
     }
     images = frozenset(image.id for image in client.images.list())

@@ -274,6 +274,9 @@ class FakeNode:
     kept: set[str] = field(default_factory=set)
     # The release reads that find nothing (None) or fail (DockerError) before one answers.
     unreadable: list[str | None] = field(default_factory=list)
+    # Its health URL answers 503 until its release has been read (a gate that reads it only once
+    # the node answers waits forever).
+    answers_once_read: bool = False
 
     def stop(self) -> EffectData:
         self.calls.append(f"stop {self.node.name}")
@@ -325,6 +328,8 @@ class FakeNode:
 
     def health(self) -> int:
         self.calls.append(f"health {self.node.name}")
+        if self.answers_once_read and f"release {self.node.name}" not in self.calls:
+            return 503
         return 200
 
     def key_digests(self, repositories: tuple[str, ...]) -> dict[str, str]:

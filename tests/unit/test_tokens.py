@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 import pytest
@@ -43,11 +44,45 @@ def test_a_database_hiccup_is_tried_again_and_then_passes() -> None:
 def test_each_node_logs_in_once_a_round_and_its_token_is_its_own_credential_on_the_other() -> None:
     tokens = Flaky(failures=0, status=200)
     accepted_both_ways(tokens, ("k1", "http://k1"), ("k2", "http://k2"), hint="h")
-    assert tokens.issued == ["http://k1", "http://k2"]  # a login is a slow password hash: one each
+    assert sorted(tokens.issued) == ["http://k1", "http://k2"]  # a login is a slow password hash: one each
     assert tokens.asked == [
         ("http://k2", "token@http://k1", "token@http://k1"),
         ("http://k1", "token@http://k2", "token@http://k2"),
     ]
+
+
+class Together(Flaky):
+    """Logins that each wait for the other: they pass only when both are asked at once."""
+
+    def __init__(self) -> None:
+        super().__init__(failures=0, status=200)
+        self.both = threading.Barrier(2, timeout=5)
+
+    def issue(self, base_url: str) -> str:
+        self.both.wait()  # BrokenBarrierError after 5 s alone
+        return super().issue(base_url)
+
+
+def test_the_node_and_its_peer_log_in_at_once() -> None:
+    tokens = Together()
+    assert accepted_both_ways(tokens, ("k1", "http://k1"), ("k2", "http://k2"), hint="h") == "token@http://k1"
+
+
+class NodeRefusesFirst(Flaky):
+    """The node's first login finds nothing listening; the peer answers every time."""
+
+    def issue(self, base_url: str) -> str:
+        if base_url == "http://k1" and "http://k1" not in self.issued:
+            self.issued.append(base_url)
+            raise ConnectionRefusedError("nothing listens on k1 yet")
+        return super().issue(base_url)
+
+
+def test_a_round_tried_again_for_the_node_does_not_log_in_on_the_peer_again() -> None:
+    tokens = NodeRefusesFirst(failures=0, status=200)
+    assert accepted_both_ways(tokens, ("k1", "http://k1"), ("k2", "http://k2"), hint="h") == "token@http://k1"
+    assert sorted(tokens.issued) == ["http://k1", "http://k1", "http://k2"]
+    assert ("http://k1", "token@http://k2", "token@http://k2") in tokens.asked
 
 
 def test_a_rejected_token_is_an_answer_at_once() -> None:
