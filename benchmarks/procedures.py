@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from runner.drivers.containers import PURPOSE_LABEL
 from runner.drivers.ports import Drivers
 from runner.errors import MigrationError
+from runner.host import keep_to_last_cpu
 from runner.journal import Event, Journal
 from runner.model import Inventory, NodeConfig
 from runner.upgrade import run_upgrade
@@ -175,6 +176,7 @@ def kolla_ansible(inventory: Inventory, drivers: Drivers) -> Parts:
 
 def keystone_upgrade(inventory: Inventory, drivers: Drivers) -> Parts:
     """The runner, as `keystone-upgrade upgrade --yes` runs it; its journal gives the parts."""
+    keep_to_last_cpu()  # in the procedure's own process, as the command does
     run_upgrade(inventory, drivers, lambda _plan: True, lambda _report, _path: None)
     journal = Journal.load(inventory.state_dir)
     assert journal is not None

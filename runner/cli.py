@@ -31,6 +31,7 @@ from runner.config.kolla import (
 from runner.credentials import require_secrets
 from runner.engine import ensure_engine
 from runner.errors import ConfigError, ExitCode, RunnerError
+from runner.host import keep_to_last_cpu
 from runner.images.base import ensure_base_image
 from runner.images.build import BUILDS_AT_ONCE, BuildOutcome, build_images, project_version
 from runner.images.catalog import DEFAULT_KEYSTONE_VERSIONS, all_images, runner_image
@@ -165,6 +166,7 @@ def upgrade_command(
     as_json: bool,
 ) -> None:
     """Print the plan, ask, then upgrade node by node with zero failed requests."""
+    keep_to_last_cpu()  # before any thread starts: they inherit it
     out = for_command(as_json=as_json)
     inventory = load_inventory(inventory_path)
     require_secrets(inventory)
@@ -191,6 +193,7 @@ def upgrade_command(
 @json_option
 def resume_command(inventory_path: Path, yes: bool, as_json: bool) -> None:
     """Go on with the last run from its journal: a half-done node is put back, then upgraded afresh."""
+    keep_to_last_cpu()
     out = for_command(as_json=as_json)
     inventory = load_inventory(inventory_path)
 
@@ -207,6 +210,7 @@ def resume_command(inventory_path: Path, yes: bool, as_json: bool) -> None:
 @json_option
 def rollback_command(inventory_path: Path, yes: bool, as_json: bool) -> None:
     """Put every node of the last run back on the release it started from (until contract has run)."""
+    keep_to_last_cpu()
     out = for_command(as_json=as_json)
     inventory = load_inventory(inventory_path)
 

@@ -1,4 +1,4 @@
-"""The few things the runner does to the host itself: installing a Debian package."""
+"""The few things the runner does to the host itself: installing a Debian package, keeping to one CPU."""
 
 from __future__ import annotations
 
@@ -19,3 +19,19 @@ def apt_install(package: str, error: type[RunnerError], hint: str) -> None:
                 observed=f"{' '.join(argv)} exited {result.returncode}: {result.stderr[-800:]}",
                 hint=hint,
             )
+
+
+def keep_to_last_cpu() -> int | None:
+    """Keep the runner (this thread, and every thread it starts from now on) to the last CPU it may
+    use, the one its throwaway containers are kept to on their engine's host: where the nodes
+    share this host, they keep the other CPUs while the runner reads, waits and reports. The CPU,
+    or None where there is only one or the platform cannot say."""
+    try:
+        allowed = os.sched_getaffinity(0)
+        if len(allowed) < 2:
+            return None
+        last = max(allowed)
+        os.sched_setaffinity(0, {last})
+    except (AttributeError, OSError):  # not Linux, or not allowed
+        return None
+    return last

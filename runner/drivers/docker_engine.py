@@ -56,6 +56,8 @@ class DockerEngine:
         self.tls_dir = tls_dir
         self._client: docker.DockerClient | None = None
         self._cgroup_version: int | None = None
+        # The CPU the throwaways are kept to ("" once asked: none), see _throwaway_cpu.
+        self._throwaway_cpu: str | None = None
 
     def _tls(self) -> docker.tls.TLSConfig | None:
         """Mutual TLS from ``tls_dir``: the engine's certificate must chain to its ca.pem."""
@@ -107,6 +109,19 @@ class DockerEngine:
             except (DockerException, ValueError) as exc:
                 raise self._fail("cannot read its cgroup version", exc) from exc
         return self._cgroup_version
+
+    def _throwaway_cpus(self) -> str | None:
+        """The one CPU of the engine's host the throwaways run on, its last: importing Keystone,
+        dumping and restoring take one core at most, and the nodes on that host keep the others
+        (measured on the lab's 2 cores: fewer slow requests while preflight runs). None on a host
+        with one CPU, or an engine that does not say how many it has."""
+        if self._throwaway_cpu is None:
+            try:
+                cpus = int(self.client.info().get("NCPU") or 1)
+            except (DockerException, ValueError):
+                cpus = 1
+            self._throwaway_cpu = str(cpus - 1) if cpus > 1 else ""
+        return self._throwaway_cpu or None
 
     def container(self, name: str) -> ContainerFacts | None:
         """The container's facts, or None when there is no such container."""
@@ -293,7 +308,8 @@ class DockerEngine:
     ) -> str:
         """Create (not start) a throwaway container on host networking; its id."""
         api = self.client.api
-        try:
+
+        def create(cpus: str | None) -> str:
             created = api.create_container(
                 image,
                 command=list(command),
@@ -312,14 +328,26 @@ class DockerEngine:
                     # A quarter of a serving container's CPU weight: on a busy host the
                     # nodes answering requests win over migrations and checks.
                     cpu_shares=THROWAWAY_CPU_SHARES,
+                    cpuset_cpus=cpus,
                     # A list, not a mapping by source: a node may mount one directory or volume twice.
                     binds=[str(m) for m in mounts],
                     tmpfs=dict.fromkeys(tmpfs, "size=64k,mode=0700"),
                 ),
             )
+            return str(created["Id"])
+
+        cpus = self._throwaway_cpus()
+        try:
+            try:
+                return create(cpus)
+            except APIError as exc:
+                if cpus is None or "cpu" not in str(exc.explanation or "").lower():
+                    raise
+                # The engine's own cgroup lacks that CPU: its throwaways run on any CPU from now on.
+                self._throwaway_cpu = ""
+                return create(None)
         except DockerException as exc:
             raise self._fail(f"cannot create a throwaway container of {image}", exc) from exc
-        return str(created["Id"])
 
     def start_detached(
         self,

@@ -154,6 +154,9 @@ def _left_running_and_resume_refused(
         assert left.attrs["Config"]["Healthcheck"]["Test"] == ["NONE"], left.attrs["Config"].get(
             "Healthcheck"
         )
+        # Kept to the host's last CPU: the nodes keep the others.
+        cpus = client.info()["NCPU"]
+        assert left.attrs["HostConfig"]["CpusetCpus"] == (str(cpus - 1) if cpus > 1 else "")
         assert left.id[:12] in result.stderr
         steps = {s["id"]: s for s in journal(cluster)["steps"]}
         assert steps["expand"]["status"] == "failed"
