@@ -72,7 +72,11 @@ def test_upgrade_with_probe_reports_zero_failures_per_phase_and_a_timeline(
     assert result.returncode == 0, result.stdout + result.stderr
     report_path = Path(result.stdout.split("report: ")[-1].strip())
     probe = json.loads(report_path.read_text())["probe"]
-    assert probe["requests"] > 300
+    # 30 requests/s through the whole run (preflight too, before the journal starts): as many as
+    # the run is long, not a fixed count (the run got shorter).
+    written = json.loads((cluster.state_dir / "upgrade" / "journal.json").read_text())
+    ran_s = written["finished_at"] - written["started_at"]
+    assert probe["requests"] >= 30 * ran_s * 0.9, (probe["requests"], ran_s)
     assert probe["failed"] == 0, probe["failures"]
     assert probe["longest_outage_s"] == 0
     phases = {p["phase"]: p for p in probe["phases"]}
