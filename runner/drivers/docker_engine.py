@@ -56,7 +56,7 @@ class DockerEngine:
         self.tls_dir = tls_dir
         self._client: docker.DockerClient | None = None
         self._cgroup_version: int | None = None
-        # The CPU the throwaways are kept to ("" once asked: none), see _throwaway_cpu.
+        # The CPU the throwaways are kept to ("" once asked: none), see _throwaway_cpus.
         self._throwaway_cpu: str | None = None
 
     def _tls(self) -> docker.tls.TLSConfig | None:

@@ -55,13 +55,13 @@ class KeysAgree(Step):
             )
             seen = {f"node {node.name}": digests for node, digests in zip(self.nodes, read, strict=True)}
             finished, read_in = throwaway.result()
-        seen[THROWAWAY] = parse_key_digests(finished.output)
-        if finished.exit_code != 0 or set(seen[THROWAWAY]) != set(self.repositories):
+        if not self._read_whole(finished):
             raise DockerError(
                 f"the throwaway container of {self.image} could not read the key repositories",
                 observed=f"exit code {finished.exit_code}: {finished.tail(5)}",
                 hint="check [target] mounts and that the image has python3",
             )
+        seen[THROWAWAY] = parse_key_digests(finished.output)
         context.journal.event(
             self.id,
             Event.KEYS_COMPARED,
@@ -88,11 +88,7 @@ class KeysAgree(Step):
             finished = warm.read(self.engine, self.image, self.mounts, command)
             # A reading that did not finish there (killed, a repository unread) is read again in a
             # container of its own: its failure is then that container's, as the error says.
-            if (
-                finished is not None
-                and finished.exit_code == 0
-                and set(parse_key_digests(finished.output)) == set(self.repositories)
-            ):
+            if finished is not None and self._read_whole(finished):
                 return finished, READ_IN_WARM
         finished = context.drivers.engine(self.engine).run_once(
             self.image,
@@ -103,3 +99,7 @@ class KeysAgree(Step):
             user="root",  # key repositories are 0700 keystone: root reads them in any image
         )
         return finished, READ_IN_OWN
+
+    def _read_whole(self, finished: Finished) -> bool:
+        """The reading finished and has a digest for every repository."""
+        return finished.exit_code == 0 and set(parse_key_digests(finished.output)) == set(self.repositories)
