@@ -11,7 +11,13 @@
 - kolla-ansible: its keystone role's upgrade (serial 0): a one-shot KOLLA_UPGRADE container
   (db_sync --expand then --migrate), every node's container recreated at once, no HAProxy
   action (its health checks and redispatch only), then KOLLA_FINISH_UPGRADE (--contract);
-- keystone-upgrade: the runner itself.
+- keystone-upgrade: the runner itself;
+- floor: not an upgrade but what any of them costs the machine at least: the expand, and each
+  node's replacement booted beside the node on a port of its own until it answers, then
+  removed. No node leaves rotation and nothing serving changes, so the latency it adds is
+  the migration's locks and the boots' CPU alone: the lowest p99 a rolling upgrade can have
+  on this machine. It runs no contract (the old release still serves), which keystone-upgrade's
+  phases show adds no slow request.
 
 Each returns the seconds it spent in each operation (migration containers, stopping nodes,
 starting them until healthy, draining). What a procedure cannot avoid is what the
@@ -26,11 +32,17 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
+import requests
+
 from runner.drivers.containers import PURPOSE_LABEL
+from runner.drivers.docker_blueprint import derive_blueprint
+from runner.drivers.docker_node import BOOT_CPU_SHARES
 from runner.drivers.ports import Drivers
+from runner.drivers.scratch_database import free_local_port
 from runner.errors import MigrationError
 from runner.host import keep_to_last_cpu
 from runner.journal import Event, Journal
@@ -204,13 +216,61 @@ def parts_from_journal(journal: Journal) -> Parts:
     return parts
 
 
+def _answers(url: str) -> int | None:
+    try:
+        return requests.get(url, timeout=2).status_code
+    except requests.RequestException:
+        return None
+
+
+def _boot_beside(inventory: Inventory, drivers: Drivers, parts: Parts, node: NodeConfig) -> None:
+    """The node's replacement, booted beside it on a free port of 127.0.0.1 (``KEYSTONE_BIND``, the
+    lab image's setting) at the runner's boot weight, until its /v3 answers; then removed."""
+    engine = drivers.engine(node.engine)
+    old = engine.container(node.container)
+    old_image = engine.image(old.image_id) if old is not None else None
+    if old is None or old_image is None:
+        raise RuntimeError(f"the floor procedure cannot read {node.container} or its image")
+    port = free_local_port()
+    blueprint = derive_blueprint(
+        old.inspect, old_image.inspect, inventory.target_image, name=f"{node.container}-floor"
+    )
+    env = [e for e in blueprint.config.get("Env", []) if not e.startswith("KEYSTONE_BIND=")]
+    blueprint = replace(
+        blueprint,
+        config={**blueprint.config, "Env": [*env, f"KEYSTONE_BIND=127.0.0.1:{port}"]},
+        host_config={**blueprint.host_config, "CpuShares": BOOT_CPU_SHARES},
+    )
+    began = time.monotonic()
+    spare = engine.create_and_start(blueprint)
+    try:
+        url = f"http://127.0.0.1:{port}/v3"
+        wait_until(
+            NODE_HEALTHY.with_timeout(inventory.health_timeout_s), lambda: _answers(url), lambda s: s == 200
+        )
+        _add(parts, "node_start_to_healthy_s", time.monotonic() - began)
+    finally:
+        engine.remove(spare)
+
+
+def floor(inventory: Inventory, drivers: Drivers) -> Parts:
+    """The expand, then each node's replacement booted beside it and removed: nothing served changes."""
+    parts = empty_parts()
+    _db_sync(inventory, drivers, parts, "expand_s", "--expand")
+    for node in inventory.nodes:
+        _boot_beside(inventory, drivers, parts, node)
+    return parts
+
+
 PROCEDURES: dict[str, Callable[[Inventory, Drivers], Parts]] = {
     "cold": cold,
     "rolling-no-drain": rolling_no_drain,
     "openstack-ansible": openstack_ansible,
     "kolla-ansible": kolla_ansible,
     "keystone-upgrade": keystone_upgrade,
+    "floor": floor,
 }
+UPGRADES = tuple(name for name in PROCEDURES if name != "floor")
 # The operations every procedure does (drain is the runner's own).
 IRREDUCIBLE = ("expand_s", "contract_s", "node_stop_s", "node_start_to_healthy_s")
 

@@ -109,7 +109,9 @@ def dump_verified(
     directory.mkdir(parents=True, exist_ok=True)
     started = time.time()
     name = f"{target.database}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(started))}.sql.gz"
-    tables = MysqlDatabase(target).table_row_counts()
+    live = MysqlDatabase(target)
+    tables = live.table_row_counts()
+    database_bytes = live.size_bytes() if restore_check else None
     with ExitStack() as stack:
         # The scratch database for the restore check boots while the dump runs (it waits for
         # nothing of the dump's until the load). The dump waits in a daemon thread: a forced stop
@@ -128,7 +130,14 @@ def dump_verified(
         )
         scratch = (
             stack.enter_context(
-                scratch_database(engine, image, labels, database=target.database, dumps=directory)
+                scratch_database(
+                    engine,
+                    image,
+                    labels,
+                    database=target.database,
+                    dumps=directory,
+                    database_bytes=database_bytes,
+                )
             )
             if restore_check
             else None

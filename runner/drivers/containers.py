@@ -103,6 +103,7 @@ class Engine(Protocol):
         entrypoint: Sequence[str] | None = None,
         stdin_secret: str | None = None,
         tmpfs: Sequence[str] = (),
+        memory_dirs: Mapping[str, int] | None = None,
     ) -> str: ...
     # A throwaway whose input the runner holds open (it ends when the runner is gone): its id, and
     # what ends its input.

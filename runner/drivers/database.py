@@ -196,6 +196,17 @@ class MysqlDatabase:
         )
         return [str(row[0]) for row in cursor.fetchall()]
 
+    def size_bytes(self) -> int:
+        """What the database's tables and indexes take, as information_schema estimates it."""
+        with self._cursor("reading the database's size") as cursor:
+            cursor.execute(
+                "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
+                "WHERE table_schema = %s",
+                (self.target.database,),
+            )
+            row = cursor.fetchone()
+            return int(row[0]) if row else 0
+
     def table_names(self) -> frozenset[str]:
         """The database's base tables."""
         with self._cursor("listing the tables") as cursor:

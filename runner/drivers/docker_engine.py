@@ -305,9 +305,18 @@ class DockerEngine:
         entrypoint: Sequence[str] | None,
         stdin_open: bool,
         tmpfs: Sequence[str],
+        memory_dirs: Mapping[str, int] | None = None,
     ) -> str:
-        """Create (not start) a throwaway container on host networking; its id."""
+        """Create (not start) a throwaway container on host networking; its id.
+
+        ``tmpfs``: small directories in memory (secrets); ``memory_dirs``: directories in the
+        engine host's memory up to a size each (a scratch server's data).
+        """
         api = self.client.api
+        in_memory = {
+            **dict.fromkeys(tmpfs, "size=64k,mode=0700"),
+            **{path: f"size={size},mode=0700" for path, size in (memory_dirs or {}).items()},
+        }
 
         def create(cpus: str | None) -> str:
             created = api.create_container(
@@ -331,7 +340,7 @@ class DockerEngine:
                     cpuset_cpus=cpus,
                     # A list, not a mapping by source: a node may mount one directory or volume twice.
                     binds=[str(m) for m in mounts],
-                    tmpfs=dict.fromkeys(tmpfs, "size=64k,mode=0700"),
+                    tmpfs=in_memory,
                 ),
             )
             return str(created["Id"])
@@ -359,6 +368,7 @@ class DockerEngine:
         entrypoint: Sequence[str] | None = None,
         stdin_secret: str | None = None,
         tmpfs: Sequence[str] = (),
+        memory_dirs: Mapping[str, int] | None = None,
     ) -> str:
         """Start a throwaway server (a scratch database) and hand it ``stdin_secret``; its id.
 
@@ -374,6 +384,7 @@ class DockerEngine:
             entrypoint=entrypoint,
             stdin_open=stdin_secret is not None,
             tmpfs=tmpfs,
+            memory_dirs=memory_dirs,
         )
         try:
             self.client.api.start(container_id)

@@ -6,7 +6,8 @@ it once to record what a faithful restore holds (row counts, CHECKSUM TABLE).
 
 It runs in a container of the backup image (MariaDB's server and client) on
 host networking, bound to 127.0.0.1 on a free port, with its data in the
-container's own layer: removing the container removes the copy. Its root
+container's own layer, or in the engine host's memory when the copy is known to
+be small (``memory_for``): removing the container removes the copy. Its root
 password is made up for this one server, reaches it on its stdin and stays in
 its tmpfs; Keystone's throwaway containers get the connection the same way
 (``keystone_conf``), never in an argument or an environment.
@@ -35,11 +36,20 @@ log = logging.getLogger(__name__)
 
 SECRETS_DIR = "/run/keystone-upgrade"  # a tmpfs of the scratch server's container
 DUMPS_DIR = "/dumps"
+DATA_DIR = "/var/lib/keystone-upgrade-scratch"
+# A copy in memory writes nothing to the disk the live database commits on. Measured on the lab at
+# 30 requests/s: with the restore check's server on disk, 5-14 requests per upgrade took 40-163 ms
+# while it initialised and loaded (credential writes above all); in memory, 1-3, none over 70 ms.
+# The memory is the server's own files (a 96 MiB redo log, the system tablespace, undo, the mysql
+# schema) and about twice the live data and indexes, for a copy that lives for seconds; a database
+# beyond the cap keeps its copy on disk.
+IN_MEMORY_BASE_BYTES = 384 * 1024 * 1024
+IN_MEMORY_MAX_BYTES = 1024 * 1024 * 1024
 # Speed over durability: the copy lives as long as one rehearsal or check.
 SERVER_SCRIPT = (
     "set -eu; umask 077; "
     f"timeout 30 cat > {SECRETS_DIR}/password; "
-    f'password=$(cat {SECRETS_DIR}/password); port="$0"; data=/var/lib/keystone-upgrade-scratch; '
+    f'password=$(cat {SECRETS_DIR}/password); port="$0"; data={DATA_DIR}; '
     'mkdir -p "$data"; chown mysql:mysql "$data"; '
     'mariadb-install-db --user=mysql --datadir="$data" --skip-test-db '
     "--auth-root-authentication-method=normal >/dev/null; "
@@ -55,6 +65,15 @@ SERVER_SCRIPT = (
     f"--socket={SECRETS_DIR}/mysqld.sock --init-file={SECRETS_DIR}/init.sql --skip-log-bin "
     "--innodb-flush-log-at-trx-commit=0 --innodb-doublewrite=0 --max-allowed-packet=1G"
 )
+
+
+def memory_for(database_bytes: int | None) -> int | None:
+    """The memory a scratch copy of a database of ``database_bytes`` (its data and indexes, as
+    information_schema says) gets; None: it stays on disk (too big, or its size is not known)."""
+    if database_bytes is None:
+        return None
+    size = IN_MEMORY_BASE_BYTES + 2 * database_bytes
+    return size if size <= IN_MEMORY_MAX_BYTES else None
 
 
 def free_local_port() -> int:
@@ -125,11 +144,15 @@ def scratch_database(
     *,
     database: str = "keystone",
     dumps: Path | None = None,
+    database_bytes: int | None = None,
 ) -> Iterator[ScratchDatabase]:
     """A scratch server for the block, removed afterwards however the block ends.
 
     ``dumps`` (a directory on the engine's host) is mounted read-only for ``load``.
+    ``database_bytes``: the size of what it will hold, when known (0: a schema alone); a small
+    enough copy lives in memory (``memory_for``), any other on disk.
     """
+    memory = memory_for(database_bytes)
     password = secrets.token_hex(24)
     port = free_local_port()
     mounts = [BindMount(str(dumps), DUMPS_DIR, read_only=True)] if dumps is not None else []
@@ -141,6 +164,7 @@ def scratch_database(
         labels={**labels, PURPOSE_LABEL: "scratch-database"},
         stdin_secret=password,
         tmpfs=(SECRETS_DIR,),
+        memory_dirs=None if memory is None else {DATA_DIR: memory},
     )
     try:
         scratch = ScratchDatabase(

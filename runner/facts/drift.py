@@ -68,7 +68,7 @@ class DriftFacts:
 
 def build_reference(engine: Engine, image: str, server_image: str, labels: dict[str, str]) -> Reference:
     """``db_sync`` of ``image`` into a scratch database, read back; MigrationError when it fails."""
-    with scratch_database(engine, server_image, labels) as scratch:
+    with scratch_database(engine, server_image, labels, database_bytes=0) as scratch:
         scratch.create_database()
         finished = keystone_manage(scratch, image, ["db_sync"], labels)
         if finished.exit_code != 0:

@@ -75,6 +75,7 @@ class FakeEngine:
         entrypoint: Sequence[str] | None = None,
         stdin_secret: str | None = None,
         tmpfs: Sequence[str] = (),
+        memory_dirs: Mapping[str, int] | None = None,
     ) -> str:
         self.calls.append("start " + " ".join(command))
         return f"s-{len(self.calls)}"
