@@ -13,8 +13,8 @@
   action (its health checks and redispatch only), then KOLLA_FINISH_UPGRADE (--contract);
 - keystone-upgrade: the runner itself;
 - floor: not an upgrade but what any of them costs the machine at least: the expand, and each
-  node's replacement booted beside the node on a port of its own until it answers, then
-  removed. No node leaves rotation and nothing serving changes, so the latency it adds is
+  node's replacement booted beside the node on a port of its own, at the weight the runner
+  boots it at, until it answers, then removed. No node leaves rotation and nothing serving changes, so the latency it adds is
   the migration's locks and the boots' CPU alone: the lowest p99 a rolling upgrade can have
   on this machine. It runs no contract (the old release still serves), which keystone-upgrade's
   phases show adds no slow request.
@@ -27,6 +27,8 @@ no-drain baseline spends on the same operations; the rest of a wall time is over
 
 from __future__ import annotations
 
+import logging
+import random
 import socket
 import threading
 import time
@@ -40,15 +42,16 @@ import requests
 
 from runner.drivers.containers import PURPOSE_LABEL
 from runner.drivers.docker_blueprint import derive_blueprint
-from runner.drivers.docker_node import BOOT_CPU_SHARES
+from runner.drivers.docker_node import boot_cpu_shares
 from runner.drivers.ports import Drivers
-from runner.drivers.scratch_database import free_local_port
 from runner.errors import MigrationError
 from runner.host import keep_to_last_cpu
 from runner.journal import Event, Journal
 from runner.model import Inventory, NodeConfig
 from runner.upgrade import run_upgrade
 from runner.waits import HAPROXY_SERVERS_UP, NODE_HEALTHY, WaitPolicy, wait_until
+
+log = logging.getLogger(__name__)
 
 Parts = dict[str, float]
 # Parts are added to from the threads of the parallel baselines.
@@ -223,34 +226,50 @@ def _answers(url: str) -> int | None:
         return None
 
 
+def _port_for_a_spare() -> int:
+    """A free port of 127.0.0.1 below the ephemeral range, which the probe's and HAProxy's own
+    connections take theirs from: the spare binds it only once Keystone is imported."""
+    for port in random.sample(range(20000, 32000), 200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("the floor procedure found no free port in 20000-32000")
+
+
 def _boot_beside(inventory: Inventory, drivers: Drivers, parts: Parts, node: NodeConfig) -> None:
-    """The node's replacement, booted beside it on a free port of 127.0.0.1 (``KEYSTONE_BIND``, the
-    lab image's setting) at the runner's boot weight, until its /v3 answers; then removed."""
+    """The node's replacement, booted beside it on a port of its own (``KEYSTONE_BIND``, the lab
+    image's setting) at the weight the runner boots it at, until its /v3 answers; then removed."""
     engine = drivers.engine(node.engine)
     old = engine.container(node.container)
     old_image = engine.image(old.image_id) if old is not None else None
     if old is None or old_image is None:
         raise RuntimeError(f"the floor procedure cannot read {node.container} or its image")
-    port = free_local_port()
-    blueprint = derive_blueprint(
-        old.inspect, old_image.inspect, inventory.target_image, name=f"{node.container}-floor"
-    )
+    port = _port_for_a_spare()
+    spare = f"{node.container}-floor"
+    blueprint = derive_blueprint(old.inspect, old_image.inspect, inventory.target_image, name=spare)
     env = [e for e in blueprint.config.get("Env", []) if not e.startswith("KEYSTONE_BIND=")]
+    shares = boot_cpu_shares(old.inspect, engine.cgroup_version)
     blueprint = replace(
         blueprint,
         config={**blueprint.config, "Env": [*env, f"KEYSTONE_BIND=127.0.0.1:{port}"]},
-        host_config={**blueprint.host_config, "CpuShares": BOOT_CPU_SHARES},
+        host_config={**blueprint.host_config, **({} if shares is None else {"CpuShares": shares})},
     )
     began = time.monotonic()
-    spare = engine.create_and_start(blueprint)
     try:
+        engine.create_and_start(blueprint)
         url = f"http://127.0.0.1:{port}/v3"
         wait_until(
             NODE_HEALTHY.with_timeout(inventory.health_timeout_s), lambda: _answers(url), lambda s: s == 200
         )
         _add(parts, "node_start_to_healthy_s", time.monotonic() - began)
     finally:
-        engine.remove(spare)
+        try:
+            engine.remove(spare)  # by name: also one created that did not start
+        except Exception as exc:  # the run's own failure, if any, is the one to report
+            log.warning("could not remove the floor's spare %s: %s", spare, exc)
 
 
 def floor(inventory: Inventory, drivers: Drivers) -> Parts:

@@ -8,7 +8,9 @@ the same moves in reverse.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import replace
+from typing import Any
 
 from runner.drivers.containers import ContainerFacts, Engine, ImageFacts
 from runner.drivers.docker_blueprint import derive_blueprint
@@ -27,6 +29,17 @@ DEFAULT_STOP_TIMEOUT_S = 10
 BOOT_CPU_SHARES = 64
 DOCKER_DEFAULT_CPU_SHARES = 1024
 HEALTH_REQUEST_TIMEOUT_S = 5
+
+
+def boot_cpu_shares(old_inspect: Mapping[str, Any], cgroup_version: Callable[[], int]) -> int | None:
+    """The weight a replacement of the container ``old_inspect`` describes boots at; None where the
+    old one's could not be given back exactly: a container without its own weight on cgroup v2,
+    where runc turns an explicit 1024 into a cpu.weight other than the default 100 (runc before
+    1.3.2 makes it 39)."""
+    own = old_inspect["HostConfig"].get("CpuShares") or 0
+    if own:
+        return min(own, BOOT_CPU_SHARES)
+    return BOOT_CPU_SHARES if cgroup_version() == 1 else None
 
 
 class DockerNode:
@@ -109,13 +122,7 @@ class DockerNode:
         return self._with_unit({"container_id": new_id, "image": image, "cpu_shares": boot_shares})
 
     def _boot_cpu_shares(self, old: ContainerFacts) -> int | None:
-        """The weight the replacement boots at; None where the old one's could not be given back
-        exactly: a container without its own weight on cgroup v2, where runc turns an explicit
-        1024 into a cpu.weight other than the default 100 (runc before 1.3.2 makes it 39)."""
-        own = old.inspect["HostConfig"].get("CpuShares") or 0
-        if own:
-            return min(own, BOOT_CPU_SHARES)
-        return BOOT_CPU_SHARES if self.engine.cgroup_version() == 1 else None
+        return boot_cpu_shares(old.inspect, self.engine.cgroup_version)
 
     def full_cpu(self, kept_as: str) -> EffectData:
         """The old container's CPU weight on the replacement (on cgroup v1, where it had none, 1024:

@@ -49,8 +49,9 @@ IN_MEMORY_MAX_BYTES = 1024 * 1024 * 1024
 SERVER_SCRIPT = (
     "set -eu; umask 077; "
     f"timeout 30 cat > {SECRETS_DIR}/password; "
-    f'password=$(cat {SECRETS_DIR}/password); port="$0"; data={DATA_DIR}; '
-    'mkdir -p "$data"; chown mysql:mysql "$data"; '
+    # Its data and its temporary files (sorts of a bulk load) both under DATA_DIR: in memory or not, together.
+    f'password=$(cat {SECRETS_DIR}/password); port="$0"; data={DATA_DIR}/data; sorts={DATA_DIR}/sorts; '
+    f'mkdir -p "$data" "$sorts"; chown mysql:mysql {DATA_DIR} "$data" "$sorts"; '
     'mariadb-install-db --user=mysql --datadir="$data" --skip-test-db '
     "--auth-root-authentication-method=normal >/dev/null; "
     "printf \"ALTER USER 'root'@'localhost' IDENTIFIED BY '%s';\\n"
@@ -62,7 +63,7 @@ SERVER_SCRIPT = (
     f"> {SECRETS_DIR}/client.cnf; "
     f"chown -R mysql:mysql {SECRETS_DIR}; "
     'exec mariadbd --user=mysql --datadir="$data" --bind-address=127.0.0.1 --port="$port" '
-    f"--socket={SECRETS_DIR}/mysqld.sock --init-file={SECRETS_DIR}/init.sql --skip-log-bin "
+    f'--socket={SECRETS_DIR}/mysqld.sock --init-file={SECRETS_DIR}/init.sql --tmpdir="$sorts" --skip-log-bin '
     "--innodb-flush-log-at-trx-commit=0 --innodb-doublewrite=0 --max-allowed-packet=1G"
 )
 
@@ -90,6 +91,7 @@ class ScratchDatabase:
     engine: Engine
     container: str
     target: DatabaseTarget  # root on 127.0.0.1:<port>, database ``target.database``
+    memory_bytes: int | None = None  # the size of its copy's tmpfs; None: the copy is on disk
 
     def keystone_conf(self) -> str:
         """A keystone.conf fragment pointing Keystone at this copy (handed over on stdin)."""
@@ -111,8 +113,9 @@ class ScratchDatabase:
             f'gunzip -c "{DUMPS_DIR}/{dump_name}" | mariadb --defaults-extra-file={SECRETS_DIR}/client.cnf'
         )
         if finished.exit_code != 0:
+            where = "on disk" if self.memory_bytes is None else f"in {self.memory_bytes} bytes of memory"
             raise DatabaseError(
-                f"the dump {dump_name} did not load into a scratch database",
+                f"the dump {dump_name} did not load into a scratch database ({where})",
                 observed=f"exit code {finished.exit_code}:\n{finished.tail()}",
                 hint="the dump is damaged or was written by a different server; take a new backup",
             )
@@ -168,7 +171,7 @@ def scratch_database(
     )
     try:
         scratch = ScratchDatabase(
-            engine, container, DatabaseTarget("127.0.0.1", port, "root", database, password)
+            engine, container, DatabaseTarget("127.0.0.1", port, "root", database, password), memory
         )
         _wait_until_it_answers(scratch)
         yield scratch
@@ -194,7 +197,8 @@ def _wait_until_it_answers(scratch: ScratchDatabase) -> None:
         raise DatabaseError(
             "a scratch database (a throwaway MariaDB for a copy) did not start",
             observed=f"{exc}\nlast lines:\n{scratch.engine.output_tail(scratch.container, 20)}",
-            hint="check that the backup image has MariaDB's server (mariadbd) and the host has disk space",
+            hint="check that the backup image has MariaDB's server (mariadbd) and the engine's host has "
+            "disk space (and memory, for a copy kept in memory)",
         ) from exc
 
 

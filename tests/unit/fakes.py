@@ -55,6 +55,7 @@ class FakeEngine:
         self.running: list[str] = []
         self.cpu_shares: dict[str, int] = {}
         self.cgroups = 1
+        self.memory_dirs: list[Mapping[str, int] | None] = []  # each start_detached's
 
     def ping(self) -> None:
         return None
@@ -77,6 +78,7 @@ class FakeEngine:
         tmpfs: Sequence[str] = (),
         memory_dirs: Mapping[str, int] | None = None,
     ) -> str:
+        self.memory_dirs.append(memory_dirs)
         self.calls.append("start " + " ".join(command))
         return f"s-{len(self.calls)}"
 

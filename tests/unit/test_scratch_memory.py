@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-from runner.drivers.scratch_database import IN_MEMORY_BASE_BYTES, IN_MEMORY_MAX_BYTES, memory_for
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.drivers import backup
+from runner.drivers import scratch_database as scratch_database_module
+from runner.drivers.scratch_database import (
+    DATA_DIR,
+    IN_MEMORY_BASE_BYTES,
+    IN_MEMORY_MAX_BYTES,
+    memory_for,
+    scratch_database,
+)
+from runner.errors import DatabaseError
+from tests.unit.fakes import FakeEngine
 from tests.unit.test_keep_to_one_cpu import _Client, _engine
 
 MIB = 1024 * 1024
@@ -38,3 +53,57 @@ def test_the_engine_mounts_secrets_small_and_data_at_its_size() -> None:
         "/run/secrets": "size=64k,mode=0700",
         "/var/lib/data": f"size={512 * MIB},mode=0700",
     }
+
+
+def test_the_scratch_server_asks_its_engine_for_memory_only_for_a_copy_known_to_be_small(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(scratch_database_module, "_wait_until_it_answers", lambda scratch: None)
+    engine = FakeEngine([])
+    for database_bytes in (0, None, IN_MEMORY_MAX_BYTES):
+        with scratch_database(engine, "mariadb", {}, database_bytes=database_bytes) as scratch:
+            assert scratch.memory_bytes == memory_for(database_bytes)
+    assert engine.memory_dirs == [{DATA_DIR: IN_MEMORY_BASE_BYTES}, None, None]
+
+
+class _FailingLoad:
+    """A scratch server whose load fails: its copy's tmpfs was too small, or the dump is bad."""
+
+    def __init__(self, memory_bytes: int | None) -> None:
+        self.memory_bytes = memory_bytes
+
+    def load(self, dump_name: str) -> None:
+        raise DatabaseError("the dump did not load", observed="The table 'x' is full", hint="")
+
+
+def test_a_restore_check_whose_copy_did_not_load_in_memory_loads_it_once_more_on_disk(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    on_disk: list[Path] = []
+
+    def restored(
+        engine: object, image: str, dump: Path, database: str, labels: object
+    ) -> tuple[dict[str, int], dict[str, int | None]]:
+        on_disk.append(dump)
+        return {"user": 1}, {"user": 7}
+
+    monkeypatch.setattr(backup, "restored_contents", restored)
+    dump = tmp_path / "keystone.sql.gz"
+    scratch: Any = _FailingLoad(IN_MEMORY_BASE_BYTES)
+    assert backup._restore_checked(
+        scratch, dump, engine=FakeEngine([]), image="mariadb", labels={}, database="keystone"
+    ) == (
+        {"user": 1},
+        {"user": 7},
+    )
+    assert on_disk == [dump]
+    with pytest.raises(DatabaseError):  # on disk already: the failure is the dump's
+        backup._restore_checked(
+            _FailingLoad(None),  # type: ignore[arg-type]
+            dump,
+            engine=FakeEngine([]),
+            image="mariadb",
+            labels={},
+            database="keystone",
+        )
+    assert on_disk == [dump]
