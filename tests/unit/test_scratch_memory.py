@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -16,7 +18,9 @@ from runner.drivers.scratch_database import (
     memory_for,
     scratch_database,
 )
-from runner.errors import DatabaseError
+from runner.errors import BackupError, DatabaseError
+from runner.facts import drift
+from runner.model import DatabaseTarget
 from tests.unit.fakes import FakeEngine
 from tests.unit.test_keep_to_one_cpu import _Client, _engine
 
@@ -107,3 +111,61 @@ def test_a_restore_check_whose_copy_did_not_load_in_memory_loads_it_once_more_on
             database="keystone",
         )
     assert on_disk == [dump]
+
+
+class _Stop(Exception):
+    """Ends the code under test once it has asked for its scratch server."""
+
+
+def _scratch_asked(asked: list[dict[str, object]]) -> Callable[..., AbstractContextManager[object]]:
+    @contextmanager
+    def ask(engine: object, image: str, labels: object, **options: object) -> Iterator[object]:
+        asked.append(options)
+        raise _Stop
+        yield  # a generator: the context manager's shape
+
+    return ask
+
+
+def test_the_drift_reference_asks_for_its_scratch_server_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[dict[str, object]] = []
+    monkeypatch.setattr(drift, "scratch_database", _scratch_asked(asked))
+    with pytest.raises(_Stop):
+        drift.build_reference(FakeEngine([]), "keystone:29.1.0", "mariadb", {})
+    assert asked == [{"database_bytes": 0}]
+
+
+class _LiveDatabase:
+    """The live database as the backup reads it: its rows, and its size when asked."""
+
+    asked: ClassVar[list[str]] = []
+
+    def __init__(self, target: DatabaseTarget) -> None:
+        pass
+
+    def table_row_counts(self) -> dict[str, int]:
+        self.asked.append("rows")
+        return {"user": 1}
+
+    def size_bytes(self) -> int:
+        self.asked.append("size")
+        return 5 * MIB
+
+
+def test_the_backup_reads_the_live_size_only_for_its_restore_check_and_hands_it_on(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    asked: list[dict[str, object]] = []
+    monkeypatch.setattr(backup, "MysqlDatabase", _LiveDatabase)
+    monkeypatch.setattr(backup, "scratch_database", _scratch_asked(asked))
+    target = DatabaseTarget("127.0.0.1", 3306, "keystone", "keystone", "secret")
+    _LiveDatabase.asked = []
+    with pytest.raises(BackupError):  # the fake engine writes no dump
+        backup.dump_verified(FakeEngine([]), "mariadb", target, tmp_path, {}, restore_check=False)
+    assert _LiveDatabase.asked == ["rows"]
+    assert asked == []
+    _LiveDatabase.asked = []
+    with pytest.raises(_Stop):
+        backup.dump_verified(FakeEngine([]), "mariadb", target, tmp_path, {}, restore_check=True)
+    assert _LiveDatabase.asked == ["rows", "size"]
+    assert asked == [{"database": "keystone", "dumps": tmp_path, "database_bytes": 5 * MIB}]
