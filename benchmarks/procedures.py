@@ -14,9 +14,9 @@
 - keystone-upgrade: the runner itself;
 - floor: not an upgrade but what any of them costs the machine at least: the expand, and each
   node's replacement booted beside the node on a port of its own, at the weight the runner
-  boots it at, until it answers, then removed. No node leaves rotation and nothing serving changes, so the latency it adds is
-  the migration's locks and the boots' CPU alone: the lowest p99 a rolling upgrade can have
-  on this machine. It runs no contract (the old release still serves), which keystone-upgrade's
+  boots it at, until it answers, then removed. No node leaves rotation and nothing serving
+  changes, so the latency it adds is the migration's locks and the boots' CPU alone: the
+  lowest p99 a rolling upgrade can have on this machine. It runs no contract (the old release still serves), which keystone-upgrade's
   phases show adds no slow request.
 
 Each returns the seconds it spent in each operation (migration containers, stopping nodes,
@@ -38,11 +38,9 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-
 from runner.drivers.containers import PURPOSE_LABEL
 from runner.drivers.docker_blueprint import derive_blueprint
-from runner.drivers.docker_node import boot_cpu_shares
+from runner.drivers.docker_node import HEALTH_REQUEST_TIMEOUT_S, boot_cpu_shares
 from runner.drivers.ports import Drivers
 from runner.errors import MigrationError
 from runner.host import keep_to_last_cpu
@@ -219,13 +217,6 @@ def parts_from_journal(journal: Journal) -> Parts:
     return parts
 
 
-def _answers(url: str) -> int | None:
-    try:
-        return requests.get(url, timeout=2).status_code
-    except requests.RequestException:
-        return None
-
-
 def _port_for_a_spare() -> int:
     """A free port of 127.0.0.1 below the ephemeral range, which the probe's and HAProxy's own
     connections take theirs from: the spare binds it only once Keystone is imported."""
@@ -262,7 +253,9 @@ def _boot_beside(inventory: Inventory, drivers: Drivers, parts: Parts, node: Nod
         engine.create_and_start(blueprint)
         url = f"http://127.0.0.1:{port}/v3"
         wait_until(
-            NODE_HEALTHY.with_timeout(inventory.health_timeout_s), lambda: _answers(url), lambda s: s == 200
+            NODE_HEALTHY.with_timeout(inventory.health_timeout_s),
+            lambda: drivers.http.get_status(url, HEALTH_REQUEST_TIMEOUT_S),  # no answer yet: OSError
+            lambda s: s == 200,
         )
         _add(parts, "node_start_to_healthy_s", time.monotonic() - began)
     finally:

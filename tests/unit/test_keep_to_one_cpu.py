@@ -67,18 +67,18 @@ def _engine(client: _Client) -> DockerEngine:
     return engine
 
 
-def _create(engine: DockerEngine) -> str:
-    return engine._create_throwaway(
-        "keystone:29.1.0",
-        ["true"],
-        mounts=(),
-        labels={},
-        environment=None,
-        user=None,
-        entrypoint=None,
-        stdin_open=False,
-        tmpfs=(),
-    )
+def _create(engine: DockerEngine, **options: Any) -> str:
+    """A throwaway's creation with nothing asked of it but ``options``."""
+    settings: dict[str, Any] = {
+        "mounts": (),
+        "labels": {},
+        "environment": None,
+        "user": None,
+        "entrypoint": None,
+        "stdin_open": False,
+        "tmpfs": (),
+    }
+    return engine._create_throwaway("keystone:29.1.0", ["true"], **{**settings, **options})
 
 
 def test_throwaways_keep_to_the_engine_hosts_last_cpu() -> None:

@@ -22,7 +22,7 @@ from runner.errors import BackupError, DatabaseError
 from runner.facts import drift
 from runner.model import DatabaseTarget
 from tests.unit.fakes import FakeEngine
-from tests.unit.test_keep_to_one_cpu import _Client, _engine
+from tests.unit.test_keep_to_one_cpu import _Client, _create, _engine
 
 MIB = 1024 * 1024
 
@@ -41,18 +41,7 @@ def test_a_database_past_the_cap_or_of_unknown_size_stays_on_disk() -> None:
 
 def test_the_engine_mounts_secrets_small_and_data_at_its_size() -> None:
     client = _Client(2)
-    _engine(client)._create_throwaway(
-        "mariadb",
-        ["3306"],
-        mounts=(),
-        labels={},
-        environment=None,
-        user=None,
-        entrypoint=None,
-        stdin_open=True,
-        tmpfs=("/run/secrets",),
-        memory_dirs={"/var/lib/data": 512 * MIB},
-    )
+    _create(_engine(client), tmpfs=("/run/secrets",), memory_dirs={"/var/lib/data": 512 * MIB})
     assert client.api.created[0]["tmpfs"] == {
         "/run/secrets": "size=64k,mode=0700",
         "/var/lib/data": f"size={512 * MIB},mode=0700",
