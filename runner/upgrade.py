@@ -28,7 +28,7 @@ from runner.drivers.warm_keystone import WarmKeystone
 from runner.errors import LockedError, PreflightError, RollbackError, RunnerError
 from runner.executor import Executor
 from runner.facts.gather import gather_facts
-from runner.facts.target import CHECK_TIMEOUT_S, ManageCheck, manage_setup
+from runner.facts.target import CHECK_TIMEOUT_S, InWarm, manage_setup
 from runner.history import ROLLED_BACK, journal_plan, unfinished
 from runner.interrupts import ForcedStop, Interrupted, StopRequests, stop_requests
 from runner.journal import Journal, new_run_id
@@ -114,7 +114,7 @@ def make_plan(
     cold: bool = False,
     run_id: str | None = None,
     begin_backup: Callable[[], None] | None = None,
-    begin_warm: Callable[[ThrowawaySetup], ManageCheck | None] | None = None,
+    begin_warm: Callable[[ThrowawaySetup], InWarm | None] | None = None,
 ) -> Plan:
     """Facts (the schema compared for drift), then the plan (with the id its run will have: ``run_id``,
     or a new one); ``cold``: the same work offline (every node stopped at once: an outage, measured
@@ -340,20 +340,23 @@ def _backup_beside_preflight(
 
 def _warm_beside_preflight(
     inventory: Inventory, drivers: Drivers, run_id: str
-) -> Callable[[ThrowawaySetup], ManageCheck | None] | None:
+) -> Callable[[ThrowawaySetup], InWarm | None] | None:
     """The start of the warm keystone-manage container the schema steps will fork in; what runs
-    preflight's checks in it (None: the Kolla way, no warm container)."""
+    preflight's readings and checks in it (None: the Kolla way, no warm container)."""
     warm = drivers.keystone_manage
     if warm is None:
         return None
 
-    def begin(setup: ThrowawaySetup) -> ManageCheck | None:
+    def begin(setup: ThrowawaySetup) -> InWarm | None:
         manage = manage_setup(inventory, setup)
         if manage is None:
             return None
         warm.begin(manage, run_labels(run_id, "keystone-manage"))
-        # Logged to their output, as in preflight's throwaway: a failing check says why.
-        return lambda argv: warm.run(manage, argv, CHECK_TIMEOUT_S, CHECKS_LOG_TO_OUTPUT)
+        return InWarm(
+            # Logged to their output, as in preflight's throwaway: a failing check says why.
+            manage=lambda argv: warm.run(manage, argv, CHECK_TIMEOUT_S, CHECKS_LOG_TO_OUTPUT),
+            read=lambda command: warm.read(manage.engine, manage.image, manage.mounts, command),
+        )
 
     return begin
 

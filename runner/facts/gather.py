@@ -24,7 +24,7 @@ from runner.facts.nodes import (
     throwaways_running,
 )
 from runner.facts.target import (
-    ManageCheck,
+    InWarm,
     TargetFacts,
     node_setup,
     node_target_facts,
@@ -48,7 +48,7 @@ def gather_facts(
     pull_missing: bool = False,
     accept_drift: tuple[str, ...] | None = None,
     begin_backup: Callable[[], None] | None = None,
-    begin_warm: Callable[[ThrowawaySetup], ManageCheck | None] | None = None,
+    begin_warm: Callable[[ThrowawaySetup], InWarm | None] | None = None,
 ) -> ClusterFacts:
     """Read the cluster; change nothing (an upgrade may pull a missing target image).
 
@@ -56,7 +56,8 @@ def gather_facts(
     operator accepts; the others refuse the plan. ``begin_backup`` (an upgrade's) starts
     its dump, a reading too, beside the others; ``begin_warm`` (an upgrade's) its warm
     keystone-manage container, set up as the target's throwaway is, as soon as that is known,
-    which then runs the target's `db_sync --check` and `doctor` (``target_facts``).
+    which then reads the target's heads and keys and runs its `db_sync --check` and `doctor`
+    (``target_facts``).
 
     The slow readings (containers: the target's throwaway, execs in every node, the drift
     reference) wait on the engine more than they compute: they overlap. The target's are the
@@ -96,7 +97,7 @@ def gather_facts(
                 database_ok=database_ok,
                 pull_missing=pull_missing,
                 setup=setup,
-                checks=None if warm is None else partial(_begun, warm),
+                warm=None if warm is None else partial(_begun, warm),
             )
 
         # throwaway_setup's choice: the first node on the runner's engine (else the first node),
@@ -148,9 +149,9 @@ def gather_facts(
         )
 
 
-def _begun(begun: Future[ManageCheck | None]) -> ManageCheck | None:
-    """What runs checks in the warm container once it has been begun; None where it was not (the
-    Kolla way) or its start failed: the checks then run in the target's throwaway."""
+def _begun(begun: Future[InWarm | None]) -> InWarm | None:
+    """What runs in the warm container once it has been begun; None where it was not (the Kolla
+    way) or its start failed: the target's throwaway then reads everything."""
     try:
         return begun.result()
     except Exception as exc:  # the warm container saves time; it never refuses an upgrade

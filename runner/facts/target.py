@@ -36,6 +36,18 @@ log = logging.getLogger(__name__)
 
 # keystone-manage ARGV run elsewhere (the warm container); None when it did not run there.
 ManageCheck = Callable[[Sequence[str]], Finished | None]
+# COMMAND run as root in the warm container (the standard library only); None when it did not run there.
+WarmReading = Callable[[Sequence[str]], Finished | None]
+
+
+@dataclass(frozen=True)
+class InWarm:
+    """What preflight runs in an upgrade's warm keystone-manage container, once it has begun."""
+
+    manage: ManageCheck  # `db_sync --check` and `doctor`, forked from its imported Keystone
+    read: WarmReading  # the target's heads, release and keys: a process, not a container
+
+
 # A check's bound there: the one its one-shot container has.
 CHECK_TIMEOUT_S = CONTAINER_EXITED.timeout_s
 
@@ -187,17 +199,18 @@ def target_facts(
     *,
     pull_missing: bool = False,
     setup: ThrowawaySetup | None = None,
-    checks: Callable[[], ManageCheck | None] | None = None,
+    warm: Callable[[], InWarm | None] | None = None,
 ) -> TargetFacts:
     """The target image's heads, the key repositories it sees, `db_sync --check` and `doctor`,
     in a throwaway container configured as the migrations will be (``setup``): the target
     configuration is checked with the target image before anything changes.
 
-    ``checks`` gives, once begun, what runs `db_sync --check` and `doctor` in an upgrade's warm
-    keystone-manage container (set up as the migrations are; None: there is none, the Kolla way):
-    they run there beside the throwaway, which then reads only what needs no Keystone import,
-    one import instead of two while the nodes serve. Checks it did not run are run in the
-    throwaway after all; one it left running is a failed check, the other readings kept.
+    ``warm`` gives, once begun, an upgrade's warm keystone-manage container (set up as the
+    migrations are; None: there is none, the Kolla way). Everything is then read there: the heads,
+    release and keys by a process started in it (no container created, started and removed while
+    the nodes serve), `db_sync --check` and `doctor` beside it, forked from its one Keystone
+    import. A reading it did not complete is made in the throwaway after all, checks it did not
+    run too; a check it left running is a failed check, the other readings kept.
     """
     setup = setup or inventory_setup(inventory)
     try:
@@ -209,12 +222,15 @@ def target_facts(
         image = engine.image(inventory.target_image)
     if image is None:
         return TargetFacts(None)
-    run_checks = checks() if checks is not None and database_ok else None
-    warm = None if run_checks is None else in_background(lambda: _checked_in(run_checks), "target-checks")
+    begun = warm() if warm is not None else None
+    run_checks = begun.manage if begun is not None and database_ok else None
+    checked = None if run_checks is None else in_background(lambda: _checked_in(run_checks), "target-checks")
     try:
-        facts = _read_in_throwaway(inventory, engine, setup, run_label, database_ok and warm is None)
-        if warm is not None and facts.error is None:
-            answers = warm()
+        facts = _read_in_warm(inventory, begun) if begun is not None else None
+        if facts is None:
+            facts = _read_in_throwaway(inventory, engine, setup, run_label, database_ok and checked is None)
+        if checked is not None and facts.error is None:
+            answers = checked()
             if answers is None:
                 facts = _read_in_throwaway(inventory, engine, setup, run_label, with_database=True)
             else:
@@ -240,6 +256,23 @@ def _checked_in(checks: ManageCheck) -> tuple[Finished, Finished] | None:
         return check, Finished(STILL_RUNNING, "not run: db_sync --check was left running")
     doctor = checked(["doctor"]) if check is not None else None
     return None if check is None or doctor is None else (check, doctor)
+
+
+def _read_in_warm(inventory: Inventory, begun: InWarm) -> TargetFacts | None:
+    """FACTS_SCRIPT, without the database, in the warm container; None unless it read the heads and
+    every key repository there: the throwaway then reads them, and its failure is the one told."""
+    finished = begun.read(["python3", "-c", FACTS_SCRIPT, "without-database", *inventory.key_repositories])
+    if finished is None or finished.exit_code != 0:
+        return None
+    facts = parse_facts_output(finished.output)
+    repositories = set(inventory.key_repositories)
+    if (
+        facts.expand_head is None
+        or set(facts.key_files) != repositories
+        or set(facts.key_digests) != repositories
+    ):
+        return None
+    return facts
 
 
 def _read_in_throwaway(

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,17 +16,19 @@ import pytest
 import requests
 
 from runner.config import load_inventory
+from runner.drivers.containers import PURPOSE_LABEL
 from runner.drivers.docker_blueprint import ContainerBlueprint, derive_blueprint
 from runner.drivers.docker_engine import DockerEngine
 from runner.drivers.warm_keystone import ManageSetup
 from runner.errors import ExitCode, KeysError
+from runner.facts.gather import gather_facts
 from runner.facts.target import inventory_setup, manage_setup
 from runner.images.catalog import REPOSITORY
 from runner.journal import Event, Journal
 from runner.lab.cluster import LabEndpoints
 from runner.steps import RunContext
 from runner.steps.keys import THROWAWAY, KeysAgree
-from runner.upgrade import LOCK_NAME, connect
+from runner.upgrade import LOCK_NAME, _warm_beside_preflight, connect
 from runner.waits import HAPROXY_SERVERS_UP, WaitPolicy, wait_until
 from tests.integration.harness import lab_cluster
 from tests.integration.upgrade_helpers import database, keystone_upgrade, runtime, snapshot, write_inventory
@@ -340,3 +343,39 @@ def test_the_keys_steps_read_the_throwaways_keys_in_the_warm_container(
         assert len(started) == 1, "the warm container only: no container of its own for the keys"
     finally:
         warm.close()
+
+
+def test_an_upgrades_preflight_reads_the_target_in_its_warm_container(
+    docker_client: docker.DockerClient, cluster: LabEndpoints
+) -> None:
+    """Read-only: the target's heads, release and keys are read by a process in the run's warm
+    keystone-manage container, beside its `db_sync --check` and `doctor`; preflight creates no
+    throwaway of the target for them."""
+    inventory = load_inventory(write_inventory(cluster, "29.1.0"))
+    drivers = connect(inventory)
+    assert drivers.keystone_manage is not None
+    began = time.time()
+    try:
+        facts = gather_facts(
+            inventory, drivers, begin_warm=_warm_beside_preflight(inventory, drivers, "warm-facts-test")
+        )
+    finally:
+        drivers.keystone_manage.close()
+    created = [
+        event["Actor"]["Attributes"].get(PURPOSE_LABEL)
+        for event in docker_client.events(
+            since=int(began),
+            until=int(time.time()) + 1,
+            filters={"type": "container", "event": "create"},
+            decode=True,
+        )
+        if event["timeNano"] / 1e9 >= began
+    ]
+    assert created == ["keystone-manage"], created
+    target = facts.target
+    assert (target.error, target.release) == (None, "29.1.0")
+    assert None not in (target.expand_head, target.contract_head, target.check, target.doctor), target
+    nodes = {node.config.name: node.key_digests for node in facts.nodes}
+    assert set(nodes) == {"keystone-1", "keystone-2", "keystone-3"}
+    assert all(digests == target.key_digests for digests in nodes.values()), (nodes, target.key_digests)
+    assert set(target.key_files) == set(inventory.key_repositories)

@@ -28,7 +28,7 @@ from runner.drivers.warm_keystone import (
 )
 from runner.errors import DockerError
 from runner.migrations import CHECKS_LOG_TO_OUTPUT
-from runner.model import BindMount
+from runner.model import LOCAL_ENGINE, BindMount
 from runner.upgrade import _warm_beside_preflight
 from runner.waits import CONTAINER_EXITED
 from tests.unit.fakes import FakeEngine, target_inventory
@@ -305,15 +305,25 @@ def test_preflight_checks_in_the_warm_container_log_to_their_output_within_a_one
             self.asked.append(("run", tuple(argv), timeout_s, dict(environment or {})))
             return Finished(0, "up to date")
 
+        def read(
+            self, engine: str, image: str, mounts: Sequence[BindMount], command: Sequence[str]
+        ) -> Finished | None:
+            self.asked.append(("read", engine, image, tuple(mounts), tuple(command)))
+            return Finished(0, "EXPAND e")
+
     manage = _Manage()
     begin = _warm_beside_preflight(
         target_inventory(), cast(Drivers, SimpleNamespace(keystone_manage=manage)), "r1"
     )
     assert begin is not None
-    check = begin(ThrowawaySetup((), (), None, ()))
-    assert check is not None
-    assert check(["db_sync", "--check"]) == Finished(0, "up to date")
+    mounts = (BindMount("/srv/keys", "/etc/keystone/fernet-keys", read_only=True),)
+    warm = begin(ThrowawaySetup(mounts, (), None, ()))
+    assert warm is not None
+    assert warm.manage(["db_sync", "--check"]) == Finished(0, "up to date")
+    assert warm.read(["python3", "-c", "print()"]) == Finished(0, "EXPAND e")
     assert manage.asked == [
         ("begin", "ks:29"),
         ("run", ("db_sync", "--check"), CONTAINER_EXITED.timeout_s, CHECKS_LOG_TO_OUTPUT),
+        # A reading goes to the container begun for this setup: its engine, image and mounts.
+        ("read", LOCAL_ENGINE, "ks:29", mounts, ("python3", "-c", "print()")),
     ]
