@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import partial
 
 from runner.drivers.containers import RUN_ID_LABEL
@@ -87,8 +87,11 @@ def gather_facts(
         database = database_facts(drivers.database)
         database_ok = database.error is None
 
+        warm_begun: list[Future[InWarm | None]] = []
+
         def target_read_with(setup: ThrowawaySetup) -> Future[TargetFacts]:
             warm = None if begin_warm is None else pool.submit(begin_warm, setup)
+            warm_begun.extend([warm] if warm is not None else [])
             return pool.submit(
                 target_facts,
                 inventory,
@@ -106,6 +109,9 @@ def gather_facts(
         first = sorted(inventory.nodes, key=lambda n: n.engine != LOCAL_ENGINE)[0]
         setup = _setup_from_container(inventory, first, drivers)
         target = None if setup is None else target_read_with(setup)
+        # The nodes' execs once the warm container has started, not beside its creation: each costs
+        # the engine CPU the serving nodes share, and they end long before its Keystone import.
+        wait(warm_begun)
         read = _read_nodes(pool, inventory.nodes, facts_of)
         if setup is None:
             setup = node_setup(inventory, first, read[first.name].result().container, drivers.engine)

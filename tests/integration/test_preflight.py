@@ -350,7 +350,8 @@ def test_an_upgrades_preflight_reads_the_target_in_its_warm_container(
 ) -> None:
     """Read-only: the target's heads, release and keys are read by a process in the run's warm
     keystone-manage container, beside its `db_sync --check` and `doctor`; preflight creates no
-    throwaway of the target for them."""
+    throwaway of the target for them, and execs in the serving nodes only once that container
+    has started."""
     inventory = load_inventory(write_inventory(cluster, "29.1.0"))
     drivers = connect(inventory)
     assert drivers.keystone_manage is not None
@@ -361,21 +362,30 @@ def test_an_upgrades_preflight_reads_the_target_in_its_warm_container(
         )
     finally:
         drivers.keystone_manage.close()
-    created = [
-        event["Actor"]["Attributes"].get(PURPOSE_LABEL)
+    nodes = {node.config.container for node in facts.nodes}
+    seen = [
+        (event["Action"].split(":")[0], event["Actor"]["Attributes"])
         for event in docker_client.events(
             since=int(began),
             until=int(time.time()) + 1,
-            filters={"type": "container", "event": "create"},
+            filters={"type": "container", "event": ["create", "start", "exec_create"]},
             decode=True,
         )
         if event["timeNano"] / 1e9 >= began
     ]
+    created = [attributes.get(PURPOSE_LABEL) for action, attributes in seen if action == "create"]
     assert created == ["keystone-manage"], created
+    order = [
+        "node" if attributes["name"] in nodes else attributes.get(PURPOSE_LABEL)
+        for action, attributes in seen
+        if (action, attributes.get(PURPOSE_LABEL)) == ("start", "keystone-manage")
+        or (action == "exec_create" and attributes["name"] in nodes)
+    ]
+    assert order == ["keystone-manage", "node", "node", "node"], order
     target = facts.target
     assert (target.error, target.release) == (None, "29.1.0")
     assert None not in (target.expand_head, target.contract_head, target.check, target.doctor), target
-    nodes = {node.config.name: node.key_digests for node in facts.nodes}
-    assert set(nodes) == {"keystone-1", "keystone-2", "keystone-3"}
-    assert all(digests == target.key_digests for digests in nodes.values()), (nodes, target.key_digests)
+    digests = {node.config.name: node.key_digests for node in facts.nodes}
+    assert set(digests) == {"keystone-1", "keystone-2", "keystone-3"}
+    assert all(read == target.key_digests for read in digests.values()), (digests, target.key_digests)
     assert set(target.key_files) == set(inventory.key_repositories)
