@@ -16,6 +16,7 @@ from runner.images.catalog import REPOSITORY
 from runner.lab.cluster import LabEndpoints
 from runner.model import KEYSTONE_VERSION_LABEL
 from runner.probe import Probe, ProbeSettings, Sample, summarize
+from runner.steps.tokens import WARM_UP_ROUNDS, WARM_UP_THREADS
 from runner.waits import WaitPolicy, wait_until
 from tests.integration.conftest import ClusterFactory
 from tests.integration.throwaway import migration_head_pair, migration_heads, run_once
@@ -108,7 +109,8 @@ def _assert_upgraded(
         assert event["started"]["cpu_shares"] == (BOOT_CPU_SHARES if v1 else None)
         assert event["full cpu weight"]["cpu_shares"] == (DOCKER_DEFAULT_CPU_SHARES if v1 else None)
         assert event["warmed up"]["failed_rounds"] == 0
-        assert event["warmed up"]["requests"] > 0
+        # A login per warm-up thread (every worker's first), then the validations: all answered.
+        assert event["warmed up"]["requests"] == WARM_UP_THREADS * (1 + WARM_UP_ROUNDS)
         container = client.containers.get(cluster.node_containers[node])
         assert container.attrs["HostConfig"]["CpuShares"] == (DOCKER_DEFAULT_CPU_SHARES if v1 else 0)
 

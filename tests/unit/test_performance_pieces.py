@@ -74,42 +74,47 @@ def test_the_limiter_names_the_busy_machine_or_the_probe() -> None:
 
 
 class _Tokens:
+    """Logins that answer only once WARM_UP_THREADS of them are in flight together (or refuse)."""
+
     def __init__(self, reject: bool = False) -> None:
         self.reject = reject
         self.issued = 0
-        self.validated = 0
+        self.validated: list[str] = []
         self.lock = threading.Lock()
+        self.together = threading.Barrier(WARM_UP_THREADS, timeout=5)
 
     def issue(self, base_url: str) -> str:
         with self.lock:
             self.issued += 1
+            number = self.issued
+        self.together.wait()  # BrokenBarrierError unless every thread's login is in flight at once
         if self.reject:
             raise PermissionError("refused")
-        return "t"
+        return f"t{number}"
 
     def validate(self, base_url: str, auth_token: str, subject_token: str) -> int:
         with self.lock:
-            self.validated += 1
+            self.validated.append(subject_token)
         return 200
 
 
-def test_the_warm_up_issues_one_token_validates_it_every_round_and_counts_failures_without_raising() -> None:
+def test_the_warm_up_logs_in_once_per_thread_at_once_then_validates_every_round() -> None:
     tokens = _Tokens()
-    result = warm_up(tokens, "http://127.0.0.1:1", lambda: 200)
-    assert tokens.issued == 1  # a password check is a slow hash: one
-    assert tokens.validated == WARM_UP_THREADS * WARM_UP_ROUNDS
-    assert result["requests"] == 1 + WARM_UP_THREADS * WARM_UP_ROUNDS
+    result = warm_up(tokens, "http://127.0.0.1:1", lambda: 200, "gate")
+    assert tokens.issued == WARM_UP_THREADS, "every worker's first login is the runner's; one each"
+    assert len(tokens.validated) == WARM_UP_THREADS * WARM_UP_ROUNDS
+    assert "gate" not in tokens.validated, "a token the warm-up got itself"
+    assert result["requests"] == WARM_UP_THREADS + WARM_UP_THREADS * WARM_UP_ROUNDS
     assert result["failed_rounds"] == 0
-    refused = warm_up(_Tokens(reject=True), "http://127.0.0.1:1", lambda: 200)
-    assert refused["failed_rounds"] == WARM_UP_THREADS * WARM_UP_ROUNDS
-    # The token gate's token: no login of its own.
-    given = _Tokens()
-    assert (
-        warm_up(given, "http://127.0.0.1:1", lambda: 200, "gate")["requests"]
-        == WARM_UP_THREADS * WARM_UP_ROUNDS
-    )
-    assert given.issued == 0
-    assert given.validated == WARM_UP_THREADS * WARM_UP_ROUNDS
+
+
+def test_refused_logins_are_counted_and_the_gates_token_is_validated_instead() -> None:
+    refused = _Tokens(reject=True)
+    result = warm_up(refused, "http://127.0.0.1:1", lambda: 200, "gate")
+    assert result["failed_rounds"] == WARM_UP_THREADS
+    assert refused.validated == ["gate"] * (WARM_UP_THREADS * WARM_UP_ROUNDS)
+    nothing = warm_up(_Tokens(reject=True), "http://127.0.0.1:1", lambda: 200)
+    assert nothing["failed_rounds"] == WARM_UP_THREADS + WARM_UP_THREADS * WARM_UP_ROUNDS
     # Without probe credentials: the health URL, as often.
     assert (
         warm_up(None, "http://127.0.0.1:1", lambda: 503)["failed_rounds"] == WARM_UP_THREADS * WARM_UP_ROUNDS

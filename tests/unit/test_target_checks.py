@@ -225,9 +225,7 @@ def test_the_heads_and_keys_are_read_in_the_warm_container_and_no_throwaway_is_s
 def test_a_reading_the_warm_container_did_not_complete_is_made_in_a_throwaway(answer: Finished) -> None:
     engine = _Target()
     warm = _Warm({"db_sync --check": Finished(0, "warm check"), "doctor": Finished(0, "warm doctor")})
-    facts = target_facts(
-        _with_keys(), engine, {}, database_ok=True, warm=lambda: _in(warm, _Reads(answer))
-    )
+    facts = target_facts(_with_keys(), engine, {}, database_ok=True, warm=lambda: _in(warm, _Reads(answer)))
     assert _modes(engine) == ["without-database"], (
         "the throwaway reads; the checks stay in the warm container"
     )
