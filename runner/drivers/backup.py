@@ -20,7 +20,7 @@ from pathlib import Path
 
 from runner.background import in_background
 from runner.drivers.containers import PURPOSE_LABEL, Engine, Finished, StillRunning
-from runner.drivers.database import MysqlDatabase
+from runner.drivers.database import MysqlDatabase, client_errors
 from runner.drivers.scratch_database import ScratchDatabase, scratch_database
 from runner.errors import BackupError, ConfigError, DatabaseError
 from runner.model import BindMount, DatabaseTarget
@@ -306,7 +306,7 @@ def load_backup(
     if finished.exit_code != 0:
         raise BackupError(
             f"loading {dump} into the database failed; the database may be partly loaded",
-            observed=f"mariadb exited {finished.exit_code}:\n{finished.tail()}",
+            observed=f"mariadb exited {finished.exit_code}:\n{client_errors(finished.output)}",
             hint="fix the cause (the account needs DROP and CREATE on the database) and run restore again: "
             "it drops what is there and loads the whole dump",
         )

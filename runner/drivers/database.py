@@ -20,6 +20,20 @@ log = logging.getLogger(__name__)
 
 # PyMySQL's client error code for an authentication plugin that failed (CR_AUTH_PLUGIN_ERR).
 AUTH_PLUGIN_ERROR = 2061
+# The mariadb client loading a dump may echo the statement it failed on (it did when its server
+# stopped mid-load): a dump's rows (password hashes, credential blobs) must reach no error message,
+# log or journal. Its own error lines are kept, each cut to this length, the last few of them.
+CLIENT_ERROR_CHARACTERS = 240
+CLIENT_ERROR_LINES = 5
+
+
+def client_errors(output: str) -> str:
+    """What the mariadb client said went wrong, from its ``output``: its own ``ERROR ...`` lines,
+    never a statement it echoed."""
+    errors = [line[:CLIENT_ERROR_CHARACTERS] for line in output.splitlines() if line.startswith("ERROR")]
+    if not errors:
+        return "the client printed no error of its own (its server may have stopped)"
+    return "\n".join(errors[-CLIENT_ERROR_LINES:])
 
 
 def tls_context(tls: DatabaseTls) -> ssl.SSLContext:

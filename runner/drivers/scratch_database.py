@@ -28,6 +28,7 @@ from typing import Any
 import pymysql
 
 from runner.drivers.containers import PURPOSE_LABEL, Engine, Finished
+from runner.drivers.database import client_errors
 from runner.errors import DatabaseError
 from runner.model import BindMount, DatabaseTarget
 from runner.waits import MIGRATION_FINISHES, SCRATCH_DATABASE_ANSWERS, WaitPolicy, WaitTimeout, wait_until
@@ -45,6 +46,8 @@ DATA_DIR = "/var/lib/keystone-upgrade-scratch"
 # beyond the cap keeps its copy on disk.
 IN_MEMORY_BASE_BYTES = 384 * 1024 * 1024
 IN_MEMORY_MAX_BYTES = 1024 * 1024 * 1024
+# A failed load's error shows the server's last lines (its own messages: no rows of the dump).
+SERVER_LINES = 10
 # Speed over durability: the copy lives as long as one rehearsal or check.
 SERVER_SCRIPT = (
     "set -eu; umask 077; "
@@ -114,9 +117,11 @@ class ScratchDatabase:
         )
         if finished.exit_code != 0:
             where = "on disk" if self.memory_bytes is None else f"in {self.memory_bytes} bytes of memory"
+            server = self.engine.output_tail(self.container, SERVER_LINES).strip() or "(none)"
             raise DatabaseError(
                 f"the dump {dump_name} did not load into a scratch database ({where})",
-                observed=f"exit code {finished.exit_code}:\n{finished.tail()}",
+                observed=f"exit code {finished.exit_code}: {client_errors(finished.output)}\n"
+                f"the server's last lines:\n{server}",
                 hint="the dump is damaged or was written by a different server; take a new backup",
             )
 
