@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,18 +22,24 @@ log = logging.getLogger(__name__)
 # PyMySQL's client error code for an authentication plugin that failed (CR_AUTH_PLUGIN_ERR).
 AUTH_PLUGIN_ERROR = 2061
 # The mariadb client loading a dump may echo the statement it failed on (it did when its server
-# stopped mid-load): a dump's rows (password hashes, credential blobs) must reach no error message,
-# log or journal. Its own error lines are kept, each cut to this length, the last few of them.
+# stopped mid-load), and its errors quote what they failed on (`near '...'`, `Duplicate entry
+# '...'`): a dump's rows (password hashes, credential blobs) must reach no error message, log or
+# journal. Its own error lines and gunzip's are kept, quoted text masked, the last few of them.
 CLIENT_ERROR_CHARACTERS = 240
 CLIENT_ERROR_LINES = 5
+_QUOTED = re.compile(r"'.*'")  # greedy: from the first quote to the last, quotes in a value too
 
 
 def client_errors(output: str) -> str:
-    """What the mariadb client said went wrong, from its ``output``: its own ``ERROR ...`` lines,
-    never a statement it echoed."""
-    errors = [line[:CLIENT_ERROR_CHARACTERS] for line in output.splitlines() if line.startswith("ERROR")]
+    """What the mariadb client (and gunzip before it) said went wrong, from their ``output``: their
+    own error lines with anything quoted masked, never a statement or a value of the dump."""
+    errors = [
+        _QUOTED.sub("'...'", line)[:CLIENT_ERROR_CHARACTERS]
+        for line in output.splitlines()
+        if line.startswith(("ERROR", "gzip:"))
+    ]
     if not errors:
-        return "the client printed no error of its own (its server may have stopped)"
+        return "no ERROR line from the client (its server may have stopped: see its last lines)"
     return "\n".join(errors[-CLIENT_ERROR_LINES:])
 
 

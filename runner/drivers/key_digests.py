@@ -56,6 +56,11 @@ MISSING = "missing"
 EMPTY = "empty"  # a repository with no key in it: nothing could be issued or validated
 
 
+def digests_complete(finished: Finished, repositories: tuple[str, ...]) -> bool:
+    """A reading that finished and has a digest for every repository (a missing one is a digest)."""
+    return finished.exit_code == 0 and set(parse_key_digests(finished.output)) == set(repositories)
+
+
 def parse_key_digests(output: str) -> dict[str, str]:
     """Repository -> digest (``MISSING`` for a repository that is not there) from KEYDIGEST lines."""
     digests = {}

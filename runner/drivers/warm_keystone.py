@@ -123,6 +123,19 @@ while True:
 """
 )
 
+# A reading waits (bounded) for the server's socket before it runs: the image's entrypoint has
+# then handed over to the server, so whatever it puts into place (keys, configuration) is there,
+# as it is for a throwaway's command. The server binds it before it imports Keystone.
+AFTER_START_SCRIPT = f"""\
+import os, sys, time
+path, ready_by = sys.argv[1], time.monotonic() + float(sys.argv[2])
+while not os.path.exists(path):
+    if time.monotonic() > ready_by:
+        sys.exit({NOT_STARTED})
+    time.sleep(0.02)
+os.execvp(sys.argv[3], sys.argv[3:])
+"""
+
 # What ``docker exec`` runs: one command through the warm container, its output and exit code
 # as keystone-manage's own (or STILL_RUNNING / NOT_STARTED).
 CLIENT_SCRIPT = """\
@@ -312,8 +325,16 @@ class WarmKeystone:
             tuple(mounts),
         ):
             return None
+        after_start = [
+            "python3",
+            "-c",
+            AFTER_START_SCRIPT,
+            started.socket_path,
+            str(READY_WITHIN_S),
+            *command,
+        ]
         try:
-            return started.engine.exec_output(started.container_id, command, user="root")
+            return started.engine.exec_output(started.container_id, after_start, user="root")
         except RunnerError as exc:  # a reading changes nothing: it is read again elsewhere
             log.info("the warm keystone-manage container cannot read for %s: %s", image, exc.what)
             return None

@@ -91,7 +91,8 @@ def gather_facts(
 
         def target_read_with(setup: ThrowawaySetup) -> Future[TargetFacts]:
             warm = None if begin_warm is None else pool.submit(begin_warm, setup)
-            warm_begun.extend([warm] if warm is not None else [])
+            if warm is not None:
+                warm_begun.append(warm)
             return pool.submit(
                 target_facts,
                 inventory,
@@ -161,7 +162,7 @@ def _begun(begun: Future[InWarm | None]) -> InWarm | None:
     try:
         return begun.result()
     except Exception as exc:  # the warm container saves time; it never refuses an upgrade
-        log.warning("no warm keystone-manage container for preflight's checks: %s", exc)
+        log.warning("no warm keystone-manage container for preflight's readings and checks: %s", exc)
         return None
 
 

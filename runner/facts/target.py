@@ -1,9 +1,9 @@
-"""The target image as a throwaway container of it sees things, set up as a node is.
+"""The target image as a container of it sees things, set up as a node is.
 
-One throwaway container answers what preflight asks of the target image (its release,
-its migration heads, what it sees in the key repositories, and `db_sync --check` and
-`doctor` unless an upgrade's warm keystone-manage container runs those), configured as
-the migrations will be: a node's mounts, volumes, environment, user and command, with
+What preflight asks of the target image (its release, its migration heads, what it sees
+in the key repositories, `db_sync --check` and `doctor`) is answered in an upgrade's warm
+keystone-manage container, else in one throwaway container of the target, each configured
+as the migrations will be: a node's mounts, volumes, environment, user and command, with
 the target configuration on top.
 """
 
@@ -23,7 +23,7 @@ from runner.drivers.containers import (
     StillRunning,
 )
 from runner.drivers.docker_blueprint import ThrowawaySetup, derive_throwaway
-from runner.drivers.key_digests import DIGEST_FUNCTION, parse_key_digests
+from runner.drivers.key_digests import DIGEST_FUNCTION, digests_complete, parse_key_digests
 from runner.drivers.keystone_release import RELEASE_FUNCTION
 from runner.drivers.warm_keystone import RUN_MANAGE_FUNCTION, STILL_RUNNING, ManageSetup
 from runner.errors import RunnerError
@@ -51,9 +51,9 @@ class InWarm:
 # A check's bound there: the one its one-shot container has.
 CHECK_TIMEOUT_S = CONTAINER_EXITED.timeout_s
 
-# One throwaway container answers everything preflight asks of the target image:
-# its migration heads, what it sees in the key repositories, and (when the
-# database answers) `db_sync --check` and `doctor`, each framed by markers.
+# Everything preflight asks of the target image, in one process of a container of it: its
+# migration heads, what it sees in the key repositories, and (with the database, in a throwaway)
+# `db_sync --check` and `doctor`, each framed by markers.
 FACTS_SCRIPT = (
     DIGEST_FUNCTION
     + RELEASE_FUNCTION
@@ -107,7 +107,7 @@ if with_database:
 
 @dataclass(frozen=True)
 class TargetFacts:
-    """The target image and what a throwaway container of it says."""
+    """The target image and what a container of it says (the warm one, or a throwaway)."""
 
     image: ImageFacts | None
     # The Keystone release installed in the image, read by running it (the label is only a hint).
@@ -262,15 +262,16 @@ def _read_in_warm(inventory: Inventory, begun: InWarm) -> TargetFacts | None:
     """FACTS_SCRIPT, without the database, in the warm container; None unless it read the heads and
     every key repository there: the throwaway then reads them, and its failure is the one told."""
     finished = begun.read(["python3", "-c", FACTS_SCRIPT, "without-database", *inventory.key_repositories])
-    if finished is None or finished.exit_code != 0:
+    if finished is None:
         return None
     facts = parse_facts_output(finished.output)
-    repositories = set(inventory.key_repositories)
     if (
         facts.expand_head is None
-        or set(facts.key_files) != repositories
-        or set(facts.key_digests) != repositories
+        or set(facts.key_files) != set(inventory.key_repositories)
+        or not digests_complete(finished, inventory.key_repositories)
     ):
+        # Heads, release and digests only (no key leaves a container): why a throwaway reads them.
+        log.info("the warm container did not read the target whole, a throwaway will: %s", finished.tail(3))
         return None
     return facts
 

@@ -12,7 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from runner.drivers.containers import Finished
-from runner.drivers.key_digests import KEY_DIGEST_SCRIPT, key_differences, parse_key_digests, short
+from runner.drivers.key_digests import (
+    KEY_DIGEST_SCRIPT,
+    digests_complete,
+    key_differences,
+    parse_key_digests,
+    short,
+)
 from runner.errors import DockerError, KeysError
 from runner.journal import Event
 from runner.migrations import styled_argv
@@ -55,7 +61,7 @@ class KeysAgree(Step):
             )
             seen = {f"node {node.name}": digests for node, digests in zip(self.nodes, read, strict=True)}
             finished, read_in = throwaway.result()
-        if not self._read_whole(finished):
+        if not digests_complete(finished, self.repositories):
             raise DockerError(
                 f"the throwaway container of {self.image} could not read the key repositories",
                 observed=f"exit code {finished.exit_code}: {finished.tail(5)}",
@@ -88,7 +94,7 @@ class KeysAgree(Step):
             finished = warm.read(self.engine, self.image, self.mounts, command)
             # A reading that did not finish there (killed, a repository unread) is read again in a
             # container of its own: its failure is then that container's, as the error says.
-            if finished is not None and self._read_whole(finished):
+            if finished is not None and digests_complete(finished, self.repositories):
                 return finished, READ_IN_WARM
         finished = context.drivers.engine(self.engine).run_once(
             self.image,
@@ -99,7 +105,3 @@ class KeysAgree(Step):
             user="root",  # key repositories are 0700 keystone: root reads them in any image
         )
         return finished, READ_IN_OWN
-
-    def _read_whole(self, finished: Finished) -> bool:
-        """The reading finished and has a digest for every repository."""
-        return finished.exit_code == 0 and set(parse_key_digests(finished.output)) == set(self.repositories)

@@ -108,7 +108,7 @@ def _assert_upgraded(
         event = {e["event"]: e for e in step["events"]}
         assert event["started"]["cpu_shares"] == (BOOT_CPU_SHARES if v1 else None)
         assert event["full cpu weight"]["cpu_shares"] == (DOCKER_DEFAULT_CPU_SHARES if v1 else None)
-        assert event["warmed up"]["failed_rounds"] == 0
+        assert (event["warmed up"]["failed_rounds"], event["warmed up"]["failed_logins"]) == (0, 0)
         # A login per warm-up thread (every worker's first), then the validations: all answered.
         assert event["warmed up"]["requests"] == WARM_UP_THREADS * (1 + WARM_UP_ROUNDS)
         container = client.containers.get(cluster.node_containers[node])

@@ -105,16 +105,19 @@ def test_the_warm_up_logs_in_once_per_thread_at_once_then_validates_every_round(
     assert len(tokens.validated) == WARM_UP_THREADS * WARM_UP_ROUNDS
     assert "gate" not in tokens.validated, "a token the warm-up got itself"
     assert result["requests"] == WARM_UP_THREADS + WARM_UP_THREADS * WARM_UP_ROUNDS
-    assert result["failed_rounds"] == 0
+    assert (result["failed_rounds"], result["failed_logins"]) == (0, 0)
 
 
 def test_refused_logins_are_counted_and_the_gates_token_is_validated_instead() -> None:
     refused = _Tokens(reject=True)
     result = warm_up(refused, "http://127.0.0.1:1", lambda: 200, "gate")
-    assert result["failed_rounds"] == WARM_UP_THREADS
+    assert (result["failed_rounds"], result["failed_logins"]) == (0, WARM_UP_THREADS)
     assert refused.validated == ["gate"] * (WARM_UP_THREADS * WARM_UP_ROUNDS)
     nothing = warm_up(_Tokens(reject=True), "http://127.0.0.1:1", lambda: 200)
-    assert nothing["failed_rounds"] == WARM_UP_THREADS + WARM_UP_THREADS * WARM_UP_ROUNDS
+    assert (nothing["failed_rounds"], nothing["failed_logins"]) == (
+        WARM_UP_THREADS * WARM_UP_ROUNDS,
+        WARM_UP_THREADS,
+    )
     # Without probe credentials: the health URL, as often.
     assert (
         warm_up(None, "http://127.0.0.1:1", lambda: 503)["failed_rounds"] == WARM_UP_THREADS * WARM_UP_ROUNDS

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,6 +20,7 @@ from runner.drivers.containers import ExecNotStarted, Finished, StillRunning
 from runner.drivers.docker_blueprint import ThrowawaySetup
 from runner.drivers.ports import Drivers
 from runner.drivers.warm_keystone import (
+    AFTER_START_SCRIPT,
     CLIENT_SCRIPT,
     NOT_STARTED,
     SERVER_SCRIPT,
@@ -242,7 +244,9 @@ class _Reading(FakeEngine):
         self.answer = answer
 
     def exec_output(self, container: str, command: Sequence[str], *, user: str | None = None) -> Finished:
-        self.calls.append(f"exec as {user} in {container}: {' '.join(command)}")
+        # A reading waits for the server's socket, then runs as given.
+        assert command[:3] == ["python3", "-c", AFTER_START_SCRIPT], command
+        self.calls.append(f"exec as {user} in {container}: {' '.join(command[5:])}")
         if isinstance(self.answer, Exception):
             raise self.answer
         return self.answer
@@ -269,6 +273,28 @@ def test_a_reading_runs_as_root_only_in_a_warm_container_of_the_same_image_and_m
         "start attached keystone:29.1.0",
         "exec as root in warm: python3 -c print('read')",
     ]
+
+
+def test_a_reading_runs_once_the_servers_socket_is_there_and_not_at_all_without_it(tmp_path: Path) -> None:
+    socket_path = tmp_path / "server.sock"
+
+    def reading(within_s: float) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-c", "print('read')"]
+        return subprocess.run(
+            [sys.executable, "-c", AFTER_START_SCRIPT, str(socket_path), str(within_s), *command],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    missing = reading(0.2)
+    assert (missing.returncode, missing.stdout) == (NOT_STARTED, ""), "never there: nothing read"
+    bound = threading.Timer(0.3, socket_path.touch)
+    bound.start()
+    late = reading(20)
+    bound.join()
+    assert (late.returncode, late.stdout) == (0, "read\n"), "read once the server bound it"
 
 
 def test_a_reading_that_fails_there_is_left_to_a_container_of_its_own_and_the_container_kept() -> None:
