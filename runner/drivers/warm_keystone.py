@@ -125,7 +125,9 @@ while True:
 
 # A reading waits (bounded) for the server's socket before it runs: the image's entrypoint has
 # then handed over to the server, so whatever it puts into place (keys, configuration) is there,
-# as it is for a throwaway's command. The server binds it before it imports Keystone.
+# as it is for a throwaway's command. The server binds it before it imports Keystone. Once one
+# reading has seen it, later ones run as given: the socket stays until the server exits. (It polls
+# the socket's path, bounded, as CLIENT_SCRIPT does: the image has only Python's standard library.)
 AFTER_START_SCRIPT = f"""\
 import os, sys, time
 path, ready_by = sys.argv[1], time.monotonic() + float(sys.argv[2])
@@ -214,6 +216,7 @@ class _Started:
     socket_path: str
     end_input: Callable[[], None]
     left_running: bool = False
+    bound: bool = False  # a reading saw the server's socket: later ones need not wait for it
 
 
 class WarmKeystone:
@@ -325,19 +328,17 @@ class WarmKeystone:
             tuple(mounts),
         ):
             return None
-        after_start = [
-            "python3",
-            "-c",
-            AFTER_START_SCRIPT,
-            started.socket_path,
-            str(READY_WITHIN_S),
-            *command,
-        ]
+        bound = started.bound
+        after_start = ["python3", "-c", AFTER_START_SCRIPT, started.socket_path, str(READY_WITHIN_S)]
         try:
-            return started.engine.exec_output(started.container_id, after_start, user="root")
+            finished = started.engine.exec_output(
+                started.container_id, list(command) if bound else [*after_start, *command], user="root"
+            )
         except RunnerError as exc:  # a reading changes nothing: it is read again elsewhere
             log.info("the warm keystone-manage container cannot read for %s: %s", image, exc.what)
             return None
+        started.bound = bound or finished.exit_code != NOT_STARTED
+        return finished
 
     def close(self, *, wait: bool = True) -> None:
         """End the warm container's input: it exits (after a command it is running). ``wait``: one

@@ -81,6 +81,14 @@ def accepted_both_ways(tokens: Tokens, node: Endpoint, peer: Endpoint, hint: str
     return token
 
 
+def _login(tokens: Tokens, url: str) -> str | None:
+    """A token issued on ``url``; None when refused, unanswered, or answered without a token."""
+    try:
+        return tokens.issue(url)
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 # A swapped node's first requests are its slowest: each worker opens its database and memcached
 # connections, loads the keys, its password and token code and fills its caches on first use.
 # Sent by the runner directly to the node before it goes back into rotation, they are no
@@ -103,13 +111,6 @@ def warm_up(
     """
     started = time.monotonic()
 
-    def login() -> str | None:
-        assert tokens is not None
-        try:
-            return tokens.issue(url)
-        except (OSError, KeyError, ValueError):  # refused, unanswered, or an answer without a token
-            return None
-
     def one_round(subject: str | None) -> bool:
         try:
             if tokens is None:
@@ -119,7 +120,9 @@ def warm_up(
             return False
 
     with ThreadPoolExecutor(max_workers=WARM_UP_THREADS) as pool:
-        logins = list(pool.map(lambda _: login(), range(WARM_UP_THREADS))) if tokens is not None else []
+        logins = (
+            [] if tokens is None else list(pool.map(lambda _: _login(tokens, url), range(WARM_UP_THREADS)))
+        )
         subject = next((issued for issued in logins if issued is not None), token)
         answers = list(pool.map(lambda _: one_round(subject), range(WARM_UP_THREADS * WARM_UP_ROUNDS)))
     return {

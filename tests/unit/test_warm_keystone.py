@@ -242,11 +242,12 @@ class _Reading(FakeEngine):
     def __init__(self, answer: Finished | Exception) -> None:
         super().__init__([])
         self.answer = answer
+        self.waited: list[bool] = []  # per reading: did it wait for the server's socket first
 
     def exec_output(self, container: str, command: Sequence[str], *, user: str | None = None) -> Finished:
-        # A reading waits for the server's socket, then runs as given.
-        assert command[:3] == ["python3", "-c", AFTER_START_SCRIPT], command
-        self.calls.append(f"exec as {user} in {container}: {' '.join(command[5:])}")
+        waits = list(command[:3]) == ["python3", "-c", AFTER_START_SCRIPT]
+        self.waited.append(waits)
+        self.calls.append(f"exec as {user} in {container}: {' '.join(command[5:] if waits else command)}")
         if isinstance(self.answer, Exception):
             raise self.answer
         return self.answer
@@ -273,6 +274,16 @@ def test_a_reading_runs_as_root_only_in_a_warm_container_of_the_same_image_and_m
         "start attached keystone:29.1.0",
         "exec as root in warm: python3 -c print('read')",
     ]
+    assert engine.waited == [True], "a reading waits for the server's socket, then runs as given"
+
+
+@pytest.mark.parametrize(("first", "waited"), [(0, [True, False]), (NOT_STARTED, [True, True])])
+def test_only_readings_before_the_socket_was_seen_wait_for_it(first: int, waited: list[bool]) -> None:
+    warm, engine = _warm_reading(Finished(first, "read"))
+    warm.read("local", "keystone:29.1.0", MOUNTED, READING)
+    engine.answer = Finished(0, "read")
+    assert warm.read("local", "keystone:29.1.0", MOUNTED, READING) == Finished(0, "read")
+    assert engine.waited == waited
 
 
 def test_a_reading_runs_once_the_servers_socket_is_there_and_not_at_all_without_it(tmp_path: Path) -> None:
